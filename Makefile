@@ -1,0 +1,37 @@
+# The two commands in the README: `make demo` and `make test`. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test check lint typecheck bench chaos clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,postgres]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m example_app.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+check: lint typecheck
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check jobkit
+	$(BIN)/ruff check jobkit tests example_app $(wildcard benchmarks)
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict jobkit
+
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -q -m chaos
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,24 @@
+"""One adapter per library, each driving it through its documented public API."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+#: library name -> (module, the databases it runs on)
+LIBRARIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "jobkit": ("benchmarks.libs.jobkit_lib", ("sqlite", "postgres")),
+    "procrastinate": ("benchmarks.libs.procrastinate_lib", ("postgres",)),
+    "pgqueuer": ("benchmarks.libs.pgqueuer_lib", ("postgres",)),
+    "oban": ("benchmarks.libs.oban_lib", ("postgres",)),
+    "huey": ("benchmarks.libs.huey_lib", ("sqlite",)),
+    "rq": ("benchmarks.libs.rq_lib", ("redis",)),
+    "celery": ("benchmarks.libs.celery_lib", ("redis",)),
+}
+
+
+def load(name: str, db: str, workdir: Path) -> Any:
+    """Import a library's adapter module and build its adapter for ``db``."""
+    module = importlib.import_module(LIBRARIES[name][0])
+    return module.Adapter(db, workdir)

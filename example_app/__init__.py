@@ -1,0 +1,1 @@
+"""A small newsletter service that uses jobkit the way an application would."""

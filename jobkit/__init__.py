@@ -1,0 +1,67 @@
+"""jobkit: declarative background jobs on SQLite and PostgreSQL.
+
+Example::
+
+    from jobkit import BaseJob, job
+
+    @job(name="emails.send", schema=EmailArgs, max_retries=3)
+    class SendEmail(BaseJob[EmailArgs]):
+        def perform(self, args: EmailArgs) -> dict[str, bool]:
+            return {"sent": True}
+
+    SendEmail.perform_later(to="a@b.c", subject="hi")
+"""
+
+from jobkit._cancel import CancelToken
+from jobkit._clock import FakeClock, SystemClock
+from jobkit._handle import JobEvent, JobHandle, JobInfo
+from jobkit._job import BaseJob, Checkpoint, ConfiguredJob, job
+from jobkit._queue import JobQueue, configure
+from jobkit._settings import Settings
+from jobkit.errors import (
+    ConfigurationError,
+    Discard,
+    EnqueueError,
+    JobCancelled,
+    JobCancelledError,
+    JobDefinitionError,
+    JobError,
+    JobFailed,
+    JobNotFound,
+    JobTimeout,
+    ResultTimeout,
+    Snooze,
+    WorkerLost,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BaseJob",
+    "CancelToken",
+    "Checkpoint",
+    "ConfigurationError",
+    "ConfiguredJob",
+    "Discard",
+    "EnqueueError",
+    "FakeClock",
+    "JobCancelled",
+    "JobCancelledError",
+    "JobDefinitionError",
+    "JobError",
+    "JobEvent",
+    "JobFailed",
+    "JobHandle",
+    "JobInfo",
+    "JobNotFound",
+    "JobQueue",
+    "JobTimeout",
+    "ResultTimeout",
+    "Settings",
+    "Snooze",
+    "SystemClock",
+    "WorkerLost",
+    "__version__",
+    "configure",
+    "job",
+]

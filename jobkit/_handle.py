@@ -1,0 +1,339 @@
+"""JobHandle and JobInfo: what ``perform_later`` returns, usable from any process by job id."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from jobkit.errors import JobCancelled, JobFailed, JobNotFound, ResultTimeout
+
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """A snapshot of one job as stored; JSON columns decoded, times as aware datetimes."""
+
+    id: int
+    name: str
+    queue: str
+    priority: int
+    status: str
+    args: dict[str, Any]
+    run_at: datetime
+    created_at: datetime
+    attempt: int
+    max_retries: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: Any
+    errors: list[dict[str, Any]]
+    progress: dict[str, Any] | None
+    checkpoint: dict[str, Any] | None
+    cancel_requested: str | None
+    crashes: int
+    worker_id: str | None
+
+    @property
+    def terminal(self) -> bool:
+        """True for completed, failed and cancelled."""
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One event about one job: ``progress``, ``completed``, ``failed``, ``cancelled`` or ``paused``.
+
+    ``percent``, ``stage``, ``message`` and ``data`` are set on progress events,
+    ``result`` on completed, ``error`` (the last error entry) on failed.
+    """
+
+    type: str
+    job_id: int
+    percent: float | None = None
+    stage: str | None = None
+    message: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    error: dict[str, Any] | None = None
+    name: str | None = None
+
+
+class JobWatch(Protocol):
+    """A waiter's interest in one job: ``wait`` returns early when the job may have changed."""
+
+    @property
+    def live(self) -> bool:
+        """True while changes made by any process are pushed (PostgreSQL LISTEN); else poll."""
+        ...
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; returns whether a change was signalled."""
+        ...
+
+    async def wait_async(self, timeout: float) -> bool:
+        """Async twin of :meth:`wait`."""
+        ...
+
+    def close(self) -> None:
+        """Stop watching."""
+        ...
+
+
+class HandleBackend(Protocol):
+    """What a handle needs from the queue; :class:`~jobkit.JobQueue` implements it."""
+
+    def job_info(self, job_id: int) -> JobInfo | None:
+        """The job's snapshot, or None."""
+        ...
+
+    def job_status(self, job_id: int) -> str | None:
+        """Just the job's status, or None."""
+        ...
+
+    def cancel_job(self, job_id: int) -> str | None:
+        """Cancel; returns the resulting state."""
+        ...
+
+    def pause_job(self, job_id: int) -> str | None:
+        """Pause; returns the resulting state."""
+        ...
+
+    def resume_job(self, job_id: int) -> str | None:
+        """Resume; returns the resulting state."""
+        ...
+
+    def retry_job(self, job_id: int) -> bool:
+        """Retry a failed or cancelled job now."""
+        ...
+
+    def watch(self, job_id: int) -> JobWatch:
+        """Start watching a job for changes; the caller closes the watch."""
+        ...
+
+
+#: While changes are pushed, a waiting handle still re-reads this often, for changes nobody
+#: announced (a rescue by another worker) and in case the push connection silently died.
+PUSHED_RECHECK = 1.0
+
+
+def _poll_delays(start: float = 0.005, cap: float = 0.1) -> Iterator[float]:
+    delay = start
+    while True:
+        yield delay
+        delay = min(cap, delay * 1.5)
+
+
+class JobHandle:
+    """A reference to one enqueued job, by id; works from any process.
+
+    Waiting (``result``, ``wait``, ``stream``, ``events``) wakes on PostgreSQL NOTIFY when the
+    job changes, and polls at a short interval on SQLite.
+
+    Example::
+
+        handle = SendEmail.perform_later(to="a@b.c", subject="hi")
+        for event in handle.stream(timeout=60):
+            print(event.type, event.percent, event.stage)
+        handle.result(timeout=30)      # the result; raises JobFailed / JobCancelled
+    """
+
+    __slots__ = ("_backend", "id")
+
+    def __init__(self, job_id: int, backend: HandleBackend) -> None:
+        self.id = job_id
+        self._backend = backend
+
+    def __repr__(self) -> str:
+        return f"JobHandle(id={self.id})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JobHandle) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(("JobHandle", self.id))
+
+    def status(self) -> str:
+        """The current status: pending, running, completed, failed, cancelled or paused."""
+        status = self._backend.job_status(self.id)
+        if status is None:
+            raise JobNotFound(f"job {self.id} does not exist")
+        return status
+
+    def refresh(self) -> JobInfo:
+        """Read the job's full current state."""
+        info = self._backend.job_info(self.id)
+        if info is None:
+            raise JobNotFound(f"job {self.id} does not exist")
+        return info
+
+    def progress(self) -> dict[str, Any] | None:
+        """The last persisted progress report (``percent``, ``stage``, ``message``, ``data``, …), or None."""
+        return self.refresh().progress
+
+    def cancel(self) -> str | None:
+        """Cancel: a pending or paused job at once (``cancelled``), a running one through its token (``cancelling``)."""
+        return self._backend.cancel_job(self.id)
+
+    def pause(self) -> str | None:
+        """Pause: a pending job is held (``paused``); a running one stops at its next token check (``pausing``)."""
+        return self._backend.pause_job(self.id)
+
+    def resume(self) -> str | None:
+        """Put a paused job back to ``pending``; it continues from its last checkpoint."""
+        return self._backend.resume_job(self.id)
+
+    def retry(self) -> bool:
+        """Run a failed or cancelled job again now, keeping its error history and checkpoint."""
+        return self._backend.retry_job(self.id)
+
+    def _outcome(self, info: JobInfo) -> Any:
+        if info.status == "completed":
+            return info.result
+        if info.status == "failed":
+            raise JobFailed(self.id, info.errors)
+        raise JobCancelled(self.id)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait until the job ends; return its result, or raise JobFailed / JobCancelled / ResultTimeout.
+
+        A paused job has not ended: ``result`` keeps waiting for it to be resumed and finish.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        watch = self._backend.watch(self.id)
+        try:
+            for delay in _poll_delays():
+                live = watch.live  # read before the status: a change after it is then pushed
+                status = self.status()
+                if status in TERMINAL:
+                    return self._outcome(self.refresh())
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise ResultTimeout(f"job {self.id} still {status} after {timeout}s")
+                pause = PUSHED_RECHECK if live else delay
+                watch.wait(pause if remaining is None else min(pause, remaining))
+        finally:
+            watch.close()
+        raise AssertionError("unreachable")
+
+    async def wait(self, timeout: float | None = None) -> Any:
+        """Async twin of :meth:`result`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        watch = self._backend.watch(self.id)
+        try:
+            for delay in _poll_delays():
+                live = watch.live
+                status = await asyncio.to_thread(self.status)
+                if status in TERMINAL:
+                    return self._outcome(await asyncio.to_thread(self.refresh))
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise ResultTimeout(f"job {self.id} still {status} after {timeout}s")
+                pause = PUSHED_RECHECK if live else delay
+                await watch.wait_async(pause if remaining is None else min(pause, remaining))
+        finally:
+            watch.close()
+        raise AssertionError("unreachable")
+
+    def stream(self, timeout: float | None = None, *, until_paused: bool = False) -> Iterator[JobEvent]:
+        """Yield progress events, every stage in order, then the final event; stops when the job ends.
+
+        The final event is ``completed`` (with ``result``), ``failed`` (with ``error``) or
+        ``cancelled``. A pause yields a ``paused`` event and the stream goes on waiting for
+        the job to be resumed, unless ``until_paused`` is set, which ends the stream there.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        tracker = _EventTracker(self.id)
+        watch = self._backend.watch(self.id)
+        try:
+            for delay in _poll_delays(cap=0.05):
+                live = watch.live
+                info = self.refresh()
+                yield from tracker.feed(info)
+                if info.terminal or (until_paused and info.status == "paused"):
+                    return
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise ResultTimeout(f"job {self.id} still {info.status} after {timeout}s")
+                pause = PUSHED_RECHECK if live else delay
+                watch.wait(pause if remaining is None else min(pause, remaining))
+        finally:
+            watch.close()
+
+    async def events(self, timeout: float | None = None, *, until_paused: bool = False) -> AsyncIterator[JobEvent]:
+        """Async twin of :meth:`stream`: ``async for event in handle.events(): ...``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        tracker = _EventTracker(self.id)
+        watch = self._backend.watch(self.id)
+        try:
+            for delay in _poll_delays(cap=0.05):
+                live = watch.live
+                info = await asyncio.to_thread(self.refresh)
+                for event in tracker.feed(info):
+                    yield event
+                if info.terminal or (until_paused and info.status == "paused"):
+                    return
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise ResultTimeout(f"job {self.id} still {info.status} after {timeout}s")
+                pause = PUSHED_RECHECK if live else delay
+                await watch.wait_async(pause if remaining is None else min(pause, remaining))
+        finally:
+            watch.close()
+
+
+class _EventTracker:
+    """Turns successive snapshots into events without repeating or skipping a stage.
+
+    Progress is identified by ``(lease, seq)``: ``seq`` restarts with every attempt, and the
+    attempt's stage log (``stages``, the last ones of ``stage_count`` in all) lets the tracker
+    replay the stages that changed between two snapshots.
+    """
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self.key: tuple[Any, Any] | None = None
+        self.lease: Any = None
+        self.stages_seen = 0
+        self.paused_seen = False
+
+    def feed(self, info: JobInfo) -> Iterator[JobEvent]:
+        progress = info.progress or {}
+        key = (progress.get("lease"), progress.get("seq"))
+        if progress and key != self.key:
+            if progress.get("lease") != self.lease:
+                self.lease = progress.get("lease")
+                self.stages_seen = 0
+            stages: list[str] = list(progress.get("stages") or [])
+            count = int(progress.get("stage_count", len(stages)))
+            first = count - len(stages)  # stage number of stages[0]
+            for number in range(max(self.stages_seen, first), count - 1):
+                yield JobEvent(type="progress", job_id=self.job_id, stage=stages[number - first], name=info.name)
+            self.stages_seen = max(self.stages_seen, count)
+            self.key = key
+            yield JobEvent(
+                type="progress",
+                job_id=self.job_id,
+                percent=progress.get("percent"),
+                stage=progress.get("stage"),
+                message=progress.get("message"),
+                data=dict(progress.get("data") or {}),
+                name=info.name,
+            )
+        if info.status == "paused" and not self.paused_seen:
+            self.paused_seen = True
+            yield JobEvent(type="paused", job_id=self.job_id, name=info.name)
+        elif info.status != "paused":
+            self.paused_seen = False
+        if info.status == "completed":
+            yield JobEvent(type="completed", job_id=self.job_id, result=info.result, name=info.name)
+        elif info.status == "failed":
+            yield JobEvent(
+                type="failed", job_id=self.job_id, error=info.errors[-1] if info.errors else None, name=info.name
+            )
+        elif info.status == "cancelled":
+            yield JobEvent(type="cancelled", job_id=self.job_id, name=info.name)

@@ -1,0 +1,1 @@
+"""The worker's services: producer, executor, completer, maintenance and timers."""

@@ -1,0 +1,202 @@
+"""The completer: turns Outcomes into fenced transitions and writes them in batches.
+
+Outcomes are never dropped: when the database is away the batch is kept and
+written again with backoff until it lands (or until a stop deadline, after
+which rescue takes over, which at-least-once delivery allows).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from jobkit._clock import Clock
+from jobkit._runtime.outcome import Cancelled, Completed, Failed, Outcome, Snoozed
+from jobkit._store import ClaimedJob, Store, Transition
+from jobkit._store.events import notify_changed
+
+log = logging.getLogger("jobkit.completer")
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class Finished:
+    """A job that ran, with what it produced and the progress still to be written."""
+
+    job: ClaimedJob
+    outcome: Outcome
+    backoff: Callable[[int], float]
+    progress: str | None = None
+
+
+def _errors_with(job: ClaimedJob, entry: dict[str, Any]) -> str:
+    history = json.loads(job.errors) if job.errors else []
+    history.append(entry)
+    return json.dumps(history)
+
+
+def to_transitions(item: Finished, now: float) -> tuple[list[Transition], str | None]:
+    """The writes for one finished job and the event it produces (None: nothing to write)."""
+    job = item.job
+    lease = (job.id, job.worker_id, job.lease)
+    writes: list[Transition] = []
+    if item.progress is not None:
+        writes.append(Transition("progress", *lease, {"progress": item.progress}))
+    event: str | None
+    match item.outcome:
+        case Completed(result):
+            writes.append(Transition("complete", *lease, {"result": result}))
+            event = "completed"
+        case Failed(error, retryable) if retryable and job.attempt <= job.max_retries:
+            run_at = now + item.backoff(job.attempt)
+            writes.append(Transition("retry", *lease, {"run_at": run_at, "errors": _errors_with(job, error)}))
+            event = "retrying"
+        case Failed(error, _):
+            writes.append(Transition("fail", *lease, {"errors": _errors_with(job, error)}))
+            event = "failed"
+        case Cancelled("pause"):
+            writes.append(Transition("pause", *lease))
+            event = "paused"
+        case Cancelled("shutdown"):
+            writes.append(Transition("release", *lease, {"run_at": now}))
+            event = "released"
+        case Cancelled("lease_lost"):
+            # The worker fenced itself (heartbeat lost). If nobody rescued the job meanwhile the lease
+            # still holds and the job goes back to pending; if it was rescued this write is refused.
+            writes.append(Transition("release", *lease, {"run_at": now}))
+            event = "released"
+        case Cancelled(_):
+            writes.append(Transition("cancel", *lease, {"errors": job.errors}))
+            event = "cancelled"
+        case Snoozed(seconds):
+            writes.append(Transition("snooze", *lease, {"run_at": now + seconds}))
+            event = "snoozed"
+    return writes, event
+
+
+class Completer:
+    """Batches finished jobs into one transaction each few milliseconds; see :func:`to_transitions`."""
+
+    def __init__(self, store: Store, clock: Clock, emit: Emit, batch: int = 200, flush: float = 0.002) -> None:
+        self.store = store
+        self.clock = clock
+        self.emit = emit
+        self.batch = batch
+        self.flush = flush
+        self._queue: queue.SimpleQueue[Finished | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Condition()
+        self._pending = 0
+        self._give_up_at: float | None = None
+        self.refused = 0
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._thread = threading.Thread(target=self._loop, name="jobkit-completer", daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Finished) -> None:
+        """Hand over a finished job; it will be written with the next batch."""
+        with self._idle:
+            self._pending += 1
+        self._queue.put(item)
+
+    def stop(self, deadline: float = 30.0) -> None:
+        """Write everything submitted so far (retrying up to ``deadline`` seconds), then stop."""
+        self._give_up_at = time.monotonic() + deadline
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until every submitted job has been written."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            end = time.monotonic() + self.flush
+            while len(batch) < self.batch:
+                remaining = end - time.monotonic()
+                try:
+                    item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._write_until_done(batch)
+
+    def _write_until_done(self, batch: list[Finished]) -> None:
+        delay = 0.05
+        logged = False
+        while True:
+            try:
+                self.write(batch)
+                if logged:
+                    log.warning("database is back; %d held outcomes written", len(batch))
+                break
+            except Exception as exc:
+                if self._give_up_at is not None and time.monotonic() > self._give_up_at:
+                    log.error(
+                        "could not write %d outcomes before stopping; rescue will rerun them: %s", len(batch), exc
+                    )
+                    break
+                if not logged:
+                    log.warning("cannot write outcomes (%s); holding %d and retrying", exc, len(batch))
+                    logged = True
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        with self._idle:
+            self._pending -= len(batch)
+            self._idle.notify_all()
+
+    def write(self, batch: list[Finished]) -> list[bool]:
+        """Write one batch in one transaction and emit events; returns, per job, whether its lease held."""
+        now = self.clock.now()
+        plan = [to_transitions(item, now) for item in batch]
+        flat = [t for writes, _ in plan for t in writes]
+        took = iter(self.store.apply(flat, now))
+        results: list[bool] = []
+        for item, (writes, event) in zip(batch, plan, strict=True):
+            ok = all([next(took) for _ in writes]) if writes else False
+            results.append(ok)
+            if writes and not ok:
+                self.refused += 1
+                log.warning(
+                    "job %s: lease (worker %s, lease %s) no longer held; the %s write was refused",
+                    item.job.id,
+                    item.job.worker_id,
+                    item.job.lease,
+                    writes[-1].kind,
+                )
+            elif event is not None:
+                self.emit(_event(item, event))
+        # Wakes handles waiting on these jobs in any process (PostgreSQL; a no-op on SQLite).
+        notify_changed(self.store, [item.job.id for item, ok in zip(batch, results, strict=True) if ok])
+        return results
+
+
+def _event(item: Finished, event: str) -> dict[str, Any]:
+    data: dict[str, Any] = {"type": event, "job_id": item.job.id, "name": item.job.name, "attempt": item.job.attempt}
+    match item.outcome:
+        case Completed(result):
+            data["result"] = json.loads(result)
+        case Failed(error, _):
+            data["error"] = {k: error[k] for k in ("type", "message")}
+        case _:
+            pass
+    return data

@@ -1,0 +1,145 @@
+"""Run one claimed job and turn whatever happened into an Outcome; never raises."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from jobkit._cancel import CancelToken
+from jobkit._clock import Clock
+from jobkit._job import BaseJob, Checkpoint, Reporter
+from jobkit._payload import ValidationError, dumps, loads, validate
+from jobkit._registry import JobType
+from jobkit._runtime.outcome import Cancelled, Completed, Failed, Outcome, Snoozed, error_entry
+from jobkit._store import ClaimedJob
+from jobkit.errors import Discard, JobCancelledError, JobTimeout, Snooze
+
+log = logging.getLogger("jobkit.executor")
+
+
+class Prepared:
+    """A claimed job with its arguments parsed and its callable bound, ready to run."""
+
+    __slots__ = ("call", "job", "job_type", "token")
+
+    def __init__(self, job: ClaimedJob, job_type: JobType, token: CancelToken, call: Callable[[], Any]) -> None:
+        self.job = job
+        self.job_type = job_type
+        self.token = token
+        self.call = call
+
+
+def prepare(
+    job: ClaimedJob, job_type: JobType, token: CancelToken, reporter: Reporter, clock: Clock
+) -> Prepared | Failed:
+    """Parse and validate the stored arguments and bind perform; a bad row is a permanent failure."""
+    try:
+        raw = loads(job.args)
+        if not isinstance(raw, dict):
+            raise TypeError(f"stored arguments are {type(raw).__name__}, expected a JSON object")
+        args = validate(job_type.options.schema, raw)
+        checkpoint = _checkpoint(job.checkpoint)
+    except (ValueError, TypeError, ValidationError) as exc:
+        message = f"{job_type.name}: stored arguments no longer fit the job: {exc}"
+        return Failed(error_entry(exc, job.attempt, clock.now(), message=message), retryable=False)
+    target = job_type.target
+    if job_type.is_class:
+        instance: BaseJob[Any] = target(
+            job_id=job.id, attempt=job.attempt, cancel_token=token, last_checkpoint=checkpoint, reporter=reporter
+        )
+        return Prepared(job, job_type, token, lambda: instance.perform(args))
+    process = getattr(target, "process", target)
+    return Prepared(job, job_type, token, lambda: process(args))
+
+
+def _checkpoint(text: str | None) -> Checkpoint | None:
+    value = loads(text)
+    if not isinstance(value, dict) or "stage" not in value:
+        return None
+    return Checkpoint(str(value["stage"]), value.get("data"))
+
+
+def classify(prepared: Prepared, exc: BaseException, now: float) -> Outcome:
+    """Turn an exception from perform into an Outcome, honouring the token, Snooze, Discard and the filters."""
+    job, options, token = prepared.job, prepared.job_type.options, prepared.token
+    if isinstance(exc, Snooze):
+        return Snoozed(exc.seconds)
+    if token.cancelled:
+        if token.reason == "timeout":
+            timeout_error = JobTimeout(f"{options.name}: exceeded its timeout of {options.timeout}s")
+            timeout_error.__cause__ = exc
+            return Failed(error_entry(timeout_error, job.attempt, now), retryable=True)
+        return Cancelled(token.reason or "cancel")
+    if isinstance(exc, JobCancelledError | asyncio.CancelledError):
+        return Cancelled("cancel")
+    _on_error(prepared, exc)
+    entry = error_entry(exc, job.attempt, now)
+    if isinstance(exc, Discard) or (options.discard_on and isinstance(exc, options.discard_on)):
+        return Failed(entry, retryable=False)
+    if options.retry_on and not isinstance(exc, options.retry_on):
+        return Failed(entry, retryable=False)
+    return Failed(entry, retryable=True)
+
+
+def _on_error(prepared: Prepared, exc: BaseException) -> None:
+    hook = getattr(prepared.job_type.target, "on_error", None) if not prepared.job_type.is_class else None
+    if hook is None:
+        return
+    try:
+        hook(exc, loads(prepared.job.args))
+    except Exception:
+        log.exception("%s: on_error hook raised", prepared.job_type.name)
+
+
+def finish(prepared: Prepared, value: Any, now: float) -> Outcome:
+    """perform returned ``value``: completed, unless the token fired (its reason decides)."""
+    token = prepared.token
+    if token.cancelled:
+        if token.reason == "timeout":
+            return classify(prepared, JobTimeout("timed out"), now)
+        return Cancelled(token.reason or "cancel")
+    try:
+        return Completed(dumps(value))
+    except (TypeError, ValueError) as exc:
+        message = f"{prepared.job_type.name}: result is not JSON-serialisable: {exc}"
+        return Failed(error_entry(exc, prepared.job.attempt, now, message=message), retryable=False)
+
+
+def run_sync(prepared: Prepared, clock: Clock) -> Outcome:
+    """Run a sync (or, in test mode, an async) job in the calling thread."""
+    try:
+        value = prepared.call()
+        if inspect.isawaitable(value):
+            value = asyncio.run(_guarded(prepared, value))
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        return classify(prepared, exc, clock.now())
+    return finish(prepared, value, clock.now())
+
+
+async def run_async(prepared: Prepared, clock: Clock) -> Outcome:
+    """Run an async job on the worker's event loop; the token cancels the task outright."""
+    try:
+        value = prepared.call()
+        if inspect.isawaitable(value):
+            value = await _guarded(prepared, value)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        return classify(prepared, exc, clock.now())
+    return finish(prepared, value, clock.now())
+
+
+async def _guarded(prepared: Prepared, awaitable: Any) -> Any:
+    task = asyncio.ensure_future(awaitable)
+    loop = asyncio.get_running_loop()
+
+    def cancel_task(_reason: str) -> None:
+        loop.call_soon_threadsafe(task.cancel)
+
+    prepared.token.on_cancel(cancel_task)
+    return await task

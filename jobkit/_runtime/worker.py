@@ -1,0 +1,479 @@
+"""The worker: claims jobs into free slots, runs them, heartbeats, fences itself and shuts down gracefully.
+
+Threads: one producer (claims), ``concurrency`` executor threads for sync jobs,
+one event loop for async jobs, one control loop (heartbeat, cancel requests),
+one timeout watchdog, the completer, the change watcher and the maintenance timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from jobkit._cancel import CancelToken
+from jobkit._clock import Clock
+from jobkit._registry import JobType
+from jobkit._runtime.completer import Completer, Finished
+from jobkit._runtime.executor import Prepared, prepare, run_async, run_sync
+from jobkit._runtime.outcome import Failed, Outcome, error_entry
+from jobkit._runtime.reporter import JobReporter
+from jobkit._runtime.timers import Timers
+from jobkit._settings import Settings
+from jobkit._store import ClaimedJob, Store, Transition
+from jobkit._store import workers as worker_sql
+from jobkit._store.listen import ChangeWatcher
+
+log = logging.getLogger("jobkit.worker")
+
+#: Seconds a job must look orphaned (held in the database, run nowhere) before it is given back.
+ORPHAN_GRACE = 2.0
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class Running:
+    """One job in a slot."""
+
+    job: ClaimedJob
+    job_type: JobType | None
+    token: CancelToken
+    reporter: JobReporter
+    started: float = field(default_factory=time.monotonic)
+
+
+def new_worker_id() -> str:
+    """host-pid-random: fresh on every start, so a restarted process never inherits old leases."""
+    return f"{socket.gethostname()[:30]}-{os.getpid()}-{uuid.uuid4().hex[:10]}"
+
+
+class Worker:
+    """Runs jobs from the store; use through :class:`jobkit.JobQueue`."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        types: Callable[[], dict[str, JobType]],
+        emit: Emit,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.types = types
+        self.emit = emit
+        self.id = new_worker_id()
+        self.concurrency = settings.concurrency
+        self.queues = list(settings.queues) if settings.queues else None
+        self.completer = Completer(store, clock, emit, settings.completion_batch, settings.completion_flush)
+        self._running: dict[int, Running] = {}
+        self._lock = threading.Condition()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._hurry = threading.Event()
+        self._control_stop = threading.Event()
+        self._maybe_more = True
+        self._next_due: float | None = None
+        self._fenced = False
+        self._registered = False
+        self._started = False
+        self._threads: list[threading.Thread] = []
+        self._work: queue.SimpleQueue[Running | Prepared | None] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._orphans: dict[tuple[int, int], float] = {}
+        self._renewed = 0.0
+        self._next_beat = 0.0
+        self._beat_failing = False
+        self._timeouts: list[tuple[float, int, CancelToken]] = []
+        self._timeouts_cv = threading.Condition()
+        self._timers = Timers()
+        self._watcher = ChangeWatcher(store, self.notify)
+        self.peak_running = 0
+
+    # -- public surface ---------------------------------------------------------------------
+
+    @property
+    def running_count(self) -> int:
+        """Jobs currently in a slot."""
+        return len(self._running)
+
+    def notify(self, payload: str = "") -> None:
+        """Something may be claimable: a job was enqueued (payload may carry its run time)."""
+        if payload:
+            try:
+                run_at = float(payload)
+            except ValueError:
+                run_at = None
+            if run_at is not None and run_at > self.clock.now():
+                self._next_due = run_at if self._next_due is None else min(self._next_due, run_at)
+        self._wake.set()
+
+    def start(self) -> None:
+        """Register, then start every service thread; returns at once."""
+        if self._started:
+            return
+        self._started = True
+        self._register()
+        self.completer.start()
+        for i in range(self.concurrency):
+            self._spawn(self._executor_loop, f"jobkit-exec-{i}")
+        self._spawn(self._control_loop, "jobkit-control")
+        self._spawn(self._timeout_loop, "jobkit-timeouts")
+        self._timers.every(self.settings.rescue_interval, self.rescue_once, "rescue", first_in=0.5)
+        self._timers.every(self.settings.prune_interval, self.prune_once, "prune", first_in=5.0)
+        self._timers.start()
+        self._watcher.start()
+        self._spawn(self._producer_loop, "jobkit-producer")
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop claiming, let running jobs finish within ``grace``, then cancel and release what is left."""
+        if not self._started:
+            self._deregister()
+            return
+        grace = self.settings.shutdown_grace if grace is None else grace
+        self._stopping.set()
+        self._wake.set()
+        end = time.monotonic() + grace
+        # Wake-ups are useless once we stop claiming; the LISTEN loop may take a second to notice.
+        watcher_stop = threading.Thread(target=self._watcher.stop, name="jobkit-watcher-stop", daemon=True)
+        watcher_stop.start()
+        with self._lock:
+            while self._running and not self._hurry.is_set() and time.monotonic() < end:
+                self._lock.wait(min(0.1, max(0.0, end - time.monotonic())))
+            leftover = list(self._running.values())
+        for running in leftover:
+            running.token.cancel("shutdown")
+        if leftover:
+            log.info("shutdown: cancelled %d unfinished jobs; waiting briefly for them to stop", len(leftover))
+            with self._lock:
+                self._lock.wait_for(lambda: not self._running, timeout=0.25 if self._hurry.is_set() else 1.0)
+                stuck = list(self._running.values())
+                self._running.clear()
+            now = self.clock.now()
+            for running in stuck:
+                self._release_now(running.job, now)
+        self.completer.stop()
+        self._control_stop.set()
+        with self._timeouts_cv:
+            self._timeouts_cv.notify_all()
+        for _ in range(self.concurrency):
+            self._work.put(None)
+        self._timers.stop()
+        watcher_stop.join(timeout=5)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        for thread in self._threads:
+            if thread.name.startswith(("jobkit-producer", "jobkit-control", "jobkit-timeouts", "jobkit-async")):
+                thread.join(timeout=5)
+        self._deregister()
+        self._started = False
+
+    def hurry(self) -> None:
+        """Cut the shutdown grace short (a second SIGTERM/SIGINT)."""
+        self._hurry.set()
+
+    def run_once(self) -> int:
+        """Claim up to ``concurrency`` due jobs and run them here, one after another; returns how many ran."""
+        self._register()
+        jobs = self.store.claim(self.id, self.concurrency, sorted(self.types()), self.queues, self.clock.now())
+        for job in jobs:
+            running = self._make_running(job)
+            prepared = self._prepare(running)
+            timer: threading.Timer | None = None
+            if isinstance(prepared, Failed):
+                outcome: Outcome = prepared
+            else:
+                timeout = prepared.job_type.options.timeout
+                if timeout is not None:
+                    timer = threading.Timer(timeout, running.token.cancel, args=("timeout",))
+                    timer.daemon = True
+                    timer.start()
+                outcome = run_sync(prepared, self.clock)
+            if timer is not None:
+                timer.cancel()
+            self.completer.write([self._finished_item(running, outcome)])
+        return len(jobs)
+
+    def rescue_once(self) -> list[dict[str, Any]]:
+        """One rescue pass: jobs of workers whose heartbeat is older than ``rescue_after`` go back or fail."""
+        rescued = worker_sql.rescue(self.store, self.settings.rescue_after, self.settings.max_crashes, self.clock.now())
+        for item in rescued:
+            log.warning("rescued job %s from lost worker %s -> %s", item["job_id"], item["worker"], item["status"])
+            self.emit({"type": "rescued", **item})
+        if rescued:
+            self._wake.set()
+        return rescued
+
+    def prune_once(self) -> int:
+        """One prune pass: delete terminal jobs older than ``retention``."""
+        return worker_sql.prune(self.store, self.clock.now() - self.settings.retention)
+
+    # -- registration and heartbeats ------------------------------------------------------------
+
+    def _register(self) -> None:
+        if self._registered:
+            return
+        delay = 0.1
+        while True:
+            try:
+                worker_sql.register_worker(
+                    self.store, self.id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
+                )
+                break
+            except Exception as exc:
+                log.warning("cannot register worker (%s); retrying", exc)
+                if self._stopping.wait(delay):
+                    return
+                delay = min(delay * 2, 5.0)
+        self._registered = True
+
+    def _deregister(self) -> None:
+        if self._registered:
+            self._safe(lambda: worker_sql.mark_stopped(self.store, self.id))
+            self._registered = False
+
+    def _control_loop(self) -> None:
+        tick = min(self.settings.cancel_check_interval, self.settings.heartbeat_interval)
+        self._renewed = time.monotonic()
+        self._next_beat = self._renewed + self.settings.heartbeat_interval
+        while not self._control_stop.wait(tick):
+            try:
+                self._control_step()
+            except Exception:
+                # This thread is the process's lease: it must outlive any bug in one step.
+                log.exception("control loop step failed; continuing")
+
+    def _control_step(self) -> None:
+        """Heartbeat when due, fence when the lease may have expired, then reconcile held jobs."""
+        settings = self.settings
+        sent = time.monotonic()
+        beat = sent >= self._next_beat
+        if beat:
+            self._next_beat = sent + settings.heartbeat_interval
+            try:
+                alive = worker_sql.heartbeat(self.store, self.id)
+            except Exception as exc:
+                if not self._beat_failing:
+                    log.warning("heartbeat failed (%s); running jobs continue", exc)
+                    self._beat_failing = True
+                # Rescuers compare the heartbeat the database stamped with rescue_after. That stamp is
+                # no earlier than the moment it was sent, so timing from the send and fencing one
+                # heartbeat early stops our jobs before anyone else may take them.
+                silent = time.monotonic() - self._renewed
+                if silent > settings.rescue_after - settings.heartbeat_interval and not self._fenced:
+                    self._fence(f"heartbeat not renewed for {silent:.1f}s")
+                return
+            if self._beat_failing:
+                log.warning("heartbeat restored")
+                self._beat_failing = False
+            if sent - self._renewed > settings.rescue_after:
+                # Frozen (SIGSTOP, a stalled VM) or blocked: our jobs may have been rescued
+                # meanwhile; the reconciliation below cancels exactly those.
+                log.warning("heartbeat renewed after %.1fs, longer than rescue_after", sent - self._renewed)
+            if not alive:
+                self._fence("worker row was marked stopped or removed")
+                self.id = new_worker_id()
+                self._registered = False
+                self._register()
+            self._renewed = sent
+            if self._fenced:
+                self._fenced = False
+                self._wake.set()
+        if self._running or beat:
+            self._reconcile()
+
+    def _reconcile(self) -> None:
+        """Match the jobs we run against the jobs the database says we hold, by lease."""
+        snapshot = dict(self._running)
+        # A job leaves its slot only after it was handed to the completer, so when the completer
+        # is idle now, every job missing from the snapshot has been written before the read below.
+        settled = self.completer.wait_idle(0)
+        try:
+            held = worker_sql.held_jobs(self.store, self.id)
+        except Exception:
+            return
+        leases = {job_id: lease for job_id, lease, _ in held}
+        for job_id, running in snapshot.items():
+            lost = leases.get(job_id) != running.job.lease and self._running.get(job_id) is running
+            if lost and not running.token.cancelled:
+                log.warning("job %s: lease lost (rescued elsewhere); cancelling this attempt", job_id)
+                running.token.cancel("lease_lost")
+        for job_id, lease, request in held:
+            slot = self._running.get(job_id)
+            if slot is not None and request is not None and slot.job.lease == lease:
+                slot.token.cancel(request)
+        if settled:
+            self._release_orphans([(job_id, lease) for job_id, lease, _ in held if job_id not in snapshot])
+
+    def _release_orphans(self, candidates: list[tuple[int, int]]) -> None:
+        # A claim can commit while its reply is lost (the connection cut at COMMIT): the database
+        # says we hold the job, nobody runs it, and our heartbeat keeps rescue away. A job claimed
+        # just now looks the same for an instant, so only one seen for ORPHAN_GRACE is given back.
+        now = time.monotonic()
+        seen = {key: self._orphans.get(key, now) for key in candidates}
+        self._orphans = seen
+        for (job_id, lease), first in list(seen.items()):
+            if now - first >= ORPHAN_GRACE and job_id not in self._running:
+                log.warning("job %s is held by this worker but runs nowhere; releasing it", job_id)
+                release = Transition("release", job_id, self.id, lease, {"run_at": self.clock.now()})
+                self._safe(lambda: self.store.transition(release, self.clock.now()))
+                del self._orphans[(job_id, lease)]
+
+    def _fence(self, why: str) -> None:
+        """Our lease may have been taken: stop claiming and cancel our own jobs."""
+        log.error("self-fencing (%s): cancelling %d running jobs", why, len(self._running))
+        self._fenced = True
+        for running in list(self._running.values()):
+            running.token.cancel("lease_lost")
+
+    # -- producing ----------------------------------------------------------------------------
+
+    def _producer_loop(self) -> None:
+        logged = False
+        delay = 0.05
+        woken = True
+        while not self._stopping.is_set():
+            self._wake.clear()
+            timeout = self.settings.poll_interval
+            free = self.concurrency - len(self._running)
+            if free > 0 and not self._fenced:
+                try:
+                    names = sorted(self.types())
+                    jobs = self.store.claim(self.id, free, names, self.queues, self.clock.now())
+                    if len(jobs) < free and woken:
+                        self._next_due = self.store.next_run_at(names, self.queues)
+                except Exception as exc:
+                    if not logged:
+                        log.warning("cannot claim jobs (%s); retrying with backoff", exc)
+                        logged = True
+                    self._stopping.wait(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                if logged:
+                    log.warning("claiming again")
+                    logged, delay = False, 0.05
+                for job in jobs:
+                    self._dispatch(job)
+                self._maybe_more = len(jobs) == free
+                if self._maybe_more and jobs:
+                    continue
+            if self._next_due is not None:
+                timeout = max(0.0, min(timeout, self._next_due - self.clock.now()))
+                if timeout == 0.0:
+                    self._next_due = None
+            woken = self._wake.wait(timeout)
+
+    def _make_running(self, job: ClaimedJob) -> Running:
+        token = CancelToken()
+        return Running(
+            job, self.types().get(job.name), token, JobReporter(self.store, job, token, self.clock, self.emit)
+        )
+
+    def _prepare(self, running: Running) -> Prepared | Failed:
+        job = running.job
+        self.emit({"type": "started", "job_id": job.id, "name": job.name, "attempt": job.attempt})
+        if running.job_type is None:
+            error = LookupError(f"no job type named {job.name!r} is registered in this worker")
+            return Failed(error_entry(error, job.attempt, self.clock.now()), retryable=False)
+        return prepare(job, running.job_type, running.token, running.reporter, self.clock)
+
+    def _dispatch(self, job: ClaimedJob) -> None:
+        running = self._make_running(job)
+        with self._lock:
+            self._running[job.id] = running
+            self.peak_running = max(self.peak_running, len(self._running))
+        prepared = self._prepare(running)
+        if isinstance(prepared, Failed):
+            self._done(running, prepared)
+            return
+        timeout = prepared.job_type.options.timeout
+        if timeout is not None:
+            with self._timeouts_cv:
+                heapq.heappush(self._timeouts, (time.monotonic() + timeout, job.id, running.token))
+                self._timeouts_cv.notify()
+        if prepared.job_type.is_async:
+            loop = self._event_loop()
+            future = asyncio.run_coroutine_threadsafe(run_async(prepared, self.clock), loop)
+            future.add_done_callback(partial(self._async_done, running))
+        else:
+            self._work.put(prepared)
+
+    def _async_done(self, running: Running, future: Future[Outcome]) -> None:
+        self._done(running, future.result())
+
+    def _release_now(self, job: ClaimedJob, now: float) -> None:
+        # The thread ignores its token; give the job back now. Its late write will be refused.
+        release = Transition("release", job.id, job.worker_id, job.lease, {"run_at": now})
+        self._safe(lambda: self.store.transition(release, now))
+
+    def _executor_loop(self) -> None:
+        while True:
+            prepared = self._work.get()
+            if prepared is None:
+                return
+            assert isinstance(prepared, Prepared)
+            outcome = run_sync(prepared, self.clock)
+            running = self._running.get(prepared.job.id)
+            if running is not None and running.job.lease == prepared.job.lease:
+                self._done(running, outcome)
+
+    def _done(self, running: Running, outcome: Outcome) -> None:
+        with self._lock:
+            if self._running.get(running.job.id) is not running:
+                return  # released by a shutdown that could not wait for it
+            self.completer.submit(self._finished_item(running, outcome))
+            del self._running[running.job.id]
+            self._lock.notify_all()
+        if self._maybe_more:
+            self._wake.set()
+
+    def _finished_item(self, running: Running, outcome: Outcome) -> Finished:
+        options = running.job_type.options if running.job_type else None
+        backoff = options.backoff_seconds if options else (lambda attempt: 0.0)
+        return Finished(running.job, outcome, backoff, running.reporter.take_pending())
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._spawn(loop.run_forever, "jobkit-async")
+        return self._loop
+
+    def _timeout_loop(self) -> None:
+        with self._timeouts_cv:
+            while not self._control_stop.is_set():
+                now = time.monotonic()
+                while self._timeouts and self._timeouts[0][0] <= now:
+                    _, job_id, token = heapq.heappop(self._timeouts)
+                    if not token.cancelled and job_id in self._running:
+                        log.warning("job %s exceeded its timeout; cancelling it", job_id)
+                        token.cancel("timeout")
+                wait = self._timeouts[0][0] - now if self._timeouts else None
+                self._timeouts_cv.wait(wait)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _spawn(self, target: Callable[[], Any], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    @staticmethod
+    def _safe(fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except Exception as exc:
+            log.warning("best-effort write failed: %s", exc)

@@ -1,0 +1,76 @@
+"""Validated settings, from keyword arguments or ``JOBKIT_*`` environment variables."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from jobkit.errors import ConfigurationError
+
+DEFAULT_DATABASE_URL = "sqlite:///jobkit.sqlite3"
+
+
+class Settings(BaseSettings):
+    """Every knob of a :class:`~jobkit.JobQueue`; each one also reads ``JOBKIT_<NAME>``.
+
+    Example::
+
+        JOBKIT_DATABASE_URL=postgresql+psycopg://localhost/app JOBKIT_CONCURRENCY=10 jobkit worker --app app.jobs
+    """
+
+    model_config = SettingsConfigDict(env_prefix="JOBKIT_", extra="forbid", frozen=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    concurrency: int = Field(default=5, ge=1, le=10_000)
+    queues: Annotated[tuple[str, ...] | None, NoDecode] = None
+    poll_interval: float = Field(default=2.0, gt=0, le=3600)
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    rescue_after: float = Field(default=30.0, gt=0)
+    rescue_interval: float = Field(default=5.0, gt=0)
+    max_crashes: int = Field(default=3, ge=1)
+    shutdown_grace: float = Field(default=25.0, ge=0)
+    cancel_check_interval: float = Field(default=1.0, gt=0)
+    retention: float = Field(default=7 * 24 * 3600.0, ge=0, description="seconds to keep terminal rows")
+    prune_interval: float = Field(default=300.0, gt=0)
+    auto_migrate: bool = True
+    completion_batch: int = Field(default=200, ge=1)
+    completion_flush: float = Field(default=0.002, ge=0)
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = tuple(part.strip() for part in value.split(",") if part.strip())
+            return names or None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_dialect(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError(f"database_url must be sqlite:/// or postgresql+psycopg://, got {value!r}")
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("rescue_after")
+    @classmethod
+    def _rescue_after_heartbeat(cls, value: float, info: Any) -> float:
+        heartbeat = info.data.get("heartbeat_interval")
+        if heartbeat is not None and value <= heartbeat:
+            raise ValueError(f"rescue_after ({value}s) must be longer than heartbeat_interval ({heartbeat}s)")
+        return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from overrides and the environment, turning errors into ConfigurationError."""
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid jobkit settings: {problems}") from exc

@@ -1,0 +1,101 @@
+"""Engines, connection set-up per dialect, and the retry policy for transient database errors."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+import tenacity
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger("jobkit.store")
+
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def create_engine(url: str) -> Engine:
+    """An engine tuned for jobkit: WAL and IMMEDIATE transactions on SQLite, keepalives on PostgreSQL."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=8,
+            max_overflow=32,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return sa.create_engine(
+        url,
+        pool_size=8,
+        max_overflow=32,
+        pool_pre_ping=True,
+        connect_args={
+            # Dead peers are noticed in seconds rather than after the kernel's two-hour default.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "connect_timeout": 10,
+        },
+    )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # Let SQLAlchemy's begin event, not pysqlite, decide how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # SQLite has no SKIP LOCKED: BEGIN IMMEDIATE takes the write lock up front, so a
+        # select-then-update inside the transaction is atomic across processes and never
+        # fails half-way with "database is locked" on lock upgrade. Readers start deferred.
+        if conn.get_execution_options().get("jobkit_read"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors worth retrying: a locked SQLite file, a dropped or refused connection."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            return True
+        text = str(exc.orig).lower() if exc.orig is not None else ""
+        return "database is locked" in text or "connection" in text
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc).lower()
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("transient database error (attempt %d), retrying: %s", state.attempt_number, exc)
+
+
+def retrying(max_seconds: float = 15.0) -> tenacity.Retrying:
+    """The retry policy for one store call: exponential backoff on transient errors, up to ``max_seconds``."""
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_transient),
+        wait=tenacity.wait_exponential(multiplier=0.02, max=2.0) + tenacity.wait_random(0, 0.05),
+        stop=tenacity.stop_after_delay(max_seconds),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+
+
+def call_with_retry(fn: Callable[[], T], max_seconds: float = 15.0) -> T:
+    """Run ``fn`` (one whole transaction) again on transient errors."""
+    return retrying(max_seconds)(fn)

@@ -1,0 +1,1 @@
+"""Alembic migrations shipped with jobkit (``jobkit db upgrade``)."""

@@ -1,0 +1,87 @@
+"""The tables, as SQLAlchemy Core metadata; the migrations create exactly these.
+
+Times are stored as epoch seconds in double-precision columns: they compare
+and index the same way on SQLite and PostgreSQL, and cost no parsing on the
+hot path. JSON payloads are stored as text written and read by jobkit itself.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+Epoch = sa.Float(precision=53)
+JobId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled", "paused")
+TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+
+jobs = sa.Table(
+    "jobkit_jobs",
+    metadata,
+    sa.Column("id", JobId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("queue", sa.String(100), nullable=False, server_default="default"),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("args", sa.Text, nullable=False),
+    sa.Column("run_at", Epoch, nullable=False),
+    sa.Column("created_at", Epoch, nullable=False),
+    # attempt counts claims that spent an attempt; (worker_id, attempt) is the lease.
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_retries", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("worker_id", sa.String(64), nullable=True),
+    sa.Column("started_at", Epoch, nullable=True),
+    sa.Column("finished_at", Epoch, nullable=True),
+    sa.Column("result", sa.Text, nullable=True),
+    sa.Column("errors", sa.Text, nullable=True),
+    sa.Column("progress", sa.Text, nullable=True),
+    sa.Column("checkpoint", sa.Text, nullable=True),
+    # 'cancel' or 'pause' requested by another process, delivered by the worker's cancel check.
+    sa.Column("cancel_requested", sa.String(16), nullable=True),
+    sa.Column("crashes", sa.Integer, nullable=False, server_default="0"),
+    # Bumped by every claim and never decremented: (worker_id, lease) fences every later write,
+    # even after a release gave the attempt back.
+    sa.Column("lease", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("updated_at", Epoch, nullable=True),
+    sa.Index(
+        # Matches the claim query exactly: pending rows in priority, run_at, id order.
+        "jobkit_jobs_claim",
+        "priority",
+        "run_at",
+        "id",
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index(
+        "jobkit_jobs_running",
+        "worker_id",
+        sqlite_where=sa.text("status = 'running'"),
+        postgresql_where=sa.text("status = 'running'"),
+    ),
+    sa.Index("jobkit_jobs_status_finished", "status", "finished_at"),
+    sa.Index("jobkit_jobs_name_status", "name", "status"),
+    sqlite_autoincrement=True,
+)
+
+workers = sa.Table(
+    "jobkit_workers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("queues", sa.Text, nullable=True),
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    sa.Column("started_at", Epoch, nullable=False),
+    # Written with the database's clock only, so skewed worker clocks cannot matter.
+    sa.Column("heartbeat_at", Epoch, nullable=False),
+    sa.Column("stopped_at", Epoch, nullable=True),
+)
+
+queue_pauses = sa.Table(
+    "jobkit_queue_pauses",
+    metadata,
+    sa.Column("queue", sa.String(100), primary_key=True),
+    sa.Column("paused_at", Epoch, nullable=False),
+)

@@ -1,0 +1,71 @@
+"""SQLite's statements: WAL, BEGIN IMMEDIATE, and UPDATE … RETURNING for the claim."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from jobkit._store.records import CLAIM_COLUMNS
+
+#: The database's clock in epoch seconds (julianday has millisecond resolution).
+DB_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+def _claim_sql(filter_queues: bool) -> sa.TextClause:
+    queue_filter = "AND queue IN (SELECT value FROM json_each(:queues))" if filter_queues else ""
+    # SQLite has no SKIP LOCKED: the transaction was opened with BEGIN IMMEDIATE, which holds
+    # the write lock from the start, so this select-and-update is atomic across processes.
+    return sa.text(
+        f"""
+        UPDATE jobkit_jobs
+           SET status = 'running', attempt = attempt + 1, lease = lease + 1, worker_id = :worker,
+               started_at = :now, updated_at = :now, cancel_requested = NULL
+         WHERE id IN (
+               SELECT id FROM jobkit_jobs
+                WHERE status = 'pending' AND run_at <= :now
+                  AND name IN (SELECT value FROM json_each(:names))
+                  {queue_filter}
+                  AND queue NOT IN (SELECT queue FROM jobkit_queue_pauses)
+                ORDER BY priority, run_at, id
+                LIMIT :limit)
+        RETURNING {CLAIM_COLUMNS}
+        """
+    )
+
+
+CLAIM_ALL_QUEUES = _claim_sql(False)
+CLAIM_SOME_QUEUES = _claim_sql(True)
+
+COMPLETE_ONE = sa.text(
+    """
+    UPDATE jobkit_jobs
+       SET status = 'completed', result = :result, finished_at = :now, updated_at = :now, cancel_requested = NULL
+     WHERE id = :id AND worker_id = :worker AND lease = :lease AND status = 'running'
+    RETURNING id
+    """
+)
+
+
+def claim_params(names_json: str, queues_json: str | None) -> dict[str, Any]:
+    """Bind values for the name and queue filters (JSON arrays read by json_each)."""
+    params: dict[str, Any] = {"names": names_json}
+    if queues_json is not None:
+        params["queues"] = queues_json
+    return params
+
+
+def complete_many(conn: sa.Connection, worker: str, now: float, rows: list[tuple[int, int, str]]) -> set[int]:
+    """Complete (id, lease, result) rows; returns the ids whose lease still matched."""
+    done: set[int] = set()
+    for job_id, lease, result in rows:
+        hit = conn.execute(
+            COMPLETE_ONE, {"id": job_id, "worker": worker, "lease": lease, "result": result, "now": now}
+        ).first()
+        if hit is not None:
+            done.add(job_id)
+    return done
+
+
+def notify(conn: sa.Connection, channel: str, payload: str) -> None:
+    """SQLite has no NOTIFY: other processes see the change through PRAGMA data_version."""

@@ -1,0 +1,356 @@
+"""The Store: every statement jobkit runs, behind one class; the only SQLAlchemy user.
+
+Each public method is one transaction, retried as a whole on transient errors
+(a locked SQLite file, a dropped PostgreSQL connection). Writes on a running
+job are fenced: they match the job's lease ``(worker_id, lease)`` and report
+whether they took, so a stale attempt can never change a row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from jobkit._store import postgres, sqlite
+from jobkit._store.engine import call_with_retry, create_engine
+from jobkit._store.records import ClaimedJob, JobRecord, NewJob
+
+log = logging.getLogger("jobkit.store")
+
+T = TypeVar("T")
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "jobkit_alembic_version"
+
+JOB_COLUMNS = (
+    "id, name, queue, priority, status, args, run_at, created_at, attempt, max_retries, worker_id, "
+    "started_at, finished_at, result, errors, progress, checkpoint, cancel_requested, crashes, lease, updated_at"
+)
+
+_LEASE_SETS: dict[str, str] = {
+    "retry": "status = 'pending', run_at = :run_at, errors = :errors, worker_id = NULL, "
+    "updated_at = :now, cancel_requested = NULL",
+    "fail": "status = 'failed', errors = :errors, finished_at = :now, updated_at = :now, cancel_requested = NULL",
+    "cancel": "status = 'cancelled', errors = :errors, finished_at = :now, updated_at = :now, cancel_requested = NULL",
+    # release and snooze give the attempt back: the job did not fail, it was interrupted or deferred.
+    "release": "status = 'pending', attempt = attempt - 1, worker_id = NULL, run_at = :run_at, "
+    "updated_at = :now, cancel_requested = NULL",
+    "snooze": "status = 'pending', attempt = attempt - 1, worker_id = NULL, run_at = :run_at, "
+    "updated_at = :now, cancel_requested = NULL",
+    "pause": "status = 'paused', attempt = attempt - 1, worker_id = NULL, updated_at = :now, cancel_requested = NULL",
+    "progress": "progress = :progress, updated_at = :now",
+    "checkpoint": "checkpoint = :checkpoint, updated_at = :now",
+    # A rescued job: its worker is gone; the attempt stays spent and the crash is counted.
+    "rescue": "status = 'pending', run_at = :now, errors = :errors, worker_id = NULL, crashes = crashes + 1, "
+    "updated_at = :now, cancel_requested = NULL",
+    "rescue_fail": "status = 'failed', errors = :errors, finished_at = :now, crashes = crashes + 1, "
+    "updated_at = :now, cancel_requested = NULL",
+}
+_LEASE_SQL = {
+    kind: sa.text(
+        f"UPDATE jobkit_jobs SET {sets} WHERE id = :id AND worker_id = :worker AND lease = :lease "
+        "AND status = 'running' RETURNING id"
+    )
+    for kind, sets in _LEASE_SETS.items()
+}
+LEASE_KINDS = frozenset(_LEASE_SETS) | {"complete"}
+
+
+@dataclass(slots=True)
+class Transition:
+    """One fenced write on a running job: ``kind`` is a key of the lease statements or ``complete``."""
+
+    kind: str
+    job_id: int
+    worker: str
+    lease: int
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+class Store:
+    """All SQL jobkit runs, for SQLite and PostgreSQL.
+
+    Example::
+
+        store = Store("sqlite:///jobs.sqlite3")
+        store.migrate()
+    """
+
+    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+        self.sql: ModuleType = postgres if self.is_postgres else sqlite
+        self.db_now: str = self.sql.DB_NOW
+        self._migrated = False
+        self._migrate_lock = threading.Lock()
+        self.channel = "jobkit"
+        if auto_migrate:
+            self.migrate()
+        if self.is_postgres:
+            # NOTIFY channels are database-wide; a schema of its own gets a channel of its own.
+            schema = self.scalar("SELECT current_schema()") or "public"
+            self.channel = "jobkit" if schema == "public" else f"jobkit_{schema}"[:63]
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """One write transaction (BEGIN IMMEDIATE on SQLite)."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """One read-only transaction (deferred on SQLite, so readers never queue behind writers)."""
+        with self.engine.connect().execution_options(jobkit_read=True) as conn, conn.begin():
+            yield conn
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        return call_with_retry(fn)
+
+    def _retry_short(self, fn: Callable[[], T]) -> T:
+        # For calls made by a loop that has its own schedule: give up fast, the loop tries again.
+        return call_with_retry(fn, max_seconds=1.0)
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        """Run one read statement and return its first column of its first row."""
+
+        def run() -> Any:
+            with self.read() as conn:
+                return conn.execute(sa.text(sql), params).scalar()
+
+        return self._retry(run)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest shipped migration (cheap when it already is)."""
+        with self._migrate_lock:
+            if self._migrated:
+                return
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            head = ScriptDirectory.from_config(config).get_current_head()
+            if self._current_revision() != head:
+                with self.engine.begin() as conn:
+                    if self.is_postgres:
+                        # Many workers may start at once: one migrates, the others wait, then see head.
+                        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7305092183)")
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "head")
+            self._migrated = True
+
+    def _current_revision(self) -> str | None:
+        try:
+            with self.read() as conn:
+                return conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+        except sa.exc.DBAPIError:
+            return None
+
+    def now(self) -> float:
+        """The database's clock, in epoch seconds."""
+        return float(self.scalar(f"SELECT {self.db_now}"))
+
+    # -- enqueue ----------------------------------------------------------------------------
+
+    def enqueue(self, rows: Sequence[NewJob], connection: sa.Connection | None = None, now: float = 0.0) -> list[int]:
+        """Insert jobs (one multi-row insert per chunk) and wake workers; returns ids in order.
+
+        With ``connection`` the rows join the caller's transaction and exist only if it commits.
+        """
+
+        # The payload carries the earliest run time when it lies ahead, so listeners can wake then.
+        earliest = min((row.run_at for row in rows), default=now)
+        payload = repr(earliest) if earliest > now else ""
+
+        def run(conn: sa.Connection) -> list[int]:
+            ids = self._insert(conn, rows, now)
+            self.sql.notify(conn, self.channel, payload)
+            return ids
+
+        if connection is not None:
+            return run(connection)
+
+        def in_tx() -> list[int]:
+            with self.write() as conn:
+                return run(conn)
+
+        return self._retry(in_tx)
+
+    _INSERT_ONE = sa.text(
+        "INSERT INTO jobkit_jobs (name, queue, priority, status, args, run_at, created_at, max_retries, "
+        "attempt, crashes, lease) VALUES (:name, :queue, :priority, 'pending', :args, :run_at, :now, :max_retries, "
+        "0, 0, 0) RETURNING id"
+    )
+
+    def _insert(self, conn: sa.Connection, rows: Sequence[NewJob], now: float) -> list[int]:
+        if len(rows) == 1:
+            row = rows[0]
+            one = {
+                "name": row.name,
+                "queue": row.queue,
+                "priority": row.priority,
+                "args": row.args,
+                "run_at": row.run_at,
+                "now": now,
+                "max_retries": row.max_retries,
+            }
+            return [int(conn.execute(self._INSERT_ONE, one).scalar_one())]
+        ids: list[int] = []
+        chunk = 500 if self.is_postgres else 120  # SQLite caps bound parameters per statement
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            values = ", ".join(
+                f"(:n{i}, :q{i}, :p{i}, 'pending', :a{i}, :r{i}, :now, :m{i}, 0, 0, 0)" for i in range(len(part))
+            )
+            params: dict[str, Any] = {"now": now}
+            for i, row in enumerate(part):
+                params.update(
+                    {
+                        f"n{i}": row.name,
+                        f"q{i}": row.queue,
+                        f"p{i}": row.priority,
+                        f"a{i}": row.args,
+                        f"r{i}": row.run_at,
+                        f"m{i}": row.max_retries,
+                    }
+                )
+            sql = (
+                "INSERT INTO jobkit_jobs (name, queue, priority, status, args, run_at, created_at, max_retries, "
+                f"attempt, crashes, lease) VALUES {values} RETURNING id"
+            )
+            # RETURNING order follows VALUES order on both engines for a plain multi-row insert;
+            # sorting keeps the contract explicit since ids are allocated ascending.
+            ids.extend(sorted(int(r[0]) for r in conn.execute(sa.text(sql), params)))
+        return ids
+
+    # -- the worker's hot path ----------------------------------------------------------------
+
+    def claim(
+        self, worker: str, limit: int, names: Sequence[str], queues: Sequence[str] | None, now: float
+    ) -> list[ClaimedJob]:
+        """Claim up to ``limit`` due jobs of the given types in one statement, in priority order."""
+        if limit <= 0 or not names:
+            return []
+        if self.is_postgres:
+            params = postgres.claim_params(list(names), list(queues) if queues else None)
+        else:
+            params = sqlite.claim_params(json.dumps(list(names)), json.dumps(list(queues)) if queues else None)
+        params.update({"worker": worker, "limit": limit, "now": now})
+        statement = self.sql.CLAIM_SOME_QUEUES if queues else self.sql.CLAIM_ALL_QUEUES
+
+        def run() -> list[ClaimedJob]:
+            with self.write() as conn:
+                rows = conn.execute(statement, params).all()
+            return sorted((ClaimedJob.from_row(r, worker) for r in rows), key=lambda j: (j.priority, j.run_at, j.id))
+
+        return self._retry(run)
+
+    def apply(self, transitions: Sequence[Transition], now: float) -> list[bool]:
+        """Write many fenced transitions in one transaction; returns, per transition, whether it took."""
+        if not transitions:
+            return []
+
+        def run() -> list[bool]:
+            took: list[bool] = [False] * len(transitions)
+            with self.write() as conn:
+                completes = [(i, t) for i, t in enumerate(transitions) if t.kind == "complete"]
+                by_worker: dict[str, list[tuple[int, Transition]]] = {}
+                for i, t in completes:
+                    by_worker.setdefault(t.worker, []).append((i, t))
+                for worker, items in by_worker.items():
+                    done = self.sql.complete_many(
+                        conn, worker, now, [(t.job_id, t.lease, t.values.get("result") or "null") for _, t in items]
+                    )
+                    for i, t in items:
+                        took[i] = t.job_id in done
+                for i, t in enumerate(transitions):
+                    if t.kind == "complete":
+                        continue
+                    params = {"id": t.job_id, "worker": t.worker, "lease": t.lease, "now": now, **t.values}
+                    took[i] = conn.execute(_LEASE_SQL[t.kind], params).first() is not None
+            return took
+
+        return self._retry(run)
+
+    def transition(self, t: Transition, now: float) -> bool:
+        """Write one fenced transition; returns whether its lease still matched."""
+        return self.apply([t], now)[0]
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> JobRecord | None:
+        """One job's full row, or None."""
+
+        def run() -> JobRecord | None:
+            with self.read() as conn:
+                row = conn.execute(sa.text(f"SELECT {JOB_COLUMNS} FROM jobkit_jobs WHERE id = :id"), {"id": job_id})
+                found = row.first()
+            return None if found is None else JobRecord(*found)
+
+        return self._retry(run)
+
+    def status_of(self, job_id: int) -> str | None:
+        """Just the status column (cheap polling for result waits)."""
+        value = self.scalar("SELECT status FROM jobkit_jobs WHERE id = :id", id=job_id)
+        return None if value is None else str(value)
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Jobs filtered by status, type and queue, newest first."""
+        where, params = _filters(status=status, name=name, queue=queue)
+        params["limit"] = limit
+        sql = f"SELECT {JOB_COLUMNS} FROM jobkit_jobs {where} ORDER BY id DESC LIMIT :limit"
+
+        def run() -> list[JobRecord]:
+            with self.read() as conn:
+                return [JobRecord(*r) for r in conn.execute(sa.text(sql), params)]
+
+        return self._retry(run)
+
+    def next_run_at(self, names: Sequence[str], queues: Sequence[str] | None) -> float | None:
+        """The earliest run_at among pending jobs this worker could claim (to sleep until then)."""
+        if not names:
+            return None
+        where = "status = 'pending'"
+        params: dict[str, Any] = {}
+        if queues:
+            where += " AND queue IN :queues"
+            params["queues"] = list(queues)
+        stmt = sa.text(f"SELECT MIN(run_at) FROM jobkit_jobs WHERE {where}")
+        if queues:
+            stmt = stmt.bindparams(sa.bindparam("queues", expanding=True))
+
+        def run() -> float | None:
+            with self.read() as conn:
+                value = conn.execute(stmt, params).scalar()
+            return None if value is None else float(value)
+
+        return self._retry(run)
+
+
+def _filters(**fields: str | None) -> tuple[str, dict[str, Any]]:
+    clauses = [f"{key} = :{key}" for key, value in fields.items() if value is not None]
+    params: dict[str, Any] = {key: value for key, value in fields.items() if value is not None}
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params

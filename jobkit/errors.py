@@ -1,0 +1,108 @@
+"""The public exception tree.
+
+Everything jobkit raises on purpose derives from :class:`JobError`, so an
+application can catch the whole family with one ``except``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class JobError(Exception):
+    """Base class of every exception jobkit raises on purpose."""
+
+
+class JobDefinitionError(JobError):
+    """A ``@job`` declaration is invalid; raised when the class is defined.
+
+    Example::
+
+        @job(name="emails.send", max_retries=-1)   # JobDefinitionError at import time
+        class SendEmail(BaseJob[EmailArgs]): ...
+    """
+
+
+class ConfigurationError(JobError):
+    """Settings given to :func:`jobkit.configure` or ``JOBKIT_*`` are invalid."""
+
+
+class EnqueueError(JobError):
+    """A job could not be enqueued (bad options such as a naive datetime)."""
+
+
+class JobNotFound(JobError):
+    """No job with this id exists (it may have been pruned or deleted)."""
+
+
+class Discard(JobError):
+    """Raise inside ``perform`` to fail the job now, without any retry.
+
+    Example::
+
+        if not user.exists:
+            raise Discard("user was deleted")
+    """
+
+
+class Snooze(JobError):
+    """Raise inside ``perform`` to run the job again later without spending an attempt.
+
+    Example::
+
+        if rate_limited:
+            raise Snooze(30)   # try again in 30 seconds
+    """
+
+    def __init__(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"Snooze seconds must be >= 0, got {seconds}")
+        super().__init__(f"snoozed for {seconds}s")
+        self.seconds = float(seconds)
+
+
+class JobTimeout(JobError):
+    """Recorded as the error of an attempt that exceeded its job's ``timeout``."""
+
+
+class WorkerLost(JobError):
+    """Recorded as the error of an attempt whose worker stopped heartbeating."""
+
+
+class JobCancelledError(JobError):
+    """Raised by ``CancelToken.raise_if_cancelled()`` inside a running job."""
+
+    def __init__(self, reason: str | None) -> None:
+        super().__init__(f"job cancelled ({reason or 'no reason given'})")
+        self.reason = reason
+
+
+class JobFailed(JobError):
+    """Raised by ``JobHandle.result()`` when the job ended ``failed``.
+
+    ``errors`` is the job's full error history, newest last; each entry holds
+    ``type``, ``message``, ``traceback``, ``attempt`` and ``at``.
+    """
+
+    def __init__(self, job_id: int, errors: list[dict[str, Any]]) -> None:
+        last = errors[-1] if errors else {"type": "unknown", "message": "no error recorded"}
+        super().__init__(f"job {job_id} failed: {last.get('type')}: {last.get('message')}")
+        self.job_id = job_id
+        self.errors = errors
+
+    @property
+    def error_type(self) -> str:
+        """The exception type name of the last recorded error."""
+        return str(self.errors[-1].get("type")) if self.errors else "unknown"
+
+
+class JobCancelled(JobError):
+    """Raised by ``JobHandle.result()`` when the job ended ``cancelled``."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} was cancelled")
+        self.job_id = job_id
+
+
+class ResultTimeout(JobError, TimeoutError):
+    """``JobHandle.result(timeout=...)`` gave up before the job ended."""

@@ -1,0 +1,68 @@
+"""The package's public surface and its internal layering."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import jobkit
+
+PACKAGE = Path(jobkit.__file__).parent
+
+# Lower layers never import higher ones (STYLE.md): a module may import its own layer or below.
+LAYERS = [
+    {"errors", "_cancel", "_clock"},
+    {"_payload", "_backoff", "_registry", "_settings", "_events"},
+    {"_store", "_handle", "_job"},
+    {"_runtime"},
+    {"_queue"},
+    {"cli", "testing", "pytest_plugin", "__init__", "__main__"},
+]
+
+
+def layer_of(module: str) -> int:
+    top = module.split(".")[0]
+    for index, members in enumerate(LAYERS):
+        if top in members:
+            return index
+    raise AssertionError(f"module {module} is in no layer")
+
+
+def test_all_is_sorted_and_complete() -> None:
+    """__all__ is sorted and every name in it exists."""
+    assert list(jobkit.__all__) == sorted(jobkit.__all__)
+    for name in jobkit.__all__:
+        assert hasattr(jobkit, name), name
+
+
+def test_public_names_have_docstrings() -> None:
+    """Every public class and function exported by jobkit carries a docstring."""
+    for name in jobkit.__all__:
+        value = getattr(jobkit, name)
+        if callable(value):
+            assert value.__doc__, f"jobkit.{name} has no docstring"
+
+
+def test_imports_flow_downward_only() -> None:
+    """No jobkit module imports a module of a higher layer."""
+    for path in PACKAGE.rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        relative = path.relative_to(PACKAGE).with_suffix("")
+        module = ".".join(relative.parts)
+        own = layer_of(module)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("jobkit."):
+                target = node.module.removeprefix("jobkit.")
+                assert layer_of(target) <= own, f"{module} (layer {own}) imports {target} (layer {layer_of(target)})"
+
+
+def test_sqlalchemy_only_inside_the_store() -> None:
+    """Only jobkit._store imports SQLAlchemy at run time."""
+    for path in PACKAGE.rglob("*.py"):
+        if "_store" in path.parts:
+            continue
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert not any(n.startswith("sqlalchemy") for n in names), f"{path} imports SQLAlchemy"
