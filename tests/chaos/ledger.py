@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ class Verdict:
     """What the checker found: the problems (empty means every rule held) and the measured figures."""
 
     executions: int = 0
+    jobs_executed: int = 0
     run_more_than_once: list[int] = field(default_factory=list)
     rescues: list[tuple[int, str, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -89,10 +91,10 @@ class Verdict:
     def summary(self) -> str:
         """One line of figures for the test log and the report."""
         lat = sorted(self.rescue_latencies)
-        spread = f"{lat[0]:.2f}..{lat[-1]:.2f}s" if lat else "-"
+        spread = f"{lat[0]:.2f}..{lat[-1]:.2f}s median={statistics.median(lat):.2f}s" if lat else "-"
         return (
-            f"executions={self.executions} run_more_than_once={len(self.run_more_than_once)} "
-            f"rescues={len(lat)} rescue_latency={spread}"
+            f"executions={self.executions} extra_executions={self.executions - self.jobs_executed} "
+            f"run_more_than_once={len(self.run_more_than_once)} rescues={len(lat)} rescue_latency={spread}"
         )
 
 
@@ -115,7 +117,7 @@ def check(
     in a crashed worker; ``"any"`` allows (and counts) any repeat.
     """
     runs = load(directory)
-    verdict = Verdict(executions=sum(len(r) for r in runs.values()))
+    verdict = Verdict(executions=sum(len(r) for r in runs.values()), jobs_executed=len(runs))
     problems = verdict.problems
     by_id = {info.id: info for info in jobs}
 
