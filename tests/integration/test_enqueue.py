@@ -62,8 +62,10 @@ def test_perform_at_runs_at_the_given_time(clocked_queue: JobQueue, clock: FakeC
     when = datetime.fromtimestamp(clock.now(), tz=UTC) + timedelta(hours=1)
     handle = AddOne.perform_at(when, n=1)
     assert abs(handle.refresh().run_at.timestamp() - when.timestamp()) < 0.001
+    clock.advance(timedelta(minutes=59, seconds=59))
     assert clocked_queue.run_once() == 0
-    clock.advance(timedelta(hours=1))
+    # A datetime keeps microseconds only, so the stored time can sit a hair past clock + 1h.
+    clock.advance(timedelta(seconds=1, milliseconds=1))
     assert clocked_queue.run_once() == 1
 
 
