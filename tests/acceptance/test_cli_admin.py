@@ -165,6 +165,22 @@ def test_cli_clear_and_retry_failed(db_url: str, producer: JobQueue, control: Pa
     assert producer.job_info(hopeless.id) is None and done.status() == "completed"
 
 
+def test_cli_clear_filters_by_type_queue_and_age(db_url: str, producer: JobQueue) -> None:
+    """`jobs clear completed --name --queue --older-than` deletes only the matching finished jobs."""
+    match = AddOne.perform_later(n=1)
+    other_queue = AddOne.set(queue="other").perform_later(n=2)
+    other_type = ImportDocument.perform_later(doc=DOC)
+    producer.drain()
+    too_recent = jobkit_cli(db_url, "jobs", "clear", "completed", "--name", "tests.add_one", "--older-than", "1h")
+    assert too_recent.stdout.strip() == "deleted 0 completed jobs"
+    cleared = jobkit_cli(
+        db_url, "jobs", "clear", "completed", "--name", "tests.add_one", "--queue", "default", "--older-than", "0s"
+    )
+    assert cleared.stdout.strip() == "deleted 1 completed jobs"
+    assert producer.job_info(match.id) is None
+    assert (other_queue.status(), other_type.status()) == ("completed", "completed")
+
+
 def test_cli_queue_pause_holds_a_worker_process(
     db_url: str, producer: JobQueue, worker: subprocess.Popen[str], control: Path
 ) -> None:

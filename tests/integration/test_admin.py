@@ -265,6 +265,31 @@ def test_clear_failed_by_type_and_queue(queue: JobQueue, control: Path) -> None:
     assert {elsewhere.status(), discards.status(), done.status()} == {"failed", "completed"}
 
 
+def test_clear_completed_by_type_and_queue(queue: JobQueue) -> None:
+    """clear_completed(name=..., queue=...) deletes only completed jobs of that type in that queue."""
+    match = AddOne.perform_later(n=1)
+    other_queue = AddOne.set(queue="other").perform_later(n=2)
+    other_type = Sleepy.perform_later(seconds=0)
+    not_finished = AddOne.perform_in(3600, n=3)
+    queue.drain()
+    assert queue.clear_completed(name="tests.add_one", queue="default") == 1
+    assert queue.job_info(match.id) is None
+    assert (other_queue.status(), other_type.status(), not_finished.status()) == ("completed", "completed", "pending")
+    assert queue.clear_completed() == 2
+
+
+def test_retry_failed_of_one_queue(queue: JobQueue, control: Path) -> None:
+    """retry_failed(queue=...) puts back the failed jobs of that queue only."""
+    (control / "broken").touch()
+    imports = FailsUntilFixed.perform_later(control=str(control))
+    elsewhere = FailsUntilFixed.set(queue="other").perform_later(control=str(control))
+    queue.drain()
+    (control / "broken").unlink()
+    assert queue.retry_failed(queue="imports") == 1
+    queue.drain()
+    assert (imports.result(timeout=5), elsewhere.status()) == ("fixed", "failed")
+
+
 # -- queues -------------------------------------------------------------------------------------------
 
 

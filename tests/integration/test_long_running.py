@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from jobkit import JobEvent, JobFailed, JobQueue
+from jobkit import JobEvent, JobFailed, JobQueue, ResultTimeout
 from tests.conftest import FAST
 from tests.long_jobs import (
     STAGES,
@@ -106,6 +106,41 @@ def test_paused_job_keeps_its_checkpoint_and_spends_no_attempt(
     assert (info.status, info.attempt, info.errors, info.worker_id) == ("paused", 0, [], None)
     assert info.checkpoint is not None and info.checkpoint["stage"] == "transform"
     assert info.checkpoint["data"]["tokens"][:3] == ["the", "quick", "brown"]
+
+
+def test_async_job_paused_mid_stage_resumes_from_its_checkpoint(
+    queue: JobQueue, events: EventLog, control: Path
+) -> None:
+    """An async job paused while it waits is cancelled on the loop, kept 'paused', and resumes after extract."""
+    (control / "hold-transform").touch()
+    queue.start()
+    handle = ImportDocumentAsync.perform_later(doc=DOC, control=str(control))
+    events.wait_for(handle.id, "progress", stage="transform")
+    assert handle.pause() == "pausing"
+    events.wait_for(handle.id, "paused")
+    info = handle.refresh()
+    assert (info.status, info.attempt, info.errors) == ("paused", 0, [])
+    assert info.checkpoint is not None and info.checkpoint["stage"] == "extract"
+    (control / "hold-transform").unlink()
+    assert handle.resume() == "pending"
+    assert handle.result(timeout=20) == expected_result(DOC)
+    assert ran(control) == [f"1 {s}" for s in STAGES]
+
+
+def test_retried_job_resumes_from_its_checkpoint(queue: JobQueue, events: EventLog, control: Path) -> None:
+    """A job discarded after two stages and then retried keeps its checkpoint and runs only the last stage."""
+    (control / "hold-load").touch()
+    queue.start()
+    handle = ImportDocument.perform_later(doc=DOC, control=str(control))
+    events.wait_for(handle.id, "progress", stage="load")
+    handle.pause()
+    events.wait_for(handle.id, "paused")
+    assert queue.discard_job(handle.id, "operator gave up") is True
+    (control / "hold-load").unlink()
+    assert handle.retry() is True
+    assert handle.result(timeout=20) == expected_result(DOC)
+    assert ran(control) == ["1 extract", "1 transform", "1 load"]
+    assert [e["message"] for e in handle.refresh().errors] == ["operator gave up"]
 
 
 def test_pausing_a_pending_job_holds_it_from_claims(queue: JobQueue) -> None:
@@ -349,6 +384,27 @@ def test_async_events_see_every_stage_then_the_result(queue: JobQueue) -> None:
     seen = asyncio.run(consume())
     assert stage_sequence(seen) == list(STAGES)
     assert seen[-1].type == "completed" and seen[-1].result == expected_result(DOC)
+
+
+def test_await_wait_returns_the_result_or_raises(queue: JobQueue, events: EventLog, control: Path) -> None:
+    """await handle.wait() returns a completed job's result, raises JobFailed for a failed one and
+    ResultTimeout while a job is held."""
+    (control / "hold-extract").touch()
+    queue.start()
+    held = ImportDocument.perform_later(doc=DOC, control=str(control))
+    done = ImportDocumentAsync.perform_later(doc=DOC)
+    failed = RaisesDiscard.perform_later()
+
+    async def wait_all() -> None:
+        assert await done.wait(timeout=20) == expected_result(DOC)
+        with pytest.raises(JobFailed):
+            await failed.wait(timeout=20)
+        with pytest.raises(ResultTimeout):
+            await held.wait(timeout=0.3)
+        (control / "hold-extract").unlink()
+        assert await held.wait(timeout=20) == expected_result(DOC)
+
+    asyncio.run(wait_all())
 
 
 def test_stream_follows_a_job_through_pause_and_resume(queue: JobQueue, events: EventLog, control: Path) -> None:
