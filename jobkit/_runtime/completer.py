@@ -19,7 +19,6 @@ from typing import Any
 from jobkit._clock import Clock
 from jobkit._runtime.outcome import Cancelled, Completed, Failed, Outcome, Snoozed
 from jobkit._store import ClaimedJob, Store, Transition
-from jobkit._store.events import notify_changed
 
 log = logging.getLogger("jobkit.completer")
 
@@ -185,8 +184,6 @@ class Completer:
                 )
             elif event is not None:
                 self.emit(_event(item, event))
-        # Wakes handles waiting on these jobs in any process (PostgreSQL; a no-op on SQLite).
-        notify_changed(self.store, [item.job.id for item, ok in zip(batch, results, strict=True) if ok])
         return results
 
 

@@ -264,7 +264,7 @@ class Worker:
         if beat:
             self._next_beat = sent + settings.heartbeat_interval
             try:
-                alive = worker_sql.heartbeat(self.store, self.id)
+                held = worker_sql.heartbeat_held(self.store, self.id)
             except Exception as exc:
                 if not self._beat_failing:
                     log.warning("heartbeat failed (%s); running jobs continue", exc)
@@ -283,7 +283,7 @@ class Worker:
                 # Frozen (SIGSTOP, a stalled VM) or blocked: our jobs may have been rescued
                 # meanwhile; the reconciliation below cancels exactly those.
                 log.warning("heartbeat renewed after %.1fs, longer than rescue_after", sent - self._renewed)
-            if not alive:
+            if held is None:
                 self._fence("worker row was marked stopped or removed")
                 self.id = new_worker_id()
                 self._registered = False
@@ -292,6 +292,9 @@ class Worker:
             if self._fenced:
                 self._fenced = False
                 self._wake.set()
+            if held == 0 and not self._running:
+                self._orphans.clear()
+                return  # idle and holding nothing: the heartbeat was the only query this tick
         if self._running or beat:
             self._reconcile()
 
@@ -353,8 +356,6 @@ class Worker:
                 try:
                     names = sorted(self.types())
                     jobs = self.store.claim(self.id, free, names, self.queues, self.clock.now())
-                    if len(jobs) < free and woken:
-                        self._next_due = self.store.next_run_at(names, self.queues)
                 except Exception as exc:
                     if not logged:
                         log.warning("cannot claim jobs (%s); retrying with backoff", exc)
@@ -370,11 +371,26 @@ class Worker:
                 self._maybe_more = len(jobs) == free
                 if self._maybe_more and jobs:
                     continue
+                if woken:
+                    # Something changed and the queue ran dry: learn when the next scheduled
+                    # job is due, so it starts on time rather than at the next poll.
+                    self._next_due = self._safe_next_run_at(names)
+            due = False
             if self._next_due is not None:
-                timeout = max(0.0, min(timeout, self._next_due - self.clock.now()))
+                until_due = self._next_due - self.clock.now()
+                due = until_due <= timeout
+                timeout = max(0.0, min(timeout, until_due))
                 if timeout == 0.0:
                     self._next_due = None
-            woken = self._wake.wait(timeout)
+            # A scheduled job falling due counts as a wake-up: after claiming it, look for the next one.
+            woken = self._wake.wait(timeout) or due
+
+    def _safe_next_run_at(self, names: list[str]) -> float | None:
+        try:
+            return self.store.next_run_at(names, self.queues, self.clock.now())
+        except Exception as exc:
+            log.debug("cannot read the next run time (%s); polling covers it", exc)
+            return self._next_due
 
     def _make_running(self, job: ClaimedJob) -> Running:
         token = CancelToken()

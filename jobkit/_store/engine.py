@@ -34,7 +34,8 @@ def create_engine(url: str) -> Engine:
         url,
         pool_size=8,
         max_overflow=32,
-        pool_pre_ping=True,
+        # No pre-ping: it would double the round trips of every short transaction. A dead pooled
+        # connection fails its statement instead, is invalidated, and the store retries the call.
         connect_args={
             # Dead peers are noticed in seconds rather than after the kernel's two-hour default.
             "keepalives": 1,

@@ -13,16 +13,15 @@ a short interval; in-process changes still wake them through :meth:`JobWatcher.s
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from types import TracebackType
 
 import sqlalchemy as sa
 
-from jobkit._store.store import Store
+from jobkit._store.store import Store, id_payloads
 
 try:
     import psycopg
@@ -31,8 +30,6 @@ except ImportError:  # pragma: no cover - the postgres extra is not installed; S
 
 log = logging.getLogger("jobkit.listen")
 
-#: NOTIFY payloads must stay under 8000 bytes; ids are sent comma-separated in chunks below this.
-MAX_PAYLOAD = 7000
 HEALTH_CHECK_EVERY = 30.0
 
 _NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
@@ -44,25 +41,7 @@ _PROGRESS = sa.text(
 
 def events_channel(store: Store) -> str:
     """The events channel of the store's database (or schema), distinct from the enqueue channel."""
-    channel = f"{store.channel}_events"
-    if len(channel) > 63:
-        # PostgreSQL truncates identifiers at 63 bytes; a truncated name could equal the enqueue channel.
-        channel = "jobkit_events_" + hashlib.sha1(store.channel.encode()).hexdigest()[:16]
-    return channel
-
-
-def _payloads(job_ids: Iterable[int]) -> Iterator[str]:
-    chunk: list[str] = []
-    size = 0
-    for job_id in job_ids:
-        text = str(job_id)
-        if chunk and size + len(text) + 1 > MAX_PAYLOAD:
-            yield ",".join(chunk)
-            chunk, size = [], 0
-        chunk.append(text)
-        size += len(text) + 1
-    if chunk:
-        yield ",".join(chunk)
+    return store.events_channel
 
 
 def notify_jobs(store: Store, conn: sa.Connection, job_ids: Iterable[int]) -> None:
@@ -70,23 +49,8 @@ def notify_jobs(store: Store, conn: sa.Connection, job_ids: Iterable[int]) -> No
     if not store.is_postgres:
         return
     channel = events_channel(store)
-    for payload in _payloads(job_ids):
+    for payload in id_payloads(job_ids):
         conn.execute(_NOTIFY, {"channel": channel, "payload": payload})
-
-
-def notify_changed(store: Store, job_ids: list[int]) -> None:
-    """Notify, in a transaction of its own, that these jobs changed; best effort, never raises.
-
-    For writers whose own transaction is not reachable from here (the completer's batch write).
-    """
-    if not store.is_postgres or not job_ids:
-        return
-    try:
-        with store.write() as conn:
-            notify_jobs(store, conn, job_ids)
-    except Exception as exc:
-        # Waiting handles fall back to polling; the outcome itself is already committed.
-        log.debug("could not notify job changes: %s", exc)
 
 
 def write_progress(store: Store, job_id: int, worker: str, lease: int, progress: str, now: float) -> bool:

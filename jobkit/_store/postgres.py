@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from jobkit._store.records import CLAIM_COLUMNS
+from jobkit._store.records import CLAIM_COLUMNS, NewJob
 
 DB_NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 
@@ -39,21 +40,88 @@ def _claim_sql(filter_queues: bool) -> sa.TextClause:
 CLAIM_ALL_QUEUES = _claim_sql(False)
 CLAIM_SOME_QUEUES = _claim_sql(True)
 
-# One statement completes a whole batch; the lease is still checked row by row.
+# One statement completes a whole batch (the lease is still checked row by row) and tells waiting
+# handles which jobs changed. COMPLETE_CHUNK keeps the id list under NOTIFY's 8000-byte payload cap.
 COMPLETE_MANY = sa.text(
     """
-    UPDATE jobkit_jobs AS j
-       SET status = 'completed', result = v.result, finished_at = :now, updated_at = :now,
-           cancel_requested = NULL
-      FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id,
-                   unnest(CAST(:leases AS integer[])) AS lease,
-                   unnest(CAST(:results AS text[])) AS result) AS v
-     WHERE j.id = v.id AND j.lease = v.lease AND j.worker_id = :worker AND j.status = 'running'
-    RETURNING j.id
+    WITH done AS (
+        UPDATE jobkit_jobs AS j
+           SET status = 'completed', result = v.result, finished_at = :now, updated_at = :now,
+               cancel_requested = NULL
+          FROM unnest(CAST(:ids AS bigint[]), CAST(:leases AS integer[]), CAST(:results AS text[]))
+               AS v(id, lease, result)
+         WHERE j.id = v.id AND j.lease = v.lease AND j.worker_id = :worker AND j.status = 'running'
+        RETURNING j.id),
+    -- One notification for the batch, only when something completed and a channel was given.
+    note AS (
+        SELECT pg_notify(:channel, string_agg(CAST(id AS text), ',')) AS sent
+          FROM done WHERE :channel <> '' HAVING count(*) > 0)
+    SELECT done.id FROM done LEFT JOIN note ON true
+    """
+)
+COMPLETE_CHUNK = 500
+
+NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
+
+_COLUMNS = "name, queue, priority, status, args, run_at, created_at, max_retries, attempt, crashes, lease"
+
+# Insert and wake in one statement; the notification is queued in the statement's transaction.
+INSERT_ONE = sa.text(
+    f"""
+    WITH ins AS (
+        INSERT INTO jobkit_jobs ({_COLUMNS})
+        VALUES (:name, :queue, :priority, 'pending', :args, :run_at, :now, :max_retries, 0, 0, 0)
+        RETURNING id)
+    SELECT id, pg_notify(:channel, :payload) FROM ins
     """
 )
 
-NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
+# A whole chunk as six arrays: one statement, six parameters, no per-row SQL text.
+INSERT_MANY = sa.text(
+    f"""
+    INSERT INTO jobkit_jobs ({_COLUMNS})
+    SELECT u.name, u.queue, u.priority, 'pending', u.args, u.run_at, :now, u.max_retries, 0, 0, 0
+      FROM unnest(CAST(:names AS text[]), CAST(:queues AS text[]), CAST(:priorities AS integer[]),
+                  CAST(:args AS text[]), CAST(:run_ats AS float8[]), CAST(:max_retries AS integer[]))
+           AS u(name, queue, priority, args, run_at, max_retries)
+    RETURNING id
+    """
+)
+INSERT_CHUNK = 5000
+
+
+def insert_one(row: NewJob, now: float, channel: str, payload: str) -> tuple[sa.TextClause, dict[str, Any]]:
+    """The statement and parameters that insert one job and notify ``channel``."""
+    params = {
+        "name": row.name,
+        "queue": row.queue,
+        "priority": row.priority,
+        "args": row.args,
+        "run_at": row.run_at,
+        "now": now,
+        "max_retries": row.max_retries,
+        "channel": channel,
+        "payload": payload,
+    }
+    return INSERT_ONE, params
+
+
+def insert_many(rows: Sequence[NewJob], now: float) -> Iterator[tuple[sa.TextClause, dict[str, Any]]]:
+    """One array insert per chunk of ``INSERT_CHUNK`` rows."""
+    for start in range(0, len(rows), INSERT_CHUNK):
+        part = rows[start : start + INSERT_CHUNK]
+        yield (
+            INSERT_MANY,
+            {
+                "now": now,
+                "names": [r.name for r in part],
+                "queues": [r.queue for r in part],
+                "priorities": [r.priority for r in part],
+                "args": [r.args for r in part],
+                "run_ats": [r.run_at for r in part],
+                "max_retries": [r.max_retries for r in part],
+            },
+        )
 
 
 def claim_params(names: list[str], queues: list[str] | None) -> dict[str, Any]:
@@ -64,15 +132,26 @@ def claim_params(names: list[str], queues: list[str] | None) -> dict[str, Any]:
     return params
 
 
-def complete_many(conn: sa.Connection, worker: str, now: float, rows: list[tuple[int, int, str]]) -> set[int]:
-    """Complete (id, lease, result) rows in one statement; returns the ids whose lease still matched."""
-    ids = [r[0] for r in rows]
-    leases = [r[1] for r in rows]
-    results = [r[2] for r in rows]
-    found = conn.execute(
-        COMPLETE_MANY, {"ids": ids, "leases": leases, "results": results, "worker": worker, "now": now}
-    )
-    return {int(r[0]) for r in found}
+def complete_many(
+    conn: sa.Connection, worker: str, now: float, rows: list[tuple[int, int, str]], events_channel: str = ""
+) -> set[int]:
+    """Complete (id, lease, result) rows; returns the ids whose lease still matched.
+
+    With ``events_channel`` the completed ids are also notified there, in the same statement.
+    """
+    done: set[int] = set()
+    for start in range(0, len(rows), COMPLETE_CHUNK):
+        part = rows[start : start + COMPLETE_CHUNK]
+        params = {
+            "ids": [r[0] for r in part],
+            "leases": [r[1] for r in part],
+            "results": [r[2] for r in part],
+            "worker": worker,
+            "now": now,
+            "channel": events_channel,
+        }
+        done.update(int(r[0]) for r in conn.execute(COMPLETE_MANY, params))
+    return done
 
 
 def notify(conn: sa.Connection, channel: str, payload: str) -> None:

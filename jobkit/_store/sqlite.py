@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from jobkit._store.records import CLAIM_COLUMNS
+from jobkit._store.records import CLAIM_COLUMNS, NewJob
 
 #: The database's clock in epoch seconds (julianday has millisecond resolution).
 DB_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
@@ -47,6 +49,49 @@ COMPLETE_ONE = sa.text(
 )
 
 
+_COLUMNS = "name, queue, priority, status, args, run_at, created_at, max_retries, attempt, crashes, lease"
+
+INSERT_ONE = sa.text(
+    f"INSERT INTO jobkit_jobs ({_COLUMNS}) "
+    "VALUES (:name, :queue, :priority, 'pending', :args, :run_at, :now, :max_retries, 0, 0, 0) RETURNING id"
+)
+
+# A whole chunk as one JSON array parameter, unpacked by json_each: no per-row bind parameters,
+# so SQLite's limit on bound variables does not cap the chunk.
+INSERT_MANY = sa.text(
+    f"""
+    INSERT INTO jobkit_jobs ({_COLUMNS})
+    SELECT value ->> 0, value ->> 1, value ->> 2, 'pending', value ->> 3, value ->> 4, :now, value ->> 5, 0, 0, 0
+      FROM json_each(:rows)
+     ORDER BY key
+    RETURNING id
+    """
+)
+INSERT_CHUNK = 5000
+
+
+def insert_one(row: NewJob, now: float, channel: str, payload: str) -> tuple[sa.TextClause, dict[str, Any]]:
+    """The statement and parameters that insert one job (other processes notice via data_version)."""
+    params = {
+        "name": row.name,
+        "queue": row.queue,
+        "priority": row.priority,
+        "args": row.args,
+        "run_at": row.run_at,
+        "now": now,
+        "max_retries": row.max_retries,
+    }
+    return INSERT_ONE, params
+
+
+def insert_many(rows: Sequence[NewJob], now: float) -> Iterator[tuple[sa.TextClause, dict[str, Any]]]:
+    """One JSON-array insert per chunk of ``INSERT_CHUNK`` rows."""
+    for start in range(0, len(rows), INSERT_CHUNK):
+        part = rows[start : start + INSERT_CHUNK]
+        packed = json.dumps([[r.name, r.queue, r.priority, r.args, r.run_at, r.max_retries] for r in part])
+        yield INSERT_MANY, {"rows": packed, "now": now}
+
+
 def claim_params(names_json: str, queues_json: str | None) -> dict[str, Any]:
     """Bind values for the name and queue filters (JSON arrays read by json_each)."""
     params: dict[str, Any] = {"names": names_json}
@@ -55,8 +100,10 @@ def claim_params(names_json: str, queues_json: str | None) -> dict[str, Any]:
     return params
 
 
-def complete_many(conn: sa.Connection, worker: str, now: float, rows: list[tuple[int, int, str]]) -> set[int]:
-    """Complete (id, lease, result) rows; returns the ids whose lease still matched."""
+def complete_many(
+    conn: sa.Connection, worker: str, now: float, rows: list[tuple[int, int, str]], events_channel: str = ""
+) -> set[int]:
+    """Complete (id, lease, result) rows; returns the ids whose lease still matched (no NOTIFY on SQLite)."""
     done: set[int] = set()
     for job_id, lease, result in rows:
         hit = conn.execute(

@@ -9,10 +9,11 @@ whether they took, so a stale attempt can never change a row.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -92,6 +93,12 @@ class Store:
         self.url = url
         self.engine = create_engine(url)
         self.is_postgres = self.engine.dialect.name == "postgresql"
+        # PostgreSQL runs single statements in autocommit: one round trip instead of BEGIN,
+        # statement, COMMIT. Each such statement is atomic on its own. SQLite keeps BEGIN
+        # IMMEDIATE for every write, which costs no round trip there.
+        self._single: sa.Engine = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.is_postgres else self.engine
+        )
         self.sql: ModuleType = postgres if self.is_postgres else sqlite
         self.db_now: str = self.sql.DB_NOW
         self._migrated = False
@@ -103,6 +110,10 @@ class Store:
             # NOTIFY channels are database-wide; a schema of its own gets a channel of its own.
             schema = self.scalar("SELECT current_schema()") or "public"
             self.channel = "jobkit" if schema == "public" else f"jobkit_{schema}"[:63]
+        self.events_channel = f"{self.channel}_events"
+        if len(self.events_channel) > 63:
+            # PostgreSQL truncates identifiers at 63 bytes; a truncated name could equal the enqueue channel.
+            self.events_channel = "jobkit_events_" + hashlib.sha1(self.channel.encode()).hexdigest()[:16]
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -117,8 +128,26 @@ class Store:
             yield conn
 
     @contextlib.contextmanager
+    def write_one(self) -> Iterator[sa.Connection]:
+        """A connection for one atomic write statement: autocommit on PostgreSQL, BEGIN IMMEDIATE on SQLite."""
+        if not self.is_postgres:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._single.connect() as conn:
+            yield conn
+
+    @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
-        """One read-only transaction (deferred on SQLite, so readers never queue behind writers)."""
+        """Reads: deferred transaction on SQLite (readers never queue behind writers), autocommit on PostgreSQL.
+
+        Under PostgreSQL's READ COMMITTED every statement sees its own snapshot either way, so
+        autocommit loses no consistency and saves the BEGIN and COMMIT round trips.
+        """
+        if self.is_postgres:
+            with self._single.connect() as conn:
+                yield conn
+            return
         with self.engine.connect().execution_options(jobkit_read=True) as conn, conn.begin():
             yield conn
 
@@ -172,72 +201,46 @@ class Store:
         """Insert jobs (one multi-row insert per chunk) and wake workers; returns ids in order.
 
         With ``connection`` the rows join the caller's transaction and exist only if it commits.
+        The wake-up (NOTIFY on PostgreSQL) is sent in the same transaction, so it fires at commit.
         """
-
+        if not rows:
+            return []
         # The payload carries the earliest run time when it lies ahead, so listeners can wake then.
-        earliest = min((row.run_at for row in rows), default=now)
+        earliest = min(row.run_at for row in rows)
         payload = repr(earliest) if earliest > now else ""
 
-        def run(conn: sa.Connection) -> list[int]:
-            ids = self._insert(conn, rows, now)
+        if len(rows) == 1:
+            # One statement that inserts and notifies: in autocommit it is one round trip.
+            statement, params = self.sql.insert_one(rows[0], now, self.channel, payload)
+
+            def one(conn: sa.Connection) -> list[int]:
+                return [int(conn.execute(statement, params).scalar_one())]
+
+            if connection is not None:
+                return one(connection)
+
+            def one_alone() -> list[int]:
+                with self.write_one() as conn:
+                    return one(conn)
+
+            return self._retry(one_alone)
+
+        def many(conn: sa.Connection) -> list[int]:
+            ids: list[int] = []
+            for statement, params in self.sql.insert_many(rows, now):
+                # Ids are allocated ascending in row order within a statement, so sorting restores it.
+                ids.extend(sorted(int(r[0]) for r in conn.execute(statement, params)))
             self.sql.notify(conn, self.channel, payload)
             return ids
 
         if connection is not None:
-            return run(connection)
+            return many(connection)
 
-        def in_tx() -> list[int]:
+        def many_in_tx() -> list[int]:
             with self.write() as conn:
-                return run(conn)
+                return many(conn)
 
-        return self._retry(in_tx)
-
-    _INSERT_ONE = sa.text(
-        "INSERT INTO jobkit_jobs (name, queue, priority, status, args, run_at, created_at, max_retries, "
-        "attempt, crashes, lease) VALUES (:name, :queue, :priority, 'pending', :args, :run_at, :now, :max_retries, "
-        "0, 0, 0) RETURNING id"
-    )
-
-    def _insert(self, conn: sa.Connection, rows: Sequence[NewJob], now: float) -> list[int]:
-        if len(rows) == 1:
-            row = rows[0]
-            one = {
-                "name": row.name,
-                "queue": row.queue,
-                "priority": row.priority,
-                "args": row.args,
-                "run_at": row.run_at,
-                "now": now,
-                "max_retries": row.max_retries,
-            }
-            return [int(conn.execute(self._INSERT_ONE, one).scalar_one())]
-        ids: list[int] = []
-        chunk = 500 if self.is_postgres else 120  # SQLite caps bound parameters per statement
-        for start in range(0, len(rows), chunk):
-            part = rows[start : start + chunk]
-            values = ", ".join(
-                f"(:n{i}, :q{i}, :p{i}, 'pending', :a{i}, :r{i}, :now, :m{i}, 0, 0, 0)" for i in range(len(part))
-            )
-            params: dict[str, Any] = {"now": now}
-            for i, row in enumerate(part):
-                params.update(
-                    {
-                        f"n{i}": row.name,
-                        f"q{i}": row.queue,
-                        f"p{i}": row.priority,
-                        f"a{i}": row.args,
-                        f"r{i}": row.run_at,
-                        f"m{i}": row.max_retries,
-                    }
-                )
-            sql = (
-                "INSERT INTO jobkit_jobs (name, queue, priority, status, args, run_at, created_at, max_retries, "
-                f"attempt, crashes, lease) VALUES {values} RETURNING id"
-            )
-            # RETURNING order follows VALUES order on both engines for a plain multi-row insert;
-            # sorting keeps the contract explicit since ids are allocated ascending.
-            ids.extend(sorted(int(r[0]) for r in conn.execute(sa.text(sql), params)))
-        return ids
+        return self._retry(many_in_tx)
 
     # -- the worker's hot path ----------------------------------------------------------------
 
@@ -255,16 +258,24 @@ class Store:
         statement = self.sql.CLAIM_SOME_QUEUES if queues else self.sql.CLAIM_ALL_QUEUES
 
         def run() -> list[ClaimedJob]:
-            with self.write() as conn:
+            with self.write_one() as conn:
                 rows = conn.execute(statement, params).all()
             return sorted((ClaimedJob.from_row(r, worker) for r in rows), key=lambda j: (j.priority, j.run_at, j.id))
 
         return self._retry(run)
 
     def apply(self, transitions: Sequence[Transition], now: float) -> list[bool]:
-        """Write many fenced transitions in one transaction; returns, per transition, whether it took."""
+        """Write many fenced transitions; returns, per transition, whether it took.
+
+        Waiting handles in other processes are notified of every job that changed, in the
+        same transaction (PostgreSQL). A batch made only of completions by one worker is one
+        statement (autocommit on PostgreSQL); anything else is one transaction.
+        """
         if not transitions:
             return []
+        workers = {t.worker for t in transitions}
+        if len(workers) == 1 and all(t.kind == "complete" for t in transitions):
+            return self._complete_only(transitions, workers.pop(), now)
 
         def run() -> list[bool]:
             took: list[bool] = [False] * len(transitions)
@@ -284,9 +295,24 @@ class Store:
                         continue
                     params = {"id": t.job_id, "worker": t.worker, "lease": t.lease, "now": now, **t.values}
                     took[i] = conn.execute(_LEASE_SQL[t.kind], params).first() is not None
+                if self.is_postgres:
+                    changed = sorted({t.job_id for t, ok in zip(transitions, took, strict=True) if ok})
+                    for payload in id_payloads(changed):
+                        self.sql.notify(conn, self.events_channel, payload)
             return took
 
         return self._retry(run)
+
+    def _complete_only(self, transitions: Sequence[Transition], worker: str, now: float) -> list[bool]:
+        rows = [(t.job_id, t.lease, t.values.get("result") or "null") for t in transitions]
+
+        def run() -> set[int]:
+            with self.write_one() as conn:
+                done: set[int] = self.sql.complete_many(conn, worker, now, rows, self.events_channel)
+            return done
+
+        done = self._retry(run)
+        return [t.job_id in done for t in transitions]
 
     def transition(self, t: Transition, now: float) -> bool:
         """Write one fenced transition; returns whether its lease still matched."""
@@ -329,17 +355,18 @@ class Store:
 
         return self._retry(run)
 
-    def next_run_at(self, names: Sequence[str], queues: Sequence[str] | None) -> float | None:
-        """The earliest run_at among pending jobs this worker could claim (to sleep until then)."""
+    def next_run_at(self, names: Sequence[str], queues: Sequence[str] | None, now: float) -> float | None:
+        """The earliest future run_at among pending jobs this worker could claim (to sleep until then)."""
         if not names:
             return None
-        where = "status = 'pending'"
-        params: dict[str, Any] = {}
+        where = "status = 'pending' AND run_at > :now AND name IN :names"
+        params: dict[str, Any] = {"now": now, "names": list(names)}
+        stmt = sa.text(
+            f"SELECT MIN(run_at) FROM jobkit_jobs WHERE {where}" + (" AND queue IN :queues" if queues else "")
+        )
+        stmt = stmt.bindparams(sa.bindparam("names", expanding=True))
         if queues:
-            where += " AND queue IN :queues"
             params["queues"] = list(queues)
-        stmt = sa.text(f"SELECT MIN(run_at) FROM jobkit_jobs WHERE {where}")
-        if queues:
             stmt = stmt.bindparams(sa.bindparam("queues", expanding=True))
 
         def run() -> float | None:
@@ -347,7 +374,26 @@ class Store:
                 value = conn.execute(stmt, params).scalar()
             return None if value is None else float(value)
 
-        return self._retry(run)
+        return self._retry_short(run)
+
+
+#: NOTIFY payloads must stay under 8000 bytes; job ids are sent comma-separated in chunks below this.
+MAX_PAYLOAD = 7000
+
+
+def id_payloads(job_ids: Iterable[int]) -> Iterator[str]:
+    """Comma-separated job ids, split into NOTIFY-sized payloads."""
+    chunk: list[str] = []
+    size = 0
+    for job_id in job_ids:
+        text = str(job_id)
+        if chunk and size + len(text) + 1 > MAX_PAYLOAD:
+            yield ",".join(chunk)
+            chunk, size = [], 0
+        chunk.append(text)
+        size += len(text) + 1
+    if chunk:
+        yield ",".join(chunk)
 
 
 def _filters(**fields: str | None) -> tuple[str, dict[str, Any]]:

@@ -41,13 +41,24 @@ def register_worker(
 
 def heartbeat(store: Store, worker_id: str) -> bool:
     """Renew the whole process's lease in one statement; False if the row is gone or stopped."""
+    return heartbeat_held(store, worker_id) is not None
+
+
+def heartbeat_held(store: Store, worker_id: str) -> int | None:
+    """Renew the process's lease and count the jobs the database says it holds, in one statement.
+
+    Returns None when the worker row is gone or marked stopped. The count lets an idle
+    worker skip the full reconciliation read when it holds nothing.
+    """
     sql = sa.text(
-        f"UPDATE jobkit_workers SET heartbeat_at = {store.db_now} WHERE id = :id AND stopped_at IS NULL RETURNING id"
+        f"UPDATE jobkit_workers SET heartbeat_at = {store.db_now} WHERE id = :id AND stopped_at IS NULL "
+        "RETURNING (SELECT count(*) FROM jobkit_jobs WHERE worker_id = :id AND status = 'running')"
     )
 
-    def run() -> bool:
-        with store.write() as conn:
-            return conn.execute(sql, {"id": worker_id}).first() is not None
+    def run() -> int | None:
+        with store.write_one() as conn:
+            row = conn.execute(sql, {"id": worker_id}).first()
+        return None if row is None else int(row[0])
 
     # One quick try: the heartbeat loop itself retries on its own schedule.
     return store._retry_short(run)
