@@ -1,4 +1,5 @@
-"""`make demo`: sign up subscribers, build the weekly report with a live progress stream, show what happened."""
+"""`make demo`: sign up subscribers, build the weekly report and import a CSV export with live progress streams
+(pausing and resuming the import half-way), then show what happened."""
 
 from __future__ import annotations
 
@@ -6,10 +7,51 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from jobkit import JobEvent, JobHandle
+
+#: The import's rows: 60 new subscribers, one who signed up already, two bad rows and a duplicate.
+IMPORT_ROWS = 60
+EXPECTED_IMPORT = {"rows": 64, "added": IMPORT_ROWS, "already_subscribed": 1, "rejected": 3}
+
+
+def write_export(path: Path) -> None:
+    """A CSV export such as another newsletter tool would produce."""
+    lines = ["email,name", *(f"reader{i}@example.org,Reader {i}" for i in range(IMPORT_ROWS))]
+    lines += ["ada@example.com,Ada", "not-an-email,Bob", "carol@example.org,", "reader7@example.org,Reader 7"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def show(console: Console, label: str, event: JobEvent) -> None:
+    """One line per stream event."""
+    if event.type == "progress":
+        percent = "" if event.percent is None else f"{event.percent:5.1f}%"
+        console.print(f"  {label}: {percent:6} {event.stage or '':8} {event.message or ''}")
+    else:
+        console.print(f"  {label}: {event.type}  {event.result if event.result is not None else ''}")
+
+
+def import_with_a_pause(console: Console, handle: JobHandle) -> None:
+    """Follow the import's stream; pause it once it has stored some rows, then resume it from its checkpoint."""
+    pause_requested = False
+    for event in handle.stream(timeout=60):
+        show(console, "import", event)
+        if event.type == "paused":
+            checkpoint = handle.refresh().checkpoint or {}
+            stored = (checkpoint.get("data") or {}).get("stored")
+            console.print(
+                f"  import: paused at checkpoint '{checkpoint.get('stage')}' ({stored} rows stored); resuming"
+            )
+            handle.resume()
+        elif event.stage == "store" and not pause_requested and (event.data.get("added") or 0) >= 20:
+            pause_requested = True
+            console.print(f"  import: pause requested -> {handle.pause()}")
 
 
 def main() -> int:
@@ -21,9 +63,11 @@ def main() -> int:
     from example_app.app import sign_up
     from example_app.db import engine, outbox
     from example_app.jobs import BuildWeeklyReport
+    from example_app.pipeline import ImportSubscribers
 
     console = Console()
-    queue = jobkit.configure(concurrency=4, poll_interval=0.5)
+    # A short cancel_check_interval so the pause below reaches the running import quickly.
+    queue = jobkit.configure(concurrency=4, poll_interval=0.5, cancel_check_interval=0.1)
     console.print(f"[bold]jobkit demo[/bold] on {queue.settings.database_url}")
 
     welcome = [sign_up(f"{name.lower()}@example.com", name) for name in ("Ada", "Grace", "Linus")]
@@ -33,12 +77,14 @@ def main() -> int:
             handle.result(timeout=30)
         report = BuildWeeklyReport.perform_later(week="2026-W48")
         for event in report.stream(timeout=60):
-            if event.type == "progress":
-                percent = "" if event.percent is None else f"{event.percent:5.1f}%"
-                console.print(f"  report: {percent:6} {event.stage or '':8} {event.message or ''}")
-            else:
-                console.print(f"  report: {event.type}  {event.result if event.result is not None else ''}")
+            show(console, "report", event)
         summary = report.result(timeout=10)
+
+        export = workdir / "subscribers.csv"
+        write_export(export)
+        imported = ImportSubscribers.perform_later(path=str(export), batch_size=10, throttle=0.1)
+        import_with_a_pause(console, imported)
+        import_summary = imported.result(timeout=30)
     finally:
         queue.stop(grace=5)
 
@@ -50,7 +96,11 @@ def main() -> int:
     stats = queue.stats()["by_status"]
     console.print(f"jobs: {stats}")
     console.print(f"follow-ups scheduled for later: {stats.get('pending', 0)}")
-    ok = summary == {"week": "2026-W48", "subscribers": 3} and stats.get("completed") == 4
+    ok = (
+        summary == {"week": "2026-W48", "subscribers": 3}
+        and import_summary == {"path": str(export), **EXPECTED_IMPORT}
+        and stats.get("completed") == 5
+    )
     console.print("[green]demo finished OK[/green]" if ok else "[red]demo did not finish as expected[/red]")
     queue.close()
     return 0 if ok else 1
