@@ -19,6 +19,25 @@ T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
+#: Session settings for the connections that run the claim (PostgreSQL). The claim must walk the
+#: claim index in priority order and stop after LIMIT rows. Right after a bulk enqueue the table's
+#: statistics are stale, and the planner then prefers reading every pending row and sorting them,
+#: which makes each claim cost O(pending). Only the claim runs with these; other queries keep the
+#: planner's full choice.
+CLAIM_SESSION_OPTIONS = "-c enable_sort=off -c enable_bitmapscan=off"
+
+
+def create_claim_engine(url: str) -> Engine:
+    """A small autocommit PostgreSQL engine whose sessions always plan the claim as an ordered index walk."""
+    return sa.create_engine(
+        url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=2,
+        max_overflow=8,
+        connect_args={**_PG_CONNECT_ARGS, "options": CLAIM_SESSION_OPTIONS},
+    )
+
+
 def create_engine(url: str) -> Engine:
     """An engine tuned for jobkit: WAL and IMMEDIATE transactions on SQLite, keepalives on PostgreSQL."""
     if url.startswith("sqlite"):
@@ -36,15 +55,18 @@ def create_engine(url: str) -> Engine:
         max_overflow=32,
         # No pre-ping: it would double the round trips of every short transaction. A dead pooled
         # connection fails its statement instead, is invalidated, and the store retries the call.
-        connect_args={
-            # Dead peers are noticed in seconds rather than after the kernel's two-hour default.
-            "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 5,
-            "keepalives_count": 3,
-            "connect_timeout": 10,
-        },
+        connect_args=dict(_PG_CONNECT_ARGS),
     )
+
+
+_PG_CONNECT_ARGS: dict[str, Any] = {
+    # Dead peers are noticed in seconds rather than after the kernel's two-hour default.
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "connect_timeout": 10,
+}
 
 
 def _configure_sqlite(engine: Engine) -> None:

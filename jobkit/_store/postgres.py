@@ -16,6 +16,9 @@ def _claim_sql(filter_queues: bool) -> sa.TextClause:
     queue_filter = "AND queue = ANY(CAST(:queues AS text[]))" if filter_queues else ""
     # SKIP LOCKED: concurrent workers each take a disjoint set without waiting on each other.
     # The CTE is materialised once, so the LIMIT subquery is not re-run per updated row.
+    # The pause filter is written as two uncorrelated sub-selects on purpose: as an anti-join the
+    # planner guesses it removes nearly every row, and then prefers reading all pending rows and
+    # sorting them over walking jobkit_jobs_claim in order, which makes each claim O(pending).
     return sa.text(
         f"""
         WITH picked AS MATERIALIZED (
@@ -23,7 +26,8 @@ def _claim_sql(filter_queues: bool) -> sa.TextClause:
              WHERE status = 'pending' AND run_at <= :now
                AND name = ANY(CAST(:names AS text[]))
                {queue_filter}
-               AND NOT EXISTS (SELECT 1 FROM jobkit_queue_pauses p WHERE p.queue = jobkit_jobs.queue)
+               AND (NOT EXISTS (SELECT 1 FROM jobkit_queue_pauses)
+                    OR queue <> ALL (ARRAY(SELECT queue FROM jobkit_queue_pauses)))
              ORDER BY priority, run_at, id
              LIMIT :limit
              FOR UPDATE SKIP LOCKED)

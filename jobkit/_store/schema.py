@@ -60,8 +60,22 @@ jobs = sa.Table(
         sqlite_where=sa.text("status = 'running'"),
         postgresql_where=sa.text("status = 'running'"),
     ),
-    sa.Index("jobkit_jobs_status_finished", "status", "finished_at"),
-    sa.Index("jobkit_jobs_name_status", "name", "status"),
+    # Finished rows only (migration 0002): pruning and admin filters use these, and the claim
+    # cannot be planned through them instead of jobkit_jobs_claim.
+    sa.Index(
+        "jobkit_jobs_finished",
+        "status",
+        "finished_at",
+        sqlite_where=sa.text("status IN ('completed', 'failed', 'cancelled')"),
+        postgresql_where=sa.text("status IN ('completed', 'failed', 'cancelled')"),
+    ),
+    sa.Index(
+        "jobkit_jobs_name_finished",
+        "name",
+        "status",
+        sqlite_where=sa.text("status IN ('completed', 'failed', 'cancelled')"),
+        postgresql_where=sa.text("status IN ('completed', 'failed', 'cancelled')"),
+    ),
     sqlite_autoincrement=True,
 )
 

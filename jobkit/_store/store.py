@@ -25,7 +25,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from jobkit._store import postgres, sqlite
-from jobkit._store.engine import call_with_retry, create_engine
+from jobkit._store.engine import call_with_retry, create_claim_engine, create_engine
 from jobkit._store.records import ClaimedJob, JobRecord, NewJob
 
 log = logging.getLogger("jobkit.store")
@@ -99,6 +99,7 @@ class Store:
         self._single: sa.Engine = (
             self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.is_postgres else self.engine
         )
+        self._claimer: sa.Engine | None = create_claim_engine(url) if self.is_postgres else None
         self.sql: ModuleType = postgres if self.is_postgres else sqlite
         self.db_now: str = self.sql.DB_NOW
         self._migrated = False
@@ -120,6 +121,8 @@ class Store:
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        if self._claimer is not None:
+            self._claimer.dispose()
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
@@ -258,8 +261,12 @@ class Store:
         statement = self.sql.CLAIM_SOME_QUEUES if queues else self.sql.CLAIM_ALL_QUEUES
 
         def run() -> list[ClaimedJob]:
-            with self.write_one() as conn:
-                rows = conn.execute(statement, params).all()
+            if self._claimer is None:
+                with self.write_one() as conn:
+                    rows = conn.execute(statement, params).all()
+            else:
+                with self._claimer.connect() as conn:
+                    rows = conn.execute(statement, params).all()
             return sorted((ClaimedJob.from_row(r, worker) for r in rows), key=lambda j: (j.priority, j.run_at, j.id))
 
         return self._retry(run)
