@@ -19,22 +19,26 @@ T = TypeVar("T")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
-#: Session settings for the connections that run the claim (PostgreSQL). The claim must walk the
-#: claim index in priority order and stop after LIMIT rows. Right after a bulk enqueue the table's
-#: statistics are stale, and the planner then prefers reading every pending row and sorting them,
-#: which makes each claim cost O(pending). Only the claim runs with these; other queries keep the
-#: planner's full choice.
-CLAIM_SESSION_OPTIONS = "-c enable_sort=off -c enable_bitmapscan=off"
+#: Session settings for the worker's hot-path connections (PostgreSQL), which run only the claim
+#: and batches of completions.
+#:
+#: - The claim must walk the claim index in priority order and stop after LIMIT rows. Right after
+#:   a bulk enqueue the table's statistics are stale, and the planner then prefers reading every
+#:   pending row and sorting them, which makes each claim cost O(pending).
+#: - Neither statement needs to wait for its WAL flush: if PostgreSQL crashes before the flush,
+#:   the claim or the completion is lost, the job is found pending or rescued, and it runs again,
+#:   which at-least-once delivery allows. Enqueues and every other write stay synchronous.
+HOT_PATH_SESSION_OPTIONS = "-c enable_sort=off -c enable_bitmapscan=off -c synchronous_commit=off"
 
 
-def create_claim_engine(url: str) -> Engine:
-    """A small autocommit PostgreSQL engine whose sessions always plan the claim as an ordered index walk."""
+def create_hot_path_engine(url: str) -> Engine:
+    """A small autocommit PostgreSQL engine for the claim and completion statements; see above."""
     return sa.create_engine(
         url,
         isolation_level="AUTOCOMMIT",
         pool_size=2,
         max_overflow=8,
-        connect_args={**_PG_CONNECT_ARGS, "options": CLAIM_SESSION_OPTIONS},
+        connect_args={**_PG_CONNECT_ARGS, "options": HOT_PATH_SESSION_OPTIONS},
     )
 
 

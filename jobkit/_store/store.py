@@ -25,7 +25,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from jobkit._store import postgres, sqlite
-from jobkit._store.engine import call_with_retry, create_claim_engine, create_engine
+from jobkit._store.engine import call_with_retry, create_engine, create_hot_path_engine
 from jobkit._store.records import ClaimedJob, JobRecord, NewJob
 
 log = logging.getLogger("jobkit.store")
@@ -99,7 +99,7 @@ class Store:
         self._single: sa.Engine = (
             self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.is_postgres else self.engine
         )
-        self._claimer: sa.Engine | None = create_claim_engine(url) if self.is_postgres else None
+        self._hot: sa.Engine | None = create_hot_path_engine(url) if self.is_postgres else None
         self.sql: ModuleType = postgres if self.is_postgres else sqlite
         self.db_now: str = self.sql.DB_NOW
         self._migrated = False
@@ -121,8 +121,8 @@ class Store:
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
-        if self._claimer is not None:
-            self._claimer.dispose()
+        if self._hot is not None:
+            self._hot.dispose()
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
@@ -138,6 +138,16 @@ class Store:
                 yield conn
             return
         with self._single.connect() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _hot_path(self) -> Iterator[sa.Connection]:
+        # The claim and completion batches: see engine.HOT_PATH_SESSION_OPTIONS.
+        if self._hot is None:
+            with self.write_one() as conn:
+                yield conn
+            return
+        with self._hot.connect() as conn:
             yield conn
 
     @contextlib.contextmanager
@@ -261,12 +271,8 @@ class Store:
         statement = self.sql.CLAIM_SOME_QUEUES if queues else self.sql.CLAIM_ALL_QUEUES
 
         def run() -> list[ClaimedJob]:
-            if self._claimer is None:
-                with self.write_one() as conn:
-                    rows = conn.execute(statement, params).all()
-            else:
-                with self._claimer.connect() as conn:
-                    rows = conn.execute(statement, params).all()
+            with self._hot_path() as conn:
+                rows = conn.execute(statement, params).all()
             return sorted((ClaimedJob.from_row(r, worker) for r in rows), key=lambda j: (j.priority, j.run_at, j.id))
 
         return self._retry(run)
@@ -314,7 +320,7 @@ class Store:
         rows = [(t.job_id, t.lease, t.values.get("result") or "null") for t in transitions]
 
         def run() -> set[int]:
-            with self.write_one() as conn:
+            with self._hot_path() as conn:
                 done: set[int] = self.sql.complete_many(conn, worker, now, rows, self.events_channel)
             return done
 
