@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -107,9 +108,17 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc).lower()
 
 
+#: Set while some call is retrying a transient error, so an outage is logged once, not per statement.
+_outage = threading.Event()
+
+
 def _log_retry(state: tenacity.RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
-    log.warning("transient database error (attempt %d), retrying: %s", state.attempt_number, exc)
+    if _outage.is_set():
+        log.debug("transient database error (attempt %d), retrying: %s", state.attempt_number, exc)
+        return
+    _outage.set()
+    log.warning("database unavailable (%s); retrying with backoff", exc)
 
 
 def retrying(max_seconds: float = 15.0) -> tenacity.Retrying:
@@ -124,5 +133,18 @@ def retrying(max_seconds: float = 15.0) -> tenacity.Retrying:
 
 
 def call_with_retry(fn: Callable[[], T], max_seconds: float = 15.0) -> T:
-    """Run ``fn`` (one whole transaction) again on transient errors."""
-    return retrying(max_seconds)(fn)
+    """Run ``fn`` (one whole transaction) again on transient errors.
+
+    The first attempt runs outside tenacity: building a retry state per call would cost more than
+    a short statement on the hot path, and only a failed first attempt needs one.
+    """
+    try:
+        result = fn()
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        result = retrying(max_seconds)(fn)
+    if _outage.is_set():
+        _outage.clear()
+        log.warning("database reachable again")
+    return result

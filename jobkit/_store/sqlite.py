@@ -39,12 +39,17 @@ def _claim_sql(filter_queues: bool) -> sa.TextClause:
 CLAIM_ALL_QUEUES = _claim_sql(False)
 CLAIM_SOME_QUEUES = _claim_sql(True)
 
-COMPLETE_ONE = sa.text(
+# One statement completes a whole batch, the lease still checked row by row. The batch is one
+# JSON array of [id, lease, result] unpacked by json_each (UPDATE … FROM needs SQLite 3.33+,
+# RETURNING 3.35+, which the claim already needs).
+COMPLETE_MANY = sa.text(
     """
     UPDATE jobkit_jobs
-       SET status = 'completed', result = :result, finished_at = :now, updated_at = :now, cancel_requested = NULL
-     WHERE id = :id AND worker_id = :worker AND lease = :lease AND status = 'running'
-    RETURNING id
+       SET status = 'completed', result = v.result, finished_at = :now, updated_at = :now, cancel_requested = NULL
+      FROM (SELECT value ->> 0 AS id, value ->> 1 AS lease, value ->> 2 AS result FROM json_each(:rows)) AS v
+     WHERE jobkit_jobs.id = v.id AND jobkit_jobs.lease = v.lease
+       AND jobkit_jobs.worker_id = :worker AND jobkit_jobs.status = 'running'
+    RETURNING jobkit_jobs.id
     """
 )
 
@@ -103,15 +108,13 @@ def claim_params(names_json: str, queues_json: str | None) -> dict[str, Any]:
 def complete_many(
     conn: sa.Connection, worker: str, now: float, rows: list[tuple[int, int, str]], events_channel: str = ""
 ) -> set[int]:
-    """Complete (id, lease, result) rows; returns the ids whose lease still matched (no NOTIFY on SQLite)."""
-    done: set[int] = set()
-    for job_id, lease, result in rows:
-        hit = conn.execute(
-            COMPLETE_ONE, {"id": job_id, "worker": worker, "lease": lease, "result": result, "now": now}
-        ).first()
-        if hit is not None:
-            done.add(job_id)
-    return done
+    """Complete (id, lease, result) rows in one statement; returns the ids whose lease still matched.
+
+    SQLite has no NOTIFY, so ``events_channel`` is ignored: waiting handles poll.
+    """
+    packed = json.dumps([[job_id, lease, result] for job_id, lease, result in rows])
+    found = conn.execute(COMPLETE_MANY, {"rows": packed, "worker": worker, "now": now})
+    return {int(r[0]) for r in found}
 
 
 def notify(conn: sa.Connection, channel: str, payload: str) -> None:
