@@ -34,12 +34,17 @@ HOT_PATH_SESSION_OPTIONS = "-c enable_sort=off -c enable_bitmapscan=off -c synch
 
 def create_hot_path_engine(url: str) -> Engine:
     """A small autocommit PostgreSQL engine for the claim and completion statements; see above."""
+    parsed = sa.engine.make_url(url)
+    # Keep the URL's own session options (a search_path, say): connect_args would replace them.
+    given = parsed.query.get("options")
+    given = " ".join(given) if isinstance(given, tuple) else given
+    options = f"{given} {HOT_PATH_SESSION_OPTIONS}" if given else HOT_PATH_SESSION_OPTIONS
     return sa.create_engine(
-        url,
+        parsed.difference_update_query(["options"]),
         isolation_level="AUTOCOMMIT",
         pool_size=2,
         max_overflow=8,
-        connect_args={**_PG_CONNECT_ARGS, "options": HOT_PATH_SESSION_OPTIONS},
+        connect_args={**_PG_CONNECT_ARGS, "options": options},
     )
 
 
