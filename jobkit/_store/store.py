@@ -66,6 +66,7 @@ _LEASE_SQL = {
     for kind, sets in _LEASE_SETS.items()
 }
 LEASE_KINDS = frozenset(_LEASE_SETS) | {"complete"}
+_KEEPS_LEASE = frozenset({"progress", "checkpoint"})
 
 
 @dataclass(slots=True)
@@ -262,31 +263,49 @@ class Store:
         return self._retry(run)
 
     def apply(self, transitions: Sequence[Transition], now: float) -> list[bool]:
-        """Write many fenced transitions in one transaction; returns, per transition, whether it took."""
+        """Write many fenced transitions in one transaction; returns, per transition, whether it took.
+
+        Progress and checkpoint writes are applied first, then completions, then the other
+        kinds in the order given.
+        """
         if not transitions:
             return []
 
         def run() -> list[bool]:
             took: list[bool] = [False] * len(transitions)
             with self.write() as conn:
-                completes = [(i, t) for i, t in enumerate(transitions) if t.kind == "complete"]
-                by_worker: dict[str, list[tuple[int, Transition]]] = {}
-                for i, t in completes:
-                    by_worker.setdefault(t.worker, []).append((i, t))
-                for worker, items in by_worker.items():
+                # Progress and checkpoints never end a lease, so they go first: a job's last progress,
+                # batched with its completion, must land before the completion ends the lease.
+                keeps = [i for i, t in enumerate(transitions) if t.kind in _KEEPS_LEASE]
+                ends = [i for i, t in enumerate(transitions) if t.kind not in _KEEPS_LEASE and t.kind != "complete"]
+                for i in keeps:
+                    took[i] = self._fenced(conn, transitions[i], now)
+                # Completions go in one statement per worker. complete_many reports job ids, so one
+                # call never carries the same job twice (say a stale and a current attempt of it):
+                # a repeat goes to a later call, where only a lease that still matches can take.
+                calls: dict[tuple[str, int], list[tuple[int, Transition]]] = {}
+                repeats: dict[tuple[str, int], int] = {}
+                for i, t in enumerate(transitions):
+                    if t.kind == "complete":
+                        nth = repeats.get((t.worker, t.job_id), 0)
+                        repeats[(t.worker, t.job_id)] = nth + 1
+                        calls.setdefault((t.worker, nth), []).append((i, t))
+                for (worker, _), items in calls.items():
                     done = self.sql.complete_many(
                         conn, worker, now, [(t.job_id, t.lease, t.values.get("result") or "null") for _, t in items]
                     )
                     for i, t in items:
                         took[i] = t.job_id in done
-                for i, t in enumerate(transitions):
-                    if t.kind == "complete":
-                        continue
-                    params = {"id": t.job_id, "worker": t.worker, "lease": t.lease, "now": now, **t.values}
-                    took[i] = conn.execute(_LEASE_SQL[t.kind], params).first() is not None
+                for i in ends:
+                    took[i] = self._fenced(conn, transitions[i], now)
             return took
 
         return self._retry(run)
+
+    @staticmethod
+    def _fenced(conn: sa.Connection, t: Transition, now: float) -> bool:
+        params = {"id": t.job_id, "worker": t.worker, "lease": t.lease, "now": now, **t.values}
+        return conn.execute(_LEASE_SQL[t.kind], params).first() is not None
 
     def transition(self, t: Transition, now: float) -> bool:
         """Write one fenced transition; returns whether its lease still matched."""
