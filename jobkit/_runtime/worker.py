@@ -156,6 +156,11 @@ class Worker:
         # Wake-ups are useless once we stop claiming; the LISTEN loop may take a second to notice.
         watcher_stop = threading.Thread(target=self._watcher.stop, name="jobkit-watcher-stop", daemon=True)
         watcher_stop.start()
+        # A claim may be in flight: let the producer dispatch what it took before we look at the
+        # slots, or those jobs would stay 'running' under a stopped worker until rescue.
+        for thread in self._threads:
+            if thread.name == "jobkit-producer":
+                thread.join(timeout=max(0.0, end - time.monotonic()))
         with self._lock:
             while self._running and not self._hurry.is_set() and time.monotonic() < end:
                 self._lock.wait(min(0.1, max(0.0, end - time.monotonic())))

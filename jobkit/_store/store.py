@@ -67,6 +67,7 @@ _LEASE_SQL = {
     for kind, sets in _LEASE_SETS.items()
 }
 LEASE_KINDS = frozenset(_LEASE_SETS) | {"complete"}
+_KEEPS_LEASE = frozenset({"progress", "checkpoint"})
 
 
 @dataclass(slots=True)
@@ -280,34 +281,49 @@ class Store:
     def apply(self, transitions: Sequence[Transition], now: float) -> list[bool]:
         """Write many fenced transitions; returns, per transition, whether it took.
 
-        Waiting handles in other processes are notified of every job that changed, in the
-        same transaction (PostgreSQL). A batch made only of completions by one worker is one
-        statement (autocommit on PostgreSQL); anything else is one transaction.
+        Progress and checkpoint writes are applied first, then completions, then the other
+        kinds in the order given. Waiting handles in other processes are notified of every
+        job that changed, in the same transaction (PostgreSQL). A batch made only of
+        completions of distinct jobs by one worker is one statement (autocommit on
+        PostgreSQL); anything else is one transaction.
         """
         if not transitions:
             return []
         workers = {t.worker for t in transitions}
-        if len(workers) == 1 and all(t.kind == "complete" for t in transitions):
+        if (
+            len(workers) == 1
+            and all(t.kind == "complete" for t in transitions)
+            and len({t.job_id for t in transitions}) == len(transitions)
+        ):
             return self._complete_only(transitions, workers.pop(), now)
 
         def run() -> list[bool]:
             took: list[bool] = [False] * len(transitions)
             with self.write() as conn:
-                completes = [(i, t) for i, t in enumerate(transitions) if t.kind == "complete"]
-                by_worker: dict[str, list[tuple[int, Transition]]] = {}
-                for i, t in completes:
-                    by_worker.setdefault(t.worker, []).append((i, t))
-                for worker, items in by_worker.items():
+                # Progress and checkpoints never end a lease, so they go first: a job's last progress,
+                # batched with its completion, must land before the completion ends the lease.
+                keeps = [i for i, t in enumerate(transitions) if t.kind in _KEEPS_LEASE]
+                ends = [i for i, t in enumerate(transitions) if t.kind not in _KEEPS_LEASE and t.kind != "complete"]
+                for i in keeps:
+                    took[i] = self._fenced(conn, transitions[i], now)
+                # Completions go in one statement per worker. complete_many reports job ids, so one
+                # call never carries the same job twice (say a stale and a current attempt of it):
+                # a repeat goes to a later call, where only a lease that still matches can take.
+                calls: dict[tuple[str, int], list[tuple[int, Transition]]] = {}
+                repeats: dict[tuple[str, int], int] = {}
+                for i, t in enumerate(transitions):
+                    if t.kind == "complete":
+                        nth = repeats.get((t.worker, t.job_id), 0)
+                        repeats[(t.worker, t.job_id)] = nth + 1
+                        calls.setdefault((t.worker, nth), []).append((i, t))
+                for (worker, _), items in calls.items():
                     done = self.sql.complete_many(
                         conn, worker, now, [(t.job_id, t.lease, t.values.get("result") or "null") for _, t in items]
                     )
                     for i, t in items:
                         took[i] = t.job_id in done
-                for i, t in enumerate(transitions):
-                    if t.kind == "complete":
-                        continue
-                    params = {"id": t.job_id, "worker": t.worker, "lease": t.lease, "now": now, **t.values}
-                    took[i] = conn.execute(_LEASE_SQL[t.kind], params).first() is not None
+                for i in ends:
+                    took[i] = self._fenced(conn, transitions[i], now)
                 if self.is_postgres:
                     changed = sorted({t.job_id for t, ok in zip(transitions, took, strict=True) if ok})
                     for payload in id_payloads(changed):
@@ -326,6 +342,11 @@ class Store:
 
         done = self._retry(run)
         return [t.job_id in done for t in transitions]
+
+    @staticmethod
+    def _fenced(conn: sa.Connection, t: Transition, now: float) -> bool:
+        params = {"id": t.job_id, "worker": t.worker, "lease": t.lease, "now": now, **t.values}
+        return conn.execute(_LEASE_SQL[t.kind], params).first() is not None
 
     def transition(self, t: Transition, now: float) -> bool:
         """Write one fenced transition; returns whether its lease still matched."""

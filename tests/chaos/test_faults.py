@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import shutil
@@ -72,7 +73,7 @@ def longest_stall(queue: JobQueue, after: float) -> float:
         info.finished_at.timestamp() for info in queue.jobs(limit=JOBS * 2) if info.finished_at is not None
     )
     ends = [after] + [t for t in ends if t >= after]
-    return max((b - a for a, b in zip(ends, ends[1:], strict=False)), default=0.0)
+    return max((b - a for a, b in itertools.pairwise(ends)), default=0.0)
 
 
 def terminate_backends(application_name: str) -> int:
