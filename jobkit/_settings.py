@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     concurrency: int = Field(default=5, ge=1, le=10_000)
     queues: Annotated[tuple[str, ...] | None, NoDecode] = None
-    poll_interval: float = Field(default=2.0, gt=0, le=3600)
+    poll_interval: float = Field(default=5.0, gt=0, le=3600)
     heartbeat_interval: float = Field(default=5.0, gt=0)
     rescue_after: float = Field(default=30.0, gt=0)
     rescue_interval: float = Field(default=5.0, gt=0)

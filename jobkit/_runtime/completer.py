@@ -83,7 +83,18 @@ def to_transitions(item: Finished, now: float) -> tuple[list[Transition], str | 
 class Completer:
     """Batches finished jobs into one transaction each few milliseconds; see :func:`to_transitions`."""
 
-    def __init__(self, store: Store, clock: Clock, emit: Emit, batch: int = 200, flush: float = 0.002) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        emit: Emit,
+        batch: int = 200,
+        flush: float = 0.002,
+        on_requeued: Callable[[float], None] | None = None,
+    ) -> None:
+        #: Called with the new run time of every job this completer put back to pending (retry,
+        #: snooze, release), so the worker wakes for it instead of waiting for its next poll.
+        self.on_requeued = on_requeued
         self.store = store
         self.clock = clock
         self.emit = emit
@@ -184,7 +195,13 @@ class Completer:
                 )
             elif event is not None:
                 self.emit(_event(item, event))
+                run_at = writes[-1].values.get("run_at")
+                if self.on_requeued is not None and writes[-1].kind in _REQUEUES and run_at is not None:
+                    self.on_requeued(float(run_at))
         return results
+
+
+_REQUEUES = frozenset({"retry", "snooze", "release"})
 
 
 def _event(item: Finished, event: str) -> dict[str, Any]:

@@ -81,7 +81,14 @@ class Worker:
         self.id = new_worker_id()
         self.concurrency = settings.concurrency
         self.queues = list(settings.queues) if settings.queues else None
-        self.completer = Completer(store, clock, emit, settings.completion_batch, settings.completion_flush)
+        self.completer = Completer(
+            store,
+            clock,
+            emit,
+            settings.completion_batch,
+            settings.completion_flush,
+            on_requeued=lambda run_at: self.notify(repr(run_at)),
+        )
         self._running: dict[int, Running] = {}
         self._lock = threading.Condition()
         self._wake = threading.Event()

@@ -48,8 +48,12 @@ def create_hot_path_engine(url: str) -> Engine:
     )
 
 
-def create_engine(url: str) -> Engine:
-    """An engine tuned for jobkit: WAL and IMMEDIATE transactions on SQLite, keepalives on PostgreSQL."""
+def create_engine(url: str, *, autocommit: bool = False) -> Engine:
+    """An engine tuned for jobkit: WAL and IMMEDIATE transactions on SQLite, keepalives on PostgreSQL.
+
+    ``autocommit`` (PostgreSQL) gives a pool of its own whose connections stay in autocommit,
+    for single statements; toggling the mode on shared connections would cost on every checkout.
+    """
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url,
@@ -59,6 +63,10 @@ def create_engine(url: str) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
+    if autocommit:
+        return sa.create_engine(
+            url, isolation_level="AUTOCOMMIT", pool_size=4, max_overflow=16, connect_args=dict(_PG_CONNECT_ARGS)
+        )
     return sa.create_engine(
         url,
         pool_size=8,

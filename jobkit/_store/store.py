@@ -97,9 +97,7 @@ class Store:
         # PostgreSQL runs single statements in autocommit: one round trip instead of BEGIN,
         # statement, COMMIT. Each such statement is atomic on its own. SQLite keeps BEGIN
         # IMMEDIATE for every write, which costs no round trip there.
-        self._single: sa.Engine = (
-            self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.is_postgres else self.engine
-        )
+        self._single: sa.Engine = create_engine(url, autocommit=True) if self.is_postgres else self.engine
         self._hot: sa.Engine | None = create_hot_path_engine(url) if self.is_postgres else None
         self.sql: ModuleType = postgres if self.is_postgres else sqlite
         self.db_now: str = self.sql.DB_NOW
@@ -122,6 +120,8 @@ class Store:
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        if self._single is not self.engine:
+            self._single.dispose()
         if self._hot is not None:
             self._hot.dispose()
 
