@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from jobkit._store.records import CLAIM_COLUMNS, NewJob
+from jobkit._store.records import CLAIM_COLUMNS, NewJob, insert_params
 
 DB_NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 
@@ -96,17 +96,7 @@ INSERT_CHUNK = 5000
 
 def insert_one(row: NewJob, now: float, channel: str, payload: str) -> tuple[sa.TextClause, dict[str, Any]]:
     """The statement and parameters that insert one job and notify ``channel``."""
-    params = {
-        "name": row.name,
-        "queue": row.queue,
-        "priority": row.priority,
-        "args": row.args,
-        "run_at": row.run_at,
-        "now": now,
-        "max_retries": row.max_retries,
-        "channel": channel,
-        "payload": payload,
-    }
+    params = {**insert_params(row, now), "channel": channel, "payload": payload}
     return INSERT_ONE, params
 
 

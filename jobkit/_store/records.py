@@ -22,6 +22,19 @@ class NewJob:
     max_retries: int
 
 
+def insert_params(row: NewJob, now: float) -> dict[str, Any]:
+    """Bind values of the one-row insert, shared by both dialects' statements."""
+    return {
+        "name": row.name,
+        "queue": row.queue,
+        "priority": row.priority,
+        "args": row.args,
+        "run_at": row.run_at,
+        "now": now,
+        "max_retries": row.max_retries,
+    }
+
+
 @dataclass(slots=True)
 class ClaimedJob:
     """A job this worker holds a lease on: (worker_id, lease) must match every later write."""

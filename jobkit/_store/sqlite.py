@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from jobkit._store.records import CLAIM_COLUMNS, NewJob
+from jobkit._store.records import CLAIM_COLUMNS, NewJob, insert_params
 
 #: The database's clock in epoch seconds (julianday has millisecond resolution).
 DB_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
@@ -77,15 +77,7 @@ INSERT_CHUNK = 5000
 
 def insert_one(row: NewJob, now: float, channel: str, payload: str) -> tuple[sa.TextClause, dict[str, Any]]:
     """The statement and parameters that insert one job (other processes notice via data_version)."""
-    params = {
-        "name": row.name,
-        "queue": row.queue,
-        "priority": row.priority,
-        "args": row.args,
-        "run_at": row.run_at,
-        "now": now,
-        "max_retries": row.max_retries,
-    }
+    params = insert_params(row, now)
     return INSERT_ONE, params
 
 
