@@ -90,19 +90,23 @@ def application_name(url: str) -> str:
     return parse_qs(urlparse(url).query)["application_name"][0]
 
 
+FAULT_EVERY = 0.75
+
+
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_drain_survives_killed_connections(queue: JobQueue, cluster: Cluster) -> None:
-    """pg_terminate_backend on every worker connection every 1.5 s: nothing lost or stuck, no worker exits."""
+    """pg_terminate_backend on every worker connection every 0.75 s: nothing lost or stuck, no worker exits."""
     ids = start_drain(queue, cluster)
     name = application_name(cluster.database_url)
     killed, rounds = 0, 0
     while unfinished(queue) > JOBS // 20 and rounds < 20:
-        time.sleep(1.5)
+        # Often enough that even a fast drain takes several rounds of faults.
+        time.sleep(FAULT_EVERY)
         killed += terminate_backends(name)
         rounds += 1
     last_fault = time.time()
     verdict = finish_drain(queue, cluster, ids)
-    stall = longest_stall(queue, last_fault - 1.5 * rounds)
+    stall = longest_stall(queue, last_fault - FAULT_EVERY * rounds)
     print(f"terminated {killed} connections in {rounds} rounds; longest stall {stall:.2f}s; {verdict.summary()}")
     assert rounds >= 3 and killed >= 3 * rounds, "the faults did not hit the workers"
     assert stall < 3.0
