@@ -39,16 +39,11 @@ _PROGRESS = sa.text(
 )
 
 
-def events_channel(store: Store) -> str:
-    """The events channel of the store's database (or schema), distinct from the enqueue channel."""
-    return store.events_channel
-
-
 def notify_jobs(store: Store, conn: sa.Connection, job_ids: Iterable[int]) -> None:
     """Queue a notification for these jobs in ``conn``'s transaction (PostgreSQL; a no-op on SQLite)."""
     if not store.is_postgres:
         return
-    channel = events_channel(store)
+    channel = store.events_channel
     for payload in id_payloads(job_ids):
         conn.execute(_NOTIFY, {"channel": channel, "payload": payload})
 
@@ -144,7 +139,7 @@ class JobWatcher:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.channel = events_channel(store)
+        self.channel = store.events_channel
         self.connected = threading.Event()
         self._watches: dict[int, set[Watch]] = {}
         self._lock = threading.Lock()
