@@ -55,6 +55,11 @@ class Flaky(BaseJob[FailArgs]):
         return f"ok after {self.attempt}"
 
 
+@job(name="tests.short_backoff", schema=FailArgs, max_retries=3, backoff=lambda attempt: 0.3)
+class ShortBackoff(Flaky):
+    """Flaky, with a 0.3 s backoff."""
+
+
 @job(name="tests.slow_backoff", schema=FailArgs, max_retries=3, backoff=lambda attempt: 10.0 * attempt)
 class SlowBackoff(Flaky):
     """Flaky, with a 10 s x attempt backoff."""

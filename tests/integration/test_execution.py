@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
 
+import jobkit
 from jobkit import FakeClock, JobCancelled, JobFailed, JobQueue
 from tests import jobs
-from tests.jobs import AddOne, AsyncDouble, AsyncWithTimeout, Discards, Flaky, Sleepy, SlowWithTimeout, Snoozes
+from tests.conftest import FAST
+from tests.jobs import (
+    AddOne,
+    AsyncDouble,
+    AsyncWithTimeout,
+    Discards,
+    Flaky,
+    ShortBackoff,
+    Sleepy,
+    SlowWithTimeout,
+    Snoozes,
+)
 
 
 class Events:
@@ -69,6 +82,22 @@ def test_transient_error_then_success(queue: JobQueue) -> None:
     queue.drain()
     assert handle.result(timeout=5) == "ok after 3"
     assert len(handle.refresh().errors) == 2
+
+
+def test_retry_runs_at_its_backoff_not_at_the_next_poll(db_url: str) -> None:
+    """The worker wakes for its own retry's run time, even with a poll interval far longer than the backoff."""
+    q = jobkit.configure(database_url=db_url, concurrency=2, **{**FAST, "poll_interval": 60.0})
+    try:
+        q.start()
+        time.sleep(0.3)  # past the start-up claims, so only a wake-up can start the retry
+        handle = ShortBackoff.perform_later(times=1)
+        assert handle.result(timeout=10) == "ok after 2"
+        errors = handle.refresh().errors
+        retried_after = handle.refresh().finished_at.timestamp() - errors[0]["at"]
+        assert 0.25 <= retried_after < 5.0
+    finally:
+        q.close()
+        JobQueue.set_instance(None)
 
 
 def test_retry_waits_for_backoff(clocked_queue: JobQueue, clock: FakeClock) -> None:
