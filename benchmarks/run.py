@@ -3,9 +3,10 @@
 Every (library, database, workload, repetition) runs in a subprocess of its own with a time limit; a
 peer that fails to install, start or finish is reported and skipped, never fails the run. jobkit runs
 from this interpreter, the peers from ``benchmarks/.venv-peers`` (created from
-``benchmarks/requirements-peers.txt`` on first use). Repetitions are interleaved (every library runs
-repetition 1 of a workload before any runs repetition 2) so that drift on a shared machine hits all
-libraries alike. One Markdown table is printed and saved under ``benchmarks/results/``.
+``benchmarks/requirements-peers.txt`` on first use, with Python >= 3.12 when one is found, as oban
+needs it; otherwise with this interpreter, and oban is skipped). Repetitions are interleaved (every
+library runs repetition 1 of a workload before any runs repetition 2) so that drift on a shared
+machine hits all libraries alike. One Markdown table is printed and saved under ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,16 +42,76 @@ LIMIT_CASES = (
 DB_LABEL = {"sqlite": "SQLite", "postgres": "PostgreSQL", "redis": "Redis"}
 
 
+#: the newest interpreter wins; oban needs Python >= 3.12, the other peers run on any of these
+PEERS_MIN_PYTHON = (3, 12)
+PEERS_CANDIDATES = ("python3.13", "python3.12")
+
+
+def _python_version(executable: str) -> tuple[int, int, int] | None:
+    """The version of an interpreter, by running it (None if it does not run, like an inactive pyenv shim)."""
+    try:
+        done = subprocess.run(
+            [executable, "-c", "import sys; print(*sys.version_info[:3])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (subprocess.SubprocessError, OSError):
+        return None
+    parts = done.stdout.split()
+    if done.returncode != 0 or len(parts) != 3:
+        return None
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+def peers_base_python() -> tuple[str, tuple[int, int, int]]:
+    """The interpreter to build the peers' environment with: Python >= 3.12 if one is found, else this one.
+
+    Looked for as ``python3.13`` and ``python3.12`` on PATH, then in ``~/.pyenv/versions/3.1[23]*``;
+    each candidate is run once, so a pyenv shim for a version that is not active is passed over.
+    """
+    candidates: list[str] = []
+    for name in PEERS_CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            candidates.append(found)
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    for pattern in ("3.13*", "3.12*"):
+        candidates += [str(p) for p in sorted(pyenv.glob(f"{pattern}/bin/python3"), reverse=True)]
+    for candidate in candidates:
+        version = _python_version(candidate)
+        if version is not None and version[:2] >= PEERS_MIN_PYTHON:
+            return candidate, version
+    current = getattr(sys, "_base_executable", sys.executable)
+    return current, (sys.version_info[0], sys.version_info[1], sys.version_info[2])
+
+
 def peers_python(log: list[str]) -> str | None:
-    """The peers' interpreter, creating the environment first if it is missing (None if that fails)."""
+    """The peers' interpreter, (re)building the environment if it is missing or stale (None if that fails).
+
+    The stamp file records the interpreter the environment was built with: an environment built with
+    another version (say 3.11, before a 3.12 was found) is rebuilt from scratch, as is one older than
+    ``requirements-peers.txt``.
+    """
     python = PEERS_VENV / "bin" / "python"
     stamp = PEERS_VENV / ".installed"
-    if python.exists() and stamp.exists() and stamp.stat().st_mtime >= PEERS_REQUIREMENTS.stat().st_mtime:
+    base, version = peers_base_python()
+    wanted = "python " + ".".join(map(str, version))
+    if version[:2] < PEERS_MIN_PYTHON:
+        log.append(
+            f"no Python >= {'.'.join(map(str, PEERS_MIN_PYTHON))} found (tried {', '.join(PEERS_CANDIDATES)} "
+            f"and ~/.pyenv/versions): the peers run on {wanted}, so oban is skipped"
+        )
+    if (
+        python.exists()
+        and stamp.exists()
+        and stamp.read_text().strip() == wanted
+        and stamp.stat().st_mtime >= PEERS_REQUIREMENTS.stat().st_mtime
+    ):
         return str(python)
-    print(f"installing the peers into {PEERS_VENV} ...", flush=True)
-    base = getattr(sys, "_base_executable", sys.executable)
+    print(f"installing the peers into {PEERS_VENV} with {wanted} ({base}) ...", flush=True)
     try:
-        subprocess.run([base, "-m", "venv", str(PEERS_VENV)], check=True, capture_output=True, text=True)
+        subprocess.run([base, "-m", "venv", "--clear", str(PEERS_VENV)], check=True, capture_output=True, text=True)
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "-r", str(PEERS_REQUIREMENTS)],
             check=True,
@@ -61,7 +123,7 @@ def peers_python(log: list[str]) -> str | None:
         detail = getattr(exc, "stderr", "") or str(exc)
         log.append(f"peers' environment could not be installed: {detail.strip()[-500:]}")
         return None
-    stamp.touch()
+    stamp.write_text(wanted + "\n")
     return str(python)
 
 
