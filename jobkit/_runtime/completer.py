@@ -63,7 +63,8 @@ def to_transitions(item: Finished, now: float) -> tuple[list[Transition], str | 
         case Cancelled("pause"):
             writes.append(Transition("pause", *lease))
             event = "paused"
-        case Cancelled("shutdown"):
+        case Cancelled("shutdown" | "requeue"):
+            # Shutdown, or a prefetched job handed back unstarted: the attempt was not spent.
             writes.append(Transition("release", *lease, {"run_at": now}))
             event = "released"
         case Cancelled("lease_lost"):

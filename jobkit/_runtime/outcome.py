@@ -24,7 +24,7 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class Cancelled:
-    """The token fired for ``reason``: cancel, pause, shutdown or lease_lost."""
+    """The token fired for ``reason``: cancel, pause, shutdown, lease_lost or requeue (prefetched, never started)."""
 
     reason: str
 

@@ -8,6 +8,7 @@ one timeout watchdog, the completer, the change watcher and the maintenance time
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import logging
 import os
@@ -27,7 +28,7 @@ from jobkit._clock import Clock
 from jobkit._registry import JobType
 from jobkit._runtime.completer import Completer, Finished
 from jobkit._runtime.executor import Prepared, prepare, run_async, run_sync
-from jobkit._runtime.outcome import Failed, Outcome, error_entry
+from jobkit._runtime.outcome import Cancelled, Failed, Outcome, error_entry
 from jobkit._runtime.reporter import JobReporter
 from jobkit._runtime.timers import Timers
 from jobkit._settings import Settings
@@ -37,8 +38,15 @@ from jobkit._store.listen import ChangeWatcher
 
 log = logging.getLogger("jobkit.worker")
 
-#: Longest wait for more slots to free up before claiming into a few, while a backlog remains.
-CLAIM_LINGER = 0.002
+#: Prefetch: while jobs turn over quickly the worker claims a few more than it has free slots, so a
+#: slot that frees up starts its next job at once instead of after a claim round trip. The buffer is
+#: sized so that a prefetched job waits about PREFETCH_WAIT seconds for its slot at the current rate
+#: of completions (measured over PREFETCH_WINDOW), and never more than ``concurrency`` jobs; slow jobs
+#: get no prefetch at all. A prefetched job that still has not started after PREFETCH_MAX_WAIT
+#: (the jobs in the slots turned out long) is handed back to the queue for other workers.
+PREFETCH_WAIT = 0.05
+PREFETCH_WINDOW = 0.25
+PREFETCH_MAX_WAIT = 1.0
 
 #: Seconds a job must look orphaned (held in the database, run nowhere) before it is given back.
 ORPHAN_GRACE = 2.0
@@ -54,7 +62,12 @@ class Running:
     job_type: JobType | None
     token: CancelToken
     reporter: JobReporter
-    started: float = field(default_factory=time.monotonic)
+    claimed: float = field(default_factory=time.monotonic)
+    #: Set (under the worker's lock) when an executor takes the job into a slot.
+    started: bool = False
+    #: Set (under the worker's lock) when the job was taken back before it started.
+    withdrawn: bool = False
+    prepared: Prepared | None = None
 
 
 def new_worker_id() -> str:
@@ -101,7 +114,14 @@ class Worker:
         self._registered = False
         self._started = False
         self._threads: list[threading.Thread] = []
-        self._work: queue.SimpleQueue[Running | Prepared | None] = queue.SimpleQueue()
+        # Claimed jobs wait here for an executor thread; more than ``concurrency`` only when prefetching.
+        self._work: queue.SimpleQueue[Running | None] = queue.SimpleQueue()
+        # Slots shared by sync and async jobs, so that together they never exceed ``concurrency``.
+        self._slots = threading.Semaphore(self.concurrency)
+        self._executing = 0
+        self._finishes: collections.deque[float] = collections.deque(
+            maxlen=max(1, round(self.concurrency * PREFETCH_WINDOW / PREFETCH_WAIT))
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._orphans: dict[tuple[int, int], float] = {}
         self._renewed = 0.0
@@ -111,17 +131,17 @@ class Worker:
         self._timeouts_cv = threading.Condition()
         self._timers = Timers()
         self._watcher = ChangeWatcher(store, self.notify)
+        #: The most jobs that ever ran at once in this worker (never above ``concurrency``).
         self.peak_running = 0
         #: Claims issued so far (each one statement), for the benchmarks and operators.
         self.claims = 0
-        self._claim_batch = max(1, self.concurrency // 2)
 
     # -- public surface ---------------------------------------------------------------------
 
     @property
     def running_count(self) -> int:
-        """Jobs currently in a slot."""
-        return len(self._running)
+        """Jobs currently running in a slot (prefetched jobs waiting for a slot are not counted)."""
+        return self._executing
 
     def notify(self, payload: str = "") -> None:
         """Something may be claimable: a job was enqueued (payload may carry its run time)."""
@@ -168,12 +188,15 @@ class Worker:
         for thread in self._threads:
             if thread.name == "jobkit-producer":
                 thread.join(timeout=max(0.0, end - time.monotonic()))
+        # Prefetched jobs that never started go back to the queue at once.
+        for running in list(self._running.values()):
+            self._interrupt(running, "shutdown")
         with self._lock:
             while self._running and not self._hurry.is_set() and time.monotonic() < end:
                 self._lock.wait(min(0.1, max(0.0, end - time.monotonic())))
             leftover = list(self._running.values())
         for running in leftover:
-            running.token.cancel("shutdown")
+            self._interrupt(running, "shutdown")
         if leftover:
             log.info("shutdown: cancelled %d unfinished jobs; waiting briefly for them to stop", len(leftover))
             with self._lock:
@@ -209,6 +232,7 @@ class Worker:
         jobs = self.store.claim(self.id, self.concurrency, sorted(self.types()), self.queues, self.clock.now())
         for job in jobs:
             running = self._make_running(job)
+            self._emit_started(job)
             prepared = self._prepare(running)
             timer: threading.Timer | None = None
             if isinstance(prepared, Failed):
@@ -278,6 +302,7 @@ class Worker:
         """Heartbeat when due, fence when the lease may have expired, then reconcile held jobs."""
         settings = self.settings
         sent = time.monotonic()
+        self._requeue_stale_prefetch(sent)
         beat = sent >= self._next_beat
         if beat:
             self._next_beat = sent + settings.heartbeat_interval
@@ -331,11 +356,11 @@ class Worker:
             lost = leases.get(job_id) != running.job.lease and self._running.get(job_id) is running
             if lost and not running.token.cancelled:
                 log.warning("job %s: lease lost (rescued elsewhere); cancelling this attempt", job_id)
-                running.token.cancel("lease_lost")
+                self._interrupt(running, "lease_lost")
         for job_id, lease, request in held:
             slot = self._running.get(job_id)
             if slot is not None and request is not None and slot.job.lease == lease:
-                slot.token.cancel(request)
+                self._interrupt(slot, request)
         if settled:
             self._release_orphans([(job_id, lease) for job_id, lease, _ in held if job_id not in snapshot])
 
@@ -358,7 +383,7 @@ class Worker:
         log.error("self-fencing (%s): cancelling %d running jobs", why, len(self._running))
         self._fenced = True
         for running in list(self._running.values()):
-            running.token.cancel("lease_lost")
+            self._interrupt(running, "lease_lost")
 
     # -- producing ----------------------------------------------------------------------------
 
@@ -369,18 +394,12 @@ class Worker:
         while not self._stopping.is_set():
             self._wake.clear()
             timeout = self.settings.poll_interval
-            free = self.concurrency - len(self._running)
-            if self._maybe_more and 0 < free < self._claim_batch:
-                # A backlog and only a few slots free: other jobs are about to finish, so wait a
-                # moment and fill more slots with one claim rather than one round trip per slot.
-                with self._lock:
-                    self._lock.wait_for(self._enough_free, timeout=CLAIM_LINGER)
-                free = self.concurrency - len(self._running)
-            if free > 0 and not self._fenced:
+            room = self._claim_room()
+            if room > 0 and not self._fenced:
                 self.claims += 1
                 try:
                     names = sorted(self.types())
-                    jobs = self.store.claim(self.id, free, names, self.queues, self.clock.now())
+                    jobs = self.store.claim(self.id, room, names, self.queues, self.clock.now())
                 except Exception as exc:
                     if not logged:
                         log.warning("cannot claim jobs (%s); retrying with backoff", exc)
@@ -393,10 +412,10 @@ class Worker:
                     logged, delay = False, 0.05
                 for job in jobs:
                     self._dispatch(job)
-                self._maybe_more = len(jobs) == free
+                self._maybe_more = len(jobs) == room
                 if self._maybe_more and jobs:
                     continue
-                if woken:
+                if woken and not self._maybe_more:
                     # Something changed and the queue ran dry: learn when the next scheduled
                     # job is due, so it starts on time rather than at the next poll.
                     self._next_due = self._safe_next_run_at(names)
@@ -410,8 +429,41 @@ class Worker:
             # A scheduled job falling due counts as a wake-up: after claiming it, look for the next one.
             woken = self._wake.wait(timeout) or due
 
-    def _enough_free(self) -> bool:
-        return self.concurrency - len(self._running) >= self._claim_batch or self._stopping.is_set()
+    def _claim_room(self) -> int:
+        """How many jobs to claim now (0: wait), from the free slots and the prefetch buffer."""
+        held = len(self._running)
+        executing = self._executing
+        target = self._prefetch_target() if self._maybe_more else 0
+        room = self.concurrency + target - held
+        if room <= 0:
+            return 0
+        if held - executing < self.concurrency - executing:
+            return room  # a slot would sit idle: claim at once
+        # Every free slot has a prefetched job: top the buffer up in batches, not one job at a time.
+        return room if room >= max(1, (self.concurrency + target) // 2) else 0
+
+    def _prefetch_target(self) -> int:
+        """Prefetched jobs worth holding: about PREFETCH_WAIT seconds of completions at the recent rate."""
+        finishes = self._finishes
+        if not finishes:
+            return 0
+        horizon = time.monotonic() - PREFETCH_WINDOW
+        if finishes[0] >= horizon:
+            count = len(finishes)
+        else:
+            count = 0
+            for at in reversed(finishes):
+                if at < horizon:
+                    break
+                count += 1
+        return min(self.concurrency, int(count * PREFETCH_WAIT / PREFETCH_WINDOW))
+
+    def _requeue_stale_prefetch(self, now: float) -> None:
+        # The jobs in the slots turned out long: a prefetched job should not wait behind them
+        # while another worker could run it.
+        for running in list(self._running.values()):
+            if not running.started and now - running.claimed > PREFETCH_MAX_WAIT:
+                self._interrupt(running, "requeue")
 
     def _safe_next_run_at(self, names: list[str]) -> float | None:
         try:
@@ -426,36 +478,65 @@ class Worker:
             job, self.types().get(job.name), token, JobReporter(self.store, job, token, self.clock, self.emit)
         )
 
+    def _emit_started(self, job: ClaimedJob) -> None:
+        self.emit({"type": "started", "job_id": job.id, "name": job.name, "attempt": job.attempt})
+
     def _prepare(self, running: Running) -> Prepared | Failed:
         job = running.job
-        self.emit({"type": "started", "job_id": job.id, "name": job.name, "attempt": job.attempt})
         if running.job_type is None:
             error = LookupError(f"no job type named {job.name!r} is registered in this worker")
             return Failed(error_entry(error, job.attempt, self.clock.now()), retryable=False)
         return prepare(job, running.job_type, running.token, running.reporter, self.clock)
 
     def _dispatch(self, job: ClaimedJob) -> None:
+        """Hold a claimed job and queue it for an executor; a job that cannot be prepared fails at once."""
         running = self._make_running(job)
+        prepared = self._prepare(running)
         with self._lock:
             self._running[job.id] = running
-            self.peak_running = max(self.peak_running, len(self._running))
-        prepared = self._prepare(running)
         if isinstance(prepared, Failed):
+            self._emit_started(job)
             self._done(running, prepared)
             return
+        running.prepared = prepared
+        self._work.put(running)
+
+    def _interrupt(self, running: Running, reason: str) -> None:
+        """Fire a held job's token; a job that has not started yet is given its outcome at once."""
+        with self._lock:
+            withdraw = not running.started and not running.withdrawn and self._running.get(running.job.id) is running
+            if withdraw:
+                running.withdrawn = True
+        running.token.cancel(reason)
+        if withdraw:
+            self._done(running, Cancelled(running.token.reason or reason))
+
+    def _begin(self, running: Running) -> bool:
+        """Move a held job into a slot; False when it was withdrawn meanwhile."""
+        with self._lock:
+            if running.withdrawn or self._running.get(running.job.id) is not running:
+                return False
+            running.started = True
+            self._executing += 1
+            if self._executing > self.peak_running:
+                self.peak_running = self._executing
+        self._emit_started(running.job)
+        prepared = running.prepared
+        assert prepared is not None
         timeout = prepared.job_type.options.timeout
         if timeout is not None:
             with self._timeouts_cv:
-                heapq.heappush(self._timeouts, (time.monotonic() + timeout, job.id, running.token))
+                heapq.heappush(self._timeouts, (time.monotonic() + timeout, running.job.id, running.token))
                 self._timeouts_cv.notify()
-        if prepared.job_type.is_async:
-            loop = self._event_loop()
-            future = asyncio.run_coroutine_threadsafe(run_async(prepared, self.clock), loop)
-            future.add_done_callback(partial(self._async_done, running))
-        else:
-            self._work.put(prepared)
+        return True
+
+    def _end_slot(self) -> None:
+        with self._lock:
+            self._executing -= 1
+        self._slots.release()
 
     def _async_done(self, running: Running, future: Future[Outcome]) -> None:
+        self._end_slot()
         self._done(running, future.result())
 
     def _release_now(self, job: ClaimedJob, now: float) -> None:
@@ -465,14 +546,22 @@ class Worker:
 
     def _executor_loop(self) -> None:
         while True:
-            prepared = self._work.get()
-            if prepared is None:
+            running = self._work.get()
+            if running is None:
                 return
-            assert isinstance(prepared, Prepared)
+            self._slots.acquire()
+            if not self._begin(running):
+                self._slots.release()
+                continue
+            prepared = running.prepared
+            assert prepared is not None
+            if prepared.job_type.is_async:
+                future = asyncio.run_coroutine_threadsafe(run_async(prepared, self.clock), self._event_loop())
+                future.add_done_callback(partial(self._async_done, running))
+                continue
             outcome = run_sync(prepared, self.clock)
-            running = self._running.get(prepared.job.id)
-            if running is not None and running.job.lease == prepared.job.lease:
-                self._done(running, outcome)
+            self._end_slot()
+            self._done(running, outcome)
 
     def _done(self, running: Running, outcome: Outcome) -> None:
         with self._lock:
@@ -480,8 +569,9 @@ class Worker:
                 return  # released by a shutdown that could not wait for it
             self.completer.submit(self._finished_item(running, outcome))
             del self._running[running.job.id]
+            self._finishes.append(time.monotonic())
             self._lock.notify_all()
-        if self._maybe_more:
+        if self._maybe_more and not self._stopping.is_set() and self._claim_room() > 0:
             self._wake.set()
 
     def _finished_item(self, running: Running, outcome: Outcome) -> Finished:
@@ -490,11 +580,12 @@ class Worker:
         return Finished(running.job, outcome, backoff, running.reporter.take_pending())
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            self._spawn(loop.run_forever, "jobkit-async")
-        return self._loop
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                self._loop = loop
+                self._spawn(loop.run_forever, "jobkit-async")
+            return self._loop
 
     def _timeout_loop(self) -> None:
         with self._timeouts_cv:
