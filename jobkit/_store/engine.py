@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import tenacity
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - the postgres extra is not installed; SQLite needs none of it
+    psycopg = None  # type: ignore[assignment]
 
 log = logging.getLogger("jobkit.store")
 
@@ -109,8 +115,47 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+@contextlib.contextmanager
+def driver_connection(engine: Engine, *, immediate: bool) -> Iterator[Any]:
+    """A cursor on a pooled DBAPI connection for one transaction of the hot path.
+
+    ``immediate`` (SQLite) opens the transaction with BEGIN IMMEDIATE and commits it at the end;
+    otherwise the connection is expected to be in autocommit (PostgreSQL's hot-path pools). A
+    connection that broke is invalidated, so the pool never hands it out again; the driver's
+    error is raised as it is and :func:`is_transient` knows it.
+    """
+    proxy = engine.raw_connection()
+    cursor = None
+    try:
+        cursor = proxy.cursor()
+        if immediate:
+            cursor.execute("BEGIN IMMEDIATE")
+        yield cursor
+        if immediate:
+            proxy.commit()
+    except BaseException as exc:
+        driver = proxy.dbapi_connection
+        broken = isinstance(exc, Exception) and (
+            engine.dialect.is_disconnect(exc, driver, cursor)  # type: ignore[arg-type]
+            or bool(getattr(driver, "broken", False) or getattr(driver, "closed", False) is True)
+        )
+        if broken:
+            proxy.invalidate(exc if isinstance(exc, Exception) else None)
+        else:
+            with contextlib.suppress(Exception):
+                proxy.rollback()
+        raise
+    finally:
+        if cursor is not None:
+            with contextlib.suppress(Exception):
+                cursor.close()
+        proxy.close()
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for errors worth retrying: a locked SQLite file, a dropped or refused connection."""
+    if psycopg is not None and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return True
     if isinstance(exc, sa.exc.DBAPIError):
         if exc.connection_invalidated:
             return True

@@ -126,6 +126,22 @@ def claim_params(names: list[str], queues: list[str] | None) -> dict[str, Any]:
     return params
 
 
+def complete_many_params(
+    worker: str, now: float, rows: list[tuple[int, int, str]], events_channel: str = ""
+) -> Iterator[dict[str, Any]]:
+    """Bind values of :data:`COMPLETE_MANY`, one set per chunk of ``COMPLETE_CHUNK`` rows."""
+    for start in range(0, len(rows), COMPLETE_CHUNK):
+        part = rows[start : start + COMPLETE_CHUNK]
+        yield {
+            "ids": [r[0] for r in part],
+            "leases": [r[1] for r in part],
+            "results": [r[2] for r in part],
+            "worker": worker,
+            "now": now,
+            "channel": events_channel,
+        }
+
+
 def complete_many(
     conn: sa.Connection, worker: str, now: float, rows: list[tuple[int, int, str]], events_channel: str = ""
 ) -> set[int]:
@@ -134,16 +150,7 @@ def complete_many(
     With ``events_channel`` the completed ids are also notified there, in the same statement.
     """
     done: set[int] = set()
-    for start in range(0, len(rows), COMPLETE_CHUNK):
-        part = rows[start : start + COMPLETE_CHUNK]
-        params = {
-            "ids": [r[0] for r in part],
-            "leases": [r[1] for r in part],
-            "results": [r[2] for r in part],
-            "worker": worker,
-            "now": now,
-            "channel": events_channel,
-        }
+    for params in complete_many_params(worker, now, rows, events_channel):
         done.update(int(r[0]) for r in conn.execute(COMPLETE_MANY, params))
     return done
 

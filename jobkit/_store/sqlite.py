@@ -97,16 +97,25 @@ def claim_params(names_json: str, queues_json: str | None) -> dict[str, Any]:
     return params
 
 
-def complete_many(
-    conn: sa.Connection, worker: str, now: float, rows: list[tuple[int, int, str]], events_channel: str = ""
-) -> set[int]:
-    """Complete (id, lease, result) rows in one statement; returns the ids whose lease still matched.
+def complete_many_params(
+    worker: str, now: float, rows: list[tuple[int, int, str]], events_channel: str = ""
+) -> Iterator[dict[str, Any]]:
+    """Bind values of :data:`COMPLETE_MANY`: the whole batch as one JSON array.
 
     SQLite has no NOTIFY, so ``events_channel`` is ignored: waiting handles poll.
     """
     packed = json.dumps([[job_id, lease, result] for job_id, lease, result in rows])
-    found = conn.execute(COMPLETE_MANY, {"rows": packed, "worker": worker, "now": now})
-    return {int(r[0]) for r in found}
+    yield {"rows": packed, "worker": worker, "now": now}
+
+
+def complete_many(
+    conn: sa.Connection, worker: str, now: float, rows: list[tuple[int, int, str]], events_channel: str = ""
+) -> set[int]:
+    """Complete (id, lease, result) rows in one statement; returns the ids whose lease still matched."""
+    done: set[int] = set()
+    for params in complete_many_params(worker, now, rows, events_channel):
+        done.update(int(r[0]) for r in conn.execute(COMPLETE_MANY, params))
+    return done
 
 
 def notify(conn: sa.Connection, channel: str, payload: str) -> None:

@@ -25,7 +25,12 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from jobkit._store import postgres, sqlite
-from jobkit._store.engine import call_with_retry, create_engine, create_hot_path_engine
+from jobkit._store.engine import (
+    call_with_retry,
+    create_engine,
+    create_hot_path_engine,
+    driver_connection,
+)
 from jobkit._store.records import ClaimedJob, JobRecord, NewJob
 
 log = logging.getLogger("jobkit.store")
@@ -100,6 +105,8 @@ class Store:
         self._single: sa.Engine = create_engine(url, autocommit=True) if self.is_postgres else self.engine
         self._hot: sa.Engine | None = create_hot_path_engine(url) if self.is_postgres else None
         self.sql: ModuleType = postgres if self.is_postgres else sqlite
+        # The hot path's statements as the driver's own SQL text, rendered once by SQLAlchemy.
+        self._driver_sql: dict[sa.TextClause, str] = {}
         self.db_now: str = self.sql.DB_NOW
         self._migrated = False
         self._migrate_lock = threading.Lock()
@@ -141,15 +148,32 @@ class Store:
         with self._single.connect() as conn:
             yield conn
 
-    @contextlib.contextmanager
-    def _hot_path(self) -> Iterator[sa.Connection]:
-        # The claim and completion batches: see engine.HOT_PATH_SESSION_OPTIONS.
-        if self._hot is None:
-            with self.write_one() as conn:
-                yield conn
-            return
-        with self._hot.connect() as conn:
-            yield conn
+    def _driver(self, statement: sa.TextClause) -> tuple[sa.Engine, str]:
+        """The engine and driver-level SQL for one hot-path statement (see :meth:`_hot_rows`)."""
+        sql = self._driver_sql.get(statement)
+        if sql is None:
+            # SQLAlchemy renders the statement in the driver's own parameter style, once.
+            sql = str(statement.compile(dialect=self.engine.dialect)) if self.is_postgres else statement.text
+            self._driver_sql[statement] = sql
+        return (self._hot if self._hot is not None else self.engine), sql
+
+    def _hot_rows(
+        self, statement: sa.TextClause, params_list: Iterable[dict[str, Any]], engine: sa.Engine | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run one statement (once per parameter set) in one transaction on a pooled driver connection.
+
+        The enqueue, claim and completion statements run thousands of times a second. Executing
+        them through SQLAlchemy's Connection costs more Python time than SQLite takes to run
+        them, so they go straight to the pooled DBAPI connection: SQLAlchemy still owns the
+        pool, the dialect set-up (WAL, BEGIN IMMEDIATE, session options) and the SQL rendering.
+        """
+        hot, sql = self._driver(statement)
+        rows: list[tuple[Any, ...]] = []
+        with driver_connection(engine or hot, immediate=not self.is_postgres) as cursor:
+            for params in params_list:
+                cursor.execute(sql, params)
+                rows.extend(cursor.fetchall())
+        return rows
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
@@ -234,8 +258,8 @@ class Store:
                 return one(connection)
 
             def one_alone() -> list[int]:
-                with self.write_one() as conn:
-                    return one(conn)
+                # Enqueues stay synchronous on PostgreSQL: the single-statement autocommit pool.
+                return [int(self._hot_rows(statement, [params], self._single)[0][0])]
 
             return self._retry(one_alone)
 
@@ -272,8 +296,7 @@ class Store:
         statement = self.sql.CLAIM_SOME_QUEUES if queues else self.sql.CLAIM_ALL_QUEUES
 
         def run() -> list[ClaimedJob]:
-            with self._hot_path() as conn:
-                rows = conn.execute(statement, params).all()
+            rows = self._hot_rows(statement, [params])
             return sorted((ClaimedJob.from_row(r, worker) for r in rows), key=lambda j: (j.priority, j.run_at, j.id))
 
         return self._retry(run)
@@ -336,9 +359,8 @@ class Store:
         rows = [(t.job_id, t.lease, t.values.get("result") or "null") for t in transitions]
 
         def run() -> set[int]:
-            with self._hot_path() as conn:
-                done: set[int] = self.sql.complete_many(conn, worker, now, rows, self.events_channel)
-            return done
+            params = self.sql.complete_many_params(worker, now, rows, self.events_channel)
+            return {int(r[0]) for r in self._hot_rows(self.sql.COMPLETE_MANY, params)}
 
         done = self._retry(run)
         return [t.job_id in done for t in transitions]

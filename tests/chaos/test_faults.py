@@ -38,10 +38,12 @@ def completed(queue: JobQueue) -> int:
     return int(queue.stats()["by_status"].get("completed", 0))
 
 
-def start_drain(queue: JobQueue, cluster: Cluster, workers: int = 3) -> list[int]:
-    """Enqueue JOBS quick jobs and start the workers; returns the job ids."""
+def start_drain(
+    queue: JobQueue, cluster: Cluster, workers: int = 3, seconds: tuple[float, float] = (0.005, 0.03)
+) -> list[int]:
+    """Enqueue JOBS quick jobs (each sleeping within ``seconds``) and start the workers; returns the job ids."""
     rng = random.Random()
-    handles = Work.perform_all_later([{"seconds": rng.uniform(0.005, 0.03), "progress": True} for _ in range(JOBS)])
+    handles = Work.perform_all_later([{"seconds": rng.uniform(*seconds), "progress": True} for _ in range(JOBS)])
     for worker in [cluster.start(wait=False) for _ in range(workers)]:
         cluster.wait_registered(worker)
     return [h.id for h in handles]
@@ -148,13 +150,15 @@ can_restart = (
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_workers_ride_out_a_postgres_restart(queue: JobQueue, cluster: Cluster) -> None:
     """A server restart mid-drain: no worker exits, nothing is lost or stuck, jobs complete again within seconds."""
-    ids = start_drain(queue, cluster)
-    wait_until(lambda: completed(queue) >= JOBS // 5, 60, "the drain to get going")
+    # Jobs long enough that the drain (about 5 s on 12 slots) outlasts the restart (about 2 s).
+    ids = start_drain(queue, cluster, seconds=(0.02, 0.06))
+    wait_until(lambda: completed(queue) >= JOBS // 10, 60, "the drain to get going")
     began = time.time()
     try:
         back = restart_postgres()
     finally:
         ensure_postgres_running()
+    assert unfinished(queue) > 0, "the drain finished before the restart: it tested nothing"
     verdict = finish_drain(queue, cluster, ids)
     after = sorted(
         info.finished_at.timestamp()
