@@ -190,7 +190,7 @@ class Worker:
                 thread.join(timeout=max(0.0, end - time.monotonic()))
         # Prefetched jobs that never started go back to the queue at once.
         for running in list(self._running.values()):
-            self._interrupt(running, "shutdown")
+            self._withdraw(running, "shutdown")
         with self._lock:
             while self._running and not self._hurry.is_set() and time.monotonic() < end:
                 self._lock.wait(min(0.1, max(0.0, end - time.monotonic())))
@@ -463,7 +463,7 @@ class Worker:
         # while another worker could run it.
         for running in list(self._running.values()):
             if not running.started and now - running.claimed > PREFETCH_MAX_WAIT:
-                self._interrupt(running, "requeue")
+                self._withdraw(running, "requeue")
 
     def _safe_next_run_at(self, names: list[str]) -> float | None:
         try:
@@ -503,13 +503,18 @@ class Worker:
 
     def _interrupt(self, running: Running, reason: str) -> None:
         """Fire a held job's token; a job that has not started yet is given its outcome at once."""
+        if not self._withdraw(running, reason):
+            running.token.cancel(reason)
+
+    def _withdraw(self, running: Running, reason: str) -> bool:
+        """End a held job that has not started with ``Cancelled(reason)``; False if it started already."""
         with self._lock:
-            withdraw = not running.started and not running.withdrawn and self._running.get(running.job.id) is running
-            if withdraw:
-                running.withdrawn = True
+            if running.started or running.withdrawn or self._running.get(running.job.id) is not running:
+                return False
+            running.withdrawn = True
         running.token.cancel(reason)
-        if withdraw:
-            self._done(running, Cancelled(running.token.reason or reason))
+        self._done(running, Cancelled(running.token.reason or reason))
+        return True
 
     def _begin(self, running: Running) -> bool:
         """Move a held job into a slot; False when it was withdrawn meanwhile."""
