@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from alembic.script import ScriptDirectory
 
 from jobkit._store import postgres, sqlite
 from jobkit._store.engine import (
+    SQLITE_BUSY_TIMEOUT_MS,
     call_with_retry,
     create_engine,
     create_hot_path_engine,
@@ -110,6 +112,12 @@ class Store:
         self.db_now: str = self.sql.DB_NOW
         self._migrated = False
         self._migrate_lock = threading.Lock()
+        # SQLite has one writer at a time. Writers of this process take turns on this lock, so they
+        # queue in Python instead of in SQLite's busy handler, which sleeps 1 ms and more between
+        # tries; other processes still meet the busy timeout. Re-entrant for nested helpers.
+        self._write_lock: contextlib.AbstractContextManager[Any] = (
+            contextlib.nullcontext() if self.is_postgres else WriterTurns()
+        )
         self.channel = "jobkit"
         if auto_migrate:
             self.migrate()
@@ -135,14 +143,14 @@ class Store:
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
         """One write transaction (BEGIN IMMEDIATE on SQLite)."""
-        with self.engine.begin() as conn:
+        with self._write_lock, self.engine.begin() as conn:
             yield conn
 
     @contextlib.contextmanager
     def write_one(self) -> Iterator[sa.Connection]:
         """A connection for one atomic write statement: autocommit on PostgreSQL, BEGIN IMMEDIATE on SQLite."""
         if not self.is_postgres:
-            with self.engine.begin() as conn:
+            with self._write_lock, self.engine.begin() as conn:
                 yield conn
             return
         with self._single.connect() as conn:
@@ -169,7 +177,7 @@ class Store:
         """
         hot, sql = self._driver(statement)
         rows: list[tuple[Any, ...]] = []
-        with driver_connection(engine or hot, immediate=not self.is_postgres) as cursor:
+        with self._write_lock, driver_connection(engine or hot, immediate=not self.is_postgres) as cursor:
             for params in params_list:
                 cursor.execute(sql, params)
                 rows.extend(cursor.fetchall())
@@ -431,6 +439,25 @@ class Store:
             return None if value is None else float(value)
 
         return self._retry_short(run)
+
+
+class WriterTurns:
+    """A re-entrant lock for this process's SQLite writers that gives up like SQLite's busy timeout.
+
+    A writer that cannot get its turn within the busy timeout fails with the same "database is
+    locked" error SQLite itself would raise, so callers retry it (or fence) exactly as before.
+    """
+
+    def __init__(self, timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
+        self._lock = threading.RLock()
+        self._timeout = timeout
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(timeout=self._timeout):
+            raise sqlite3.OperationalError("database is locked (another writer of this process held it)")
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
 
 
 #: NOTIFY payloads must stay under 8000 bytes; job ids are sent comma-separated in chunks below this.
