@@ -18,18 +18,22 @@ class CancelToken:
             handle(row)
     """
 
-    __slots__ = ("_callbacks", "_event", "_lock", "_reason")
+    __slots__ = ("_callbacks", "_cancelled", "_event", "_reason")
+
+    # One lock for every token: firing and subscribing are rare and short, and a lock (and an
+    # Event) per token would be built for every job although most jobs are never cancelled.
+    _lock = threading.Lock()
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._cancelled = False
         self._reason: str | None = None
-        self._lock = threading.Lock()
-        self._callbacks: list[Callable[[str], None]] = []
+        self._event: threading.Event | None = None
+        self._callbacks: list[Callable[[str], None]] | None = None
 
     @property
     def cancelled(self) -> bool:
         """True once the token has been fired."""
-        return self._event.is_set()
+        return self._cancelled
 
     @property
     def reason(self) -> str | None:
@@ -39,11 +43,14 @@ class CancelToken:
     def cancel(self, reason: str = "cancel") -> bool:
         """Fire the token; returns False when it had already fired (first reason wins)."""
         with self._lock:
-            if self._event.is_set():
+            if self._cancelled:
                 return False
             self._reason = reason
-            self._event.set()
-            callbacks = list(self._callbacks)
+            self._cancelled = True
+            if self._event is not None:
+                self._event.set()
+            callbacks = self._callbacks or []
+            self._callbacks = None
         for callback in callbacks:
             callback(reason)
         return True
@@ -51,7 +58,9 @@ class CancelToken:
     def on_cancel(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(reason)`` when the token fires (at once if it already has)."""
         with self._lock:
-            if not self._event.is_set():
+            if not self._cancelled:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(callback)
                 return
             reason = self._reason or "cancel"
@@ -59,9 +68,15 @@ class CancelToken:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the token fires or ``timeout`` passes; returns whether it fired."""
-        return self._event.wait(timeout)
+        with self._lock:
+            if self._cancelled:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
 
     def raise_if_cancelled(self) -> None:
         """Raise :class:`~jobkit.errors.JobCancelledError` if the token has fired."""
-        if self._event.is_set():
+        if self._cancelled:
             raise JobCancelledError(self._reason)

@@ -120,7 +120,6 @@ class BaseJob(Generic[ArgsT]):
     job_id: int | None
     attempt: int
     cancel_token: CancelToken
-    logger: logging.LoggerAdapter[logging.Logger]
     last_checkpoint: Checkpoint | None
 
     def __init__(
@@ -137,11 +136,19 @@ class BaseJob(Generic[ArgsT]):
         self.cancel_token = cancel_token or CancelToken()
         self.last_checkpoint = last_checkpoint
         self._reporter: Reporter = reporter or _InlineReporter()
-        name = getattr(type(self), "__jobkit_type__", None)
-        self.logger = logging.LoggerAdapter(
-            logging.getLogger(f"jobkit.job.{name.name if name else type(self).__name__}"),
-            {"job_id": job_id, "attempt": attempt},
-        )
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger named ``jobkit.job.<name>`` that tags records with the job id and attempt."""
+        # Built on first use: most jobs never log, and a logger per run is a cost on every job.
+        if self._logger is None:
+            name = getattr(type(self), "__jobkit_type__", None)
+            self._logger = logging.LoggerAdapter(
+                logging.getLogger(f"jobkit.job.{name.name if name else type(self).__name__}"),
+                {"job_id": self.job_id, "attempt": self.attempt},
+            )
+        return self._logger
 
     def perform(self, args: ArgsT) -> Any:
         """Do the work; return a JSON-serialisable result. May be ``async def``."""

@@ -104,6 +104,8 @@ class Completer:
         self._queue: queue.SimpleQueue[Finished | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._idle = threading.Condition()
+        # Set when a whole batch is waiting (or on stop), to cut the flush interval short.
+        self._full = threading.Event()
         self._pending = 0
         self._give_up_at: float | None = None
         self.refused = 0
@@ -117,12 +119,16 @@ class Completer:
         """Hand over a finished job; it will be written with the next batch."""
         with self._idle:
             self._pending += 1
+            full = self._pending >= self.batch
         self._queue.put(item)
+        if full:
+            self._full.set()
 
     def stop(self, deadline: float = 30.0) -> None:
         """Write everything submitted so far (retrying up to ``deadline`` seconds), then stop."""
         self._give_up_at = time.monotonic() + deadline
         self._queue.put(None)
+        self._full.set()
         if self._thread is not None:
             self._thread.join()
 
@@ -138,11 +144,14 @@ class Completer:
             if first is None:
                 break
             batch = [first]
-            end = time.monotonic() + self.flush
+            # Sleep through the flush interval rather than waking for every submitted job (a
+            # thread switch per job is a large share of a no-op job's cost), then take what came.
+            if self.flush > 0 and self._queue.qsize() < self.batch:
+                self._full.wait(self.flush)
+            self._full.clear()
             while len(batch) < self.batch:
-                remaining = end - time.monotonic()
                 try:
-                    item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
@@ -208,10 +217,17 @@ _REQUEUES = frozenset({"retry", "snooze", "release"})
 def _event(item: Finished, event: str) -> dict[str, Any]:
     data: dict[str, Any] = {"type": event, "job_id": item.job.id, "name": item.job.name, "attempt": item.job.attempt}
     match item.outcome:
-        case Completed(result):
-            data["result"] = json.loads(result)
+        case Completed(result, value):
+            # The event carries the stored JSON's value: the object itself when it is plain JSON
+            # already, a fresh parse when dumping changed it (a model, a datetime, a tuple).
+            data["result"] = value if _plain_json(value) else json.loads(result)
         case Failed(error, _):
             data["error"] = {k: error[k] for k in ("type", "message")}
         case _:
             pass
     return data
+
+
+def _plain_json(value: Any) -> bool:
+    """True for values that JSON stores unchanged (shallowly: nested containers are re-parsed)."""
+    return value is None or type(value) in (bool, int, float, str)

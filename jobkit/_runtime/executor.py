@@ -102,7 +102,7 @@ def finish(prepared: Prepared, value: Any, now: float) -> Outcome:
             return classify(prepared, JobTimeout("timed out"), now)
         return Cancelled(token.reason or "cancel")
     try:
-        return Completed(dumps(value))
+        return Completed(dumps(value), value)
     except (TypeError, ValueError) as exc:
         message = f"{prepared.job_type.name}: result is not JSON-serialisable: {exc}"
         return Failed(error_entry(exc, prepared.job.attempt, now, message=message), retryable=False)

@@ -9,9 +9,10 @@ from typing import Any, TypeAlias
 
 @dataclass(frozen=True, slots=True)
 class Completed:
-    """perform returned; ``result`` is its JSON text."""
+    """perform returned; ``result`` is its JSON text and ``value`` the object it was dumped from."""
 
     result: str
+    value: Any = None
 
 
 @dataclass(frozen=True, slots=True)
