@@ -35,9 +35,15 @@ def to_json_args(schema: type[BaseModel] | None, args: dict[str, Any]) -> str:
     return dumps(model)
 
 
+# Built once: json.dumps with any keyword argument builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(default=to_jsonable_python, separators=(",", ":"))
+
+
 def dumps(value: Any) -> str:
     """Dump any JSON-able value (pydantic models, datetimes included) to compact JSON."""
-    return json.dumps(value, default=to_jsonable_python, separators=(",", ":"))
+    if value is None:
+        return "null"  # the result of most jobs
+    return _ENCODER.encode(value)
 
 
 def loads(text: str | None) -> Any:
