@@ -415,9 +415,12 @@ class Worker:
                 self._maybe_more = len(jobs) == room
                 if self._maybe_more and jobs:
                     continue
-                if woken and not self._maybe_more:
+                if woken and not self._maybe_more and not (jobs and self.store.is_postgres):
                     # Something changed and the queue ran dry: learn when the next scheduled
-                    # job is due, so it starts on time rather than at the next poll.
+                    # job is due, so it starts on time rather than at the next poll. On
+                    # PostgreSQL a wake that found due jobs skips it: every enqueue's NOTIFY
+                    # already carries its run time, and the query would run beside the job
+                    # just dispatched, on the path of its start-up latency.
                     self._next_due = self._safe_next_run_at(names)
             due = False
             if self._next_due is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -80,28 +79,18 @@ class Recorder:
         return time.monotonic()
 
 
-@pytest.fixture
-def narrow(db_url: str) -> Iterator[JobQueue]:
-    q = jobkit.configure(database_url=db_url, concurrency=3, **FAST)
-    try:
-        yield q
-    finally:
-        q.close()
-        JobQueue.set_instance(None)
-
-
-def test_sync_and_async_jobs_together_never_exceed_concurrency(narrow: JobQueue) -> None:
-    """Prefetched jobs wait for a slot: 30 mixed jobs at concurrency 3 never run more than 3 at once."""
+def test_sync_and_async_jobs_together_never_exceed_concurrency(queue: JobQueue) -> None:
+    """Prefetched jobs wait for a slot: 40 mixed jobs at concurrency 5 never run more than 5 at once."""
     _now.update(running=0, peak=0)
     handles = []
-    for i in range(30):
+    for i in range(40):
         kind = SyncNap if i % 2 else AsyncNap
         handles.append(kind.perform_later(seconds=0.02))
-    narrow.start()
+    queue.start()
     for handle in handles:
         handle.result(timeout=30)
-    assert _now["peak"] == 3
-    assert narrow.worker.peak_running == 3
+    assert _now["peak"] == 5
+    assert queue.worker.peak_running == 5
 
 
 def test_a_prefetched_job_is_handed_back_when_the_slots_stay_busy(db_url: str) -> None:
