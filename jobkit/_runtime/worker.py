@@ -116,8 +116,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         # Claimed jobs wait here for an executor thread; more than ``concurrency`` only when prefetching.
         self._work: queue.SimpleQueue[Running | None] = queue.SimpleQueue()
-        # Slots shared by sync and async jobs, so that together they never exceed ``concurrency``.
-        self._slots = threading.Semaphore(self.concurrency)
+        # Jobs in a slot, sync and async together; never above ``concurrency`` (see _begin).
         self._executing = 0
         self._finishes: collections.deque[float] = collections.deque(
             maxlen=max(1, round(self.concurrency * PREFETCH_WINDOW / PREFETCH_WAIT))
@@ -520,8 +519,12 @@ class Worker:
         return True
 
     def _begin(self, running: Running) -> bool:
-        """Move a held job into a slot; False when it was withdrawn meanwhile."""
+        """Move a held job into a slot, waiting for one; False when it was withdrawn meanwhile."""
         with self._lock:
+            # Sync jobs alone never wait here (there are ``concurrency`` executor threads); async
+            # jobs hold a slot without holding a thread, so with them a thread may have to wait.
+            while self._executing >= self.concurrency and not running.withdrawn:
+                self._lock.wait()
             if running.withdrawn or self._running.get(running.job.id) is not running:
                 return False
             running.started = True
@@ -538,14 +541,8 @@ class Worker:
                 self._timeouts_cv.notify()
         return True
 
-    def _end_slot(self) -> None:
-        with self._lock:
-            self._executing -= 1
-        self._slots.release()
-
     def _async_done(self, running: Running, future: Future[Outcome]) -> None:
-        self._end_slot()
-        self._done(running, future.result())
+        self._done(running, future.result(), slot=True)
 
     def _release_now(self, job: ClaimedJob, now: float) -> None:
         # The thread ignores its token; give the job back now. Its late write will be refused.
@@ -557,9 +554,7 @@ class Worker:
             running = self._work.get()
             if running is None:
                 return
-            self._slots.acquire()
             if not self._begin(running):
-                self._slots.release()
                 continue
             prepared = running.prepared
             assert prepared is not None
@@ -568,12 +563,16 @@ class Worker:
                 future.add_done_callback(partial(self._async_done, running))
                 continue
             outcome = run_sync(prepared, self.clock)
-            self._end_slot()
-            self._done(running, outcome)
+            self._done(running, outcome, slot=True)
 
-    def _done(self, running: Running, outcome: Outcome) -> None:
+    def _done(self, running: Running, outcome: Outcome, *, slot: bool = False) -> None:
+        """Hand a job's outcome to the completer; ``slot``: the job ran and its slot is free now."""
         with self._lock:
+            if slot:
+                self._executing -= 1
             if self._running.get(running.job.id) is not running:
+                if slot:
+                    self._lock.notify_all()
                 return  # released by a shutdown that could not wait for it
             self.completer.submit(self._finished_item(running, outcome))
             del self._running[running.job.id]
