@@ -187,6 +187,8 @@ class Completer:
     def write(self, batch: list[Finished]) -> list[bool]:
         """Write one batch in one transaction and emit events; returns, per job, whether its lease held."""
         now = self.clock.now()
+        if _only_completions(batch):
+            return self._write_completions(batch, now)
         plan = [to_transitions(item, now) for item in batch]
         flat = [t for writes, _ in plan for t in writes]
         took = iter(self.store.apply(flat, now))
@@ -209,6 +211,38 @@ class Completer:
                 if self.on_requeued is not None and writes[-1].kind in _REQUEUES and run_at is not None:
                     self.on_requeued(float(run_at))
         return results
+
+    def _write_completions(self, batch: list[Finished], now: float) -> list[bool]:
+        # The common case, done without building a transition per job: one statement for all.
+        done = self.store.complete(
+            batch[0].job.worker_id,
+            [(item.job.id, item.job.lease, item.outcome.result) for item in batch],  # type: ignore[union-attr]
+            now,
+        )
+        results: list[bool] = []
+        for item in batch:
+            ok = item.job.id in done
+            results.append(ok)
+            if ok:
+                self.emit(_event(item, "completed"))
+            else:
+                self.refused += 1
+                log.warning(
+                    "job %s: lease (worker %s, lease %s) no longer held; the complete write was refused",
+                    item.job.id,
+                    item.job.worker_id,
+                    item.job.lease,
+                )
+        return results
+
+
+def _only_completions(batch: list[Finished]) -> bool:
+    """True when every item completed with no progress left to write, all distinct jobs of one worker."""
+    worker = batch[0].job.worker_id
+    for item in batch:
+        if type(item.outcome) is not Completed or item.progress is not None or item.job.worker_id != worker:
+            return False
+    return len({item.job.id for item in batch}) == len(batch)
 
 
 _REQUEUES = frozenset({"retry", "snooze", "release"})

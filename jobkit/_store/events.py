@@ -158,6 +158,10 @@ class JobWatcher:
 
     def signal(self, job_id: int) -> None:
         """Wake every watch on ``job_id``."""
+        # Every job's every event comes through here, and almost none is watched: look first
+        # without the lock (a dict read is atomic), then copy the watches under it.
+        if job_id not in self._watches:
+            return
         with self._lock:
             watches = list(self._watches.get(job_id, ()))
         for watch in watches:

@@ -364,14 +364,21 @@ class Store:
         return self._retry(run)
 
     def _complete_only(self, transitions: Sequence[Transition], worker: str, now: float) -> list[bool]:
-        rows = [(t.job_id, t.lease, t.values.get("result") or "null") for t in transitions]
+        done = self.complete(worker, [(t.job_id, t.lease, t.values.get("result") or "null") for t in transitions], now)
+        return [t.job_id in done for t in transitions]
+
+    def complete(self, worker: str, rows: Sequence[tuple[int, int, str]], now: float) -> set[int]:
+        """Complete distinct jobs of one worker, given as (id, lease, result JSON), in one statement.
+
+        Returns the ids whose lease still held; waiting handles in other processes are notified
+        of those in the same statement (PostgreSQL).
+        """
 
         def run() -> set[int]:
-            params = self.sql.complete_many_params(worker, now, rows, self.events_channel)
+            params = self.sql.complete_many_params(worker, now, list(rows), self.events_channel)
             return {int(r[0]) for r in self._hot_rows(self.sql.COMPLETE_MANY, params)}
 
-        done = self._retry(run)
-        return [t.job_id in done for t in transitions]
+        return self._retry(run)
 
     @staticmethod
     def _fenced(conn: sa.Connection, t: Transition, now: float) -> bool:
