@@ -197,14 +197,7 @@ class Completer:
             ok = all([next(took) for _ in writes]) if writes else False
             results.append(ok)
             if writes and not ok:
-                self.refused += 1
-                log.warning(
-                    "job %s: lease (worker %s, lease %s) no longer held; the %s write was refused",
-                    item.job.id,
-                    item.job.worker_id,
-                    item.job.lease,
-                    writes[-1].kind,
-                )
+                self._refused(item, writes[-1].kind)
             elif event is not None:
                 self.emit(_event(item, event))
                 run_at = writes[-1].values.get("run_at")
@@ -226,14 +219,18 @@ class Completer:
             if ok:
                 self.emit(_event(item, "completed"))
             else:
-                self.refused += 1
-                log.warning(
-                    "job %s: lease (worker %s, lease %s) no longer held; the complete write was refused",
-                    item.job.id,
-                    item.job.worker_id,
-                    item.job.lease,
-                )
+                self._refused(item, "complete")
         return results
+
+    def _refused(self, item: Finished, kind: str) -> None:
+        self.refused += 1
+        log.warning(
+            "job %s: lease (worker %s, lease %s) no longer held; the %s write was refused",
+            item.job.id,
+            item.job.worker_id,
+            item.job.lease,
+            kind,
+        )
 
 
 def _only_completions(batch: list[Finished]) -> bool:

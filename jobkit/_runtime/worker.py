@@ -434,13 +434,12 @@ class Worker:
     def _claim_room(self) -> int:
         """How many jobs to claim now (0: wait), from the free slots and the prefetch buffer."""
         held = len(self._running)
-        executing = self._executing
         target = self._prefetch_target() if self._maybe_more else 0
         room = self.concurrency + target - held
         if room <= 0:
             return 0
-        if held - executing < self.concurrency - executing:
-            return room  # a slot would sit idle: claim at once
+        if held < self.concurrency:
+            return room  # fewer jobs held than slots: a slot would sit idle, claim at once
         # Every free slot has a prefetched job: top the buffer up in batches, not one job at a time.
         return room if room >= max(1, (self.concurrency + target) // 2) else 0
 

@@ -135,19 +135,6 @@ def complete_many_params(
         }
 
 
-def complete_many(
-    conn: sa.Connection, worker: str, now: float, rows: list[tuple[int, int, str]], events_channel: str = ""
-) -> set[int]:
-    """Complete (id, lease, result) rows; returns the ids whose lease still matched.
-
-    With ``events_channel`` the completed ids are also notified there, in the same statement.
-    """
-    done: set[int] = set()
-    for params in complete_many_params(worker, now, rows, events_channel):
-        done.update(int(r[0]) for r in conn.execute(COMPLETE_MANY, params))
-    return done
-
-
 def notify(conn: sa.Connection, channel: str, payload: str) -> None:
     """Send a NOTIFY inside the current transaction, so it fires only when the caller commits."""
     conn.execute(NOTIFY, {"channel": channel, "payload": payload})

@@ -108,15 +108,5 @@ def complete_many_params(
     yield {"rows": packed, "worker": worker, "now": now}
 
 
-def complete_many(
-    conn: sa.Connection, worker: str, now: float, rows: list[tuple[int, int, str]], events_channel: str = ""
-) -> set[int]:
-    """Complete (id, lease, result) rows in one statement; returns the ids whose lease still matched."""
-    done: set[int] = set()
-    for params in complete_many_params(worker, now, rows, events_channel):
-        done.update(int(r[0]) for r in conn.execute(COMPLETE_MANY, params))
-    return done
-
-
 def notify(conn: sa.Connection, channel: str, payload: str) -> None:
     """SQLite has no NOTIFY: other processes see the change through PRAGMA data_version."""

@@ -156,28 +156,30 @@ class Store:
         with self._single.connect() as conn:
             yield conn
 
-    def _driver(self, statement: sa.TextClause) -> tuple[sa.Engine, str]:
-        """The engine and driver-level SQL for one hot-path statement (see :meth:`_hot_rows`)."""
+    def _driver_text(self, statement: sa.TextClause) -> str:
+        """A hot-path statement in the driver's own parameter style, rendered by SQLAlchemy once."""
         sql = self._driver_sql.get(statement)
         if sql is None:
-            # SQLAlchemy renders the statement in the driver's own parameter style, once.
             sql = str(statement.compile(dialect=self.engine.dialect)) if self.is_postgres else statement.text
             self._driver_sql[statement] = sql
-        return (self._hot if self._hot is not None else self.engine), sql
+        return sql
 
     def _hot_rows(
         self, statement: sa.TextClause, params_list: Iterable[dict[str, Any]], engine: sa.Engine | None = None
     ) -> list[tuple[Any, ...]]:
         """Run one statement (once per parameter set) in one transaction on a pooled driver connection.
 
+        ``engine`` defaults to the hot-path pool (PostgreSQL) or the one engine (SQLite).
+
         The enqueue, claim and completion statements run thousands of times a second. Executing
         them through SQLAlchemy's Connection costs more Python time than SQLite takes to run
         them, so they go straight to the pooled DBAPI connection: SQLAlchemy still owns the
         pool, the dialect set-up (WAL, BEGIN IMMEDIATE, session options) and the SQL rendering.
         """
-        hot, sql = self._driver(statement)
+        sql = self._driver_text(statement)
+        engine = engine or self._hot or self.engine
         rows: list[tuple[Any, ...]] = []
-        with self._write_lock, driver_connection(engine or hot, immediate=not self.is_postgres) as cursor:
+        with self._write_lock, driver_connection(engine, immediate=not self.is_postgres) as cursor:
             for params in params_list:
                 cursor.execute(sql, params)
                 rows.extend(cursor.fetchall())
@@ -337,7 +339,7 @@ class Store:
                 ends = [i for i, t in enumerate(transitions) if t.kind not in _KEEPS_LEASE and t.kind != "complete"]
                 for i in keeps:
                     took[i] = self._fenced(conn, transitions[i], now)
-                # Completions go in one statement per worker. complete_many reports job ids, so one
+                # Completions go in one statement per worker. COMPLETE_MANY reports job ids, so one
                 # call never carries the same job twice (say a stale and a current attempt of it):
                 # a repeat goes to a later call, where only a lease that still matches can take.
                 calls: dict[tuple[str, int], list[tuple[int, Transition]]] = {}
@@ -348,9 +350,12 @@ class Store:
                         repeats[(t.worker, t.job_id)] = nth + 1
                         calls.setdefault((t.worker, nth), []).append((i, t))
                 for (worker, _), items in calls.items():
-                    done = self.sql.complete_many(
-                        conn, worker, now, [(t.job_id, t.lease, t.values.get("result") or "null") for _, t in items]
-                    )
+                    rows = [(t.job_id, t.lease, t.values.get("result") or "null") for _, t in items]
+                    done = {
+                        int(r[0])
+                        for params in self.sql.complete_many_params(worker, now, rows)
+                        for r in conn.execute(self.sql.COMPLETE_MANY, params)
+                    }
                     for i, t in items:
                         took[i] = t.job_id in done
                 for i in ends:
