@@ -119,3 +119,19 @@ def test_schemaless_job_accepts_any_json_object(queue: JobQueue) -> None:
     handle = Echo.perform_later(a=1, b=[1, 2])
     queue.run_once()
     assert handle.result(timeout=5) == {"a": 1, "b": [1, 2]}
+
+
+def test_bulk_enqueue_keeps_every_value_exactly(clocked_queue: JobQueue, clock: FakeClock) -> None:
+    """A bulk insert (one JSON parameter per chunk) stores awkward text, priorities and run times unchanged."""
+    from jobkit._store import postgres, sqlite
+
+    awkward = ['quote " backslash \\ tab \t', "ünïcødé ✓ 日本", "{not: json}", "", "null", "a\nb"]
+    rows = [{"text": awkward[i % len(awkward)], "i": i} for i in range(postgres.INSERT_CHUNK + 7)]
+    assert postgres.INSERT_CHUNK == sqlite.INSERT_CHUNK  # the rows above span two chunks on both
+    when = datetime.fromtimestamp(clock.now() + 1234.567891, UTC)
+    handles = Echo.set(priority=-3, wait_until=when).perform_all_later(rows)
+    assert [h.id for h in handles] == sorted(h.id for h in handles)
+    for handle, row in zip(handles[:12] + handles[-3:], rows[:12] + rows[-3:], strict=True):
+        info = handle.refresh()
+        assert (info.args, info.priority, info.status) == (row, -3, "pending")
+        assert info.run_at == when

@@ -6,17 +6,19 @@ Run on SQLite and PostgreSQL with real worker threads (and, for the hand-back, t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from pydantic import BaseModel
 
 import jobkit
-from jobkit import BaseJob, JobQueue, job
+from jobkit import BaseJob, JobCancelled, JobHandle, JobQueue, job
 from jobkit._runtime.worker import PREFETCH_MAX_WAIT
 from tests.conftest import FAST
+from tests.long_jobs import EventLog
 
 _lock = threading.Lock()
 _now = {"running": 0, "peak": 0}
@@ -57,28 +59,6 @@ class AsyncNap(BaseJob[Nap]):
             _leave()
 
 
-class Recorder:
-    """Every event of one queue, in order."""
-
-    def __init__(self, queue: JobQueue) -> None:
-        self.seen: list[dict[str, Any]] = []
-        self.cv = threading.Condition()
-        queue.subscribe(self._add)
-
-    def _add(self, event: dict[str, Any]) -> None:
-        with self.cv:
-            self.seen.append(event)
-            self.cv.notify_all()
-
-    def wait(self, job_id: int, kind: str, timeout: float = 15.0) -> float:
-        """Block until ``kind`` was seen for ``job_id``; returns when this process saw it."""
-        with self.cv:
-            assert self.cv.wait_for(
-                lambda: any(e["job_id"] == job_id and e["type"] == kind for e in self.seen), timeout
-            ), f"no {kind} event for job {job_id}"
-        return time.monotonic()
-
-
 def test_sync_and_async_jobs_together_never_exceed_concurrency(queue: JobQueue) -> None:
     """Prefetched jobs wait for a slot: 40 mixed jobs at concurrency 5 never run more than 5 at once."""
     _now.update(running=0, peak=0)
@@ -93,36 +73,58 @@ def test_sync_and_async_jobs_together_never_exceed_concurrency(queue: JobQueue) 
     assert queue.worker.peak_running == 5
 
 
-def test_a_prefetched_job_is_handed_back_when_the_slots_stay_busy(db_url: str) -> None:
-    """A job claimed ahead behind a long job goes back to the queue and another worker runs it."""
+@contextlib.contextmanager
+def marker_behind_a_long_job(db_url: str) -> Iterator[tuple[JobQueue, EventLog, JobHandle, JobHandle]]:
+    """A worker with one slot, running a long job, with a marker job prefetched behind it."""
     first = jobkit.JobQueue(database_url=db_url, concurrency=1, **FAST)
     jobkit.JobQueue.set_instance(first)
-    second: JobQueue | None = None
     try:
         # Quick jobs make the worker turn over fast, so it claims one ahead of its single slot;
         # the long job then takes the slot with the marker prefetched behind it.
         quick = SyncNap.perform_all_later([{"seconds": 0} for _ in range(40)])
         long = SyncNap.set(priority=1).perform_later(seconds=6)
         marker = SyncNap.set(priority=2).perform_later(seconds=0)
-        events = Recorder(first)
+        events = EventLog(first)
         first.start()
         for handle in quick:
             handle.result(timeout=30)
-        events.wait(long.id, "started")
-        claimed = {e["job_id"] for e in events.seen if e["type"] == "started"}
-        if marker.id in claimed:
+        events.wait_for(long.id, "started")
+        if events.of(marker.id, "started"):
             pytest.skip("the marker started before the long job (no prefetch happened this run)")
-        released_at = events.wait(marker.id, "released", timeout=PREFETCH_MAX_WAIT + 3)
-        assert marker.status() == "pending"
-        second = jobkit.JobQueue(database_url=db_url, concurrency=1, **FAST)
-        second.start()
-        assert marker.result(timeout=10) is None
-        assert time.monotonic() - released_at < 3
-        assert long.status() == "running"  # the marker did not wait for the long job
-        info = marker.refresh()
-        assert info.attempt == 1  # handing back did not spend an attempt
+        yield first, events, long, marker
     finally:
-        if second is not None:
-            second.close()
         first.close()
         JobQueue.set_instance(None)
+
+
+def test_a_prefetched_job_is_handed_back_when_the_slots_stay_busy(db_url: str) -> None:
+    """A job claimed ahead behind a long job goes back to the queue and another worker runs it."""
+    second: JobQueue | None = None
+    with marker_behind_a_long_job(db_url) as (_, events, long, marker):
+        try:
+            events.wait_for(marker.id, "released", timeout=PREFETCH_MAX_WAIT + 3)
+            released_at = time.monotonic()
+            assert marker.status() == "pending"
+            second = jobkit.JobQueue(database_url=db_url, concurrency=1, **FAST)
+            second.start()
+            assert marker.result(timeout=10) is None
+            assert time.monotonic() - released_at < 3
+            assert long.status() == "running"  # the marker did not wait for the long job
+            info = marker.refresh()
+            assert info.attempt == 1  # handing back did not spend an attempt
+        finally:
+            if second is not None:
+                second.close()
+
+
+def test_cancelling_a_prefetched_job_ends_it_without_waiting_for_a_slot(db_url: str) -> None:
+    """cancel() on a job held in the prefetch buffer cancels it at once; it never starts."""
+    with marker_behind_a_long_job(db_url) as (_, events, long, marker):
+        asked = time.monotonic()
+        assert marker.cancel() == "cancelling"  # held by the worker: the worker ends it
+        with pytest.raises(JobCancelled):
+            marker.result(timeout=PREFETCH_MAX_WAIT + 3)
+        assert time.monotonic() - asked < PREFETCH_MAX_WAIT  # the cancel, not the hand-back, ended it
+        assert marker.status() == "cancelled"
+        assert not events.of(marker.id, "started") and not events.of(marker.id, "released")
+        assert long.status() == "running"

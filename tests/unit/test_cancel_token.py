@@ -1,6 +1,9 @@
-"""CancelToken: first reason wins, callbacks fire once, raise_if_cancelled raises."""
+"""CancelToken: first reason wins, callbacks fire once, raise_if_cancelled raises, wait wakes on cancel."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import pytest
 
@@ -34,3 +37,23 @@ def test_on_cancel_runs_callbacks_once() -> None:
     token.cancel("again")
     token.on_cancel(seen.append)
     assert seen == ["cancel", "cancel"]
+
+
+def test_wait_is_woken_by_a_cancel_from_another_thread() -> None:
+    """A waiting job wakes as soon as another thread fires its token; a timeout alone returns False."""
+    token = CancelToken()
+    assert token.wait(0.01) is False
+    timer = threading.Timer(0.05, token.cancel, args=("timeout",))
+    timer.start()
+    started = time.monotonic()
+    assert token.wait(5) is True
+    assert time.monotonic() - started < 2
+    assert token.reason == "timeout"
+    timer.join()
+
+
+def test_wait_on_a_fired_token_returns_at_once() -> None:
+    """Waiting after the token fired does not block, even with no timeout."""
+    token = CancelToken()
+    token.cancel("pause")
+    assert token.wait() is True
