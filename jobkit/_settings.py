@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     completion_batch: int = Field(default=200, ge=1)
     completion_flush: float = Field(default=0.002, ge=0)
+    prefetch: bool = Field(default=True, description="claim a few jobs ahead while jobs turn over fast")
 
     @field_validator("queues", mode="before")
     @classmethod

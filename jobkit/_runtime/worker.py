@@ -434,7 +434,7 @@ class Worker:
     def _claim_room(self) -> int:
         """How many jobs to claim now (0: wait), from the free slots and the prefetch buffer."""
         held = len(self._running)
-        target = self._prefetch_target() if self._maybe_more else 0
+        target = self._prefetch_target() if self._maybe_more and self.settings.prefetch else 0
         room = self.concurrency + target - held
         if room <= 0:
             return 0

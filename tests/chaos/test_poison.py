@@ -19,8 +19,8 @@ MAX_CRASHES = 3
 
 def test_poison_pill_fails_after_max_crashes_while_other_jobs_flow(queue: JobQueue, cluster: Cluster) -> None:
     """The pill is claimed exactly max_crashes times, then failed; jobs enqueued meanwhile all complete promptly."""
-    # One slot per worker: a crash takes only the pill with it, never an innocent job beside it.
-    for worker in [cluster.start(wait=False, concurrency=1, max_crashes=MAX_CRASHES) for _ in range(2)]:
+    # One slot per worker and no prefetch: a crash takes only the pill with it, never an innocent job beside it.
+    for worker in [cluster.start(wait=False, concurrency=1, max_crashes=MAX_CRASHES, prefetch=False) for _ in range(2)]:
         cluster.wait_registered(worker)
     pill = Poison.perform_later()
     others: list[int] = []
@@ -32,7 +32,7 @@ def test_poison_pill_fails_after_max_crashes_while_other_jobs_flow(queue: JobQue
         for worker in cluster.workers:
             if not worker.alive() and worker.pid not in replaced:
                 replaced.add(worker.pid)
-                cluster.start(wait=False, concurrency=1, max_crashes=MAX_CRASHES)
+                cluster.start(wait=False, concurrency=1, max_crashes=MAX_CRASHES, prefetch=False)
         time.sleep(0.2)
     wait_until(lambda: all(queue.job_status(i) == "completed" for i in others), 20, "the other jobs to complete")
     cluster.stop_all()

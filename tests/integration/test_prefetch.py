@@ -128,3 +128,24 @@ def test_cancelling_a_prefetched_job_ends_it_without_waiting_for_a_slot(db_url: 
         assert marker.status() == "cancelled"
         assert not events.of(marker.id, "started") and not events.of(marker.id, "released")
         assert long.status() == "running"
+
+
+def test_prefetch_off_claims_only_into_free_slots(db_url: str) -> None:
+    """With prefetch=False a busy single-slot worker holds nothing beyond the job it runs."""
+    queue = jobkit.JobQueue(database_url=db_url, concurrency=1, prefetch=False, **FAST)
+    jobkit.JobQueue.set_instance(queue)
+    try:
+        quick = SyncNap.perform_all_later([{"seconds": 0} for _ in range(40)])
+        long = SyncNap.set(priority=1).perform_later(seconds=6)
+        marker = SyncNap.set(priority=2).perform_later(seconds=0)
+        events = EventLog(queue)
+        queue.start()
+        for handle in quick:
+            handle.result(timeout=30)
+        events.wait_for(long.id, "started")
+        time.sleep(0.3)  # several claim chances while the slot is busy
+        assert marker.status() == "pending"
+        assert queue.stats()["by_status"].get("running") == 1
+    finally:
+        queue.close()
+        JobQueue.set_instance(None)
