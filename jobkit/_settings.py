@@ -38,6 +38,16 @@ class Settings(BaseSettings):
     completion_batch: int = Field(default=200, ge=1)
     completion_flush: float = Field(default=0.002, ge=0)
     prefetch: bool = Field(default=True, description="claim a few jobs ahead while jobs turn over fast")
+    kill_grace: float = Field(
+        default=5.0, ge=0, le=3600, description="seconds a job that ignores its token is given before it is abandoned"
+    )
+    max_stuck_threads: int = Field(
+        default=4, ge=0, description="abandoned executor threads tolerated before the worker drains and exits"
+    )
+    max_payload_depth: int = Field(default=64, ge=2, le=500, description="deepest nesting of stored JSON")
+    max_payload_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="largest JSON text stored for arguments, results, progress"
+    )
 
     @field_validator("queues", mode="before")
     @classmethod

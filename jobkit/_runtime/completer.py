@@ -54,8 +54,8 @@ def to_transitions(item: Finished, now: float) -> tuple[list[Transition], str | 
             writes.append(Transition("complete", *lease, {"result": result}))
             event = "completed"
         case Failed(error, retryable) if retryable and job.attempt <= job.max_retries:
-            run_at = now + item.backoff(job.attempt)
-            writes.append(Transition("retry", *lease, {"run_at": run_at, "errors": _errors_with(job, error)}))
+            delay = item.backoff(job.attempt)
+            writes.append(Transition("retry", *lease, {"delay": delay, "errors": _errors_with(job, error)}))
             event = "retrying"
         case Failed(error, _):
             writes.append(Transition("fail", *lease, {"errors": _errors_with(job, error)}))
@@ -65,18 +65,18 @@ def to_transitions(item: Finished, now: float) -> tuple[list[Transition], str | 
             event = "paused"
         case Cancelled("shutdown" | "requeue"):
             # Shutdown, or a prefetched job handed back unstarted: the attempt was not spent.
-            writes.append(Transition("release", *lease, {"run_at": now}))
+            writes.append(Transition("release", *lease, {"delay": 0.0}))
             event = "released"
         case Cancelled("lease_lost"):
             # The worker fenced itself (heartbeat lost). If nobody rescued the job meanwhile the lease
             # still holds and the job goes back to pending; if it was rescued this write is refused.
-            writes.append(Transition("release", *lease, {"run_at": now}))
+            writes.append(Transition("release", *lease, {"delay": 0.0}))
             event = "released"
         case Cancelled(_):
             writes.append(Transition("cancel", *lease, {"errors": job.errors}))
             event = "cancelled"
         case Snoozed(seconds):
-            writes.append(Transition("snooze", *lease, {"run_at": now + seconds}))
+            writes.append(Transition("snooze", *lease, {"delay": seconds}))
             event = "snoozed"
     return writes, event
 
@@ -200,9 +200,9 @@ class Completer:
                 self._refused(item, writes[-1].kind)
             elif event is not None:
                 self.emit(_event(item, event))
-                run_at = writes[-1].values.get("run_at")
-                if self.on_requeued is not None and writes[-1].kind in _REQUEUES and run_at is not None:
-                    self.on_requeued(float(run_at))
+                delay = writes[-1].values.get("delay")
+                if self.on_requeued is not None and writes[-1].kind in _REQUEUES and delay is not None:
+                    self.on_requeued(now + float(delay))
         return results
 
     def _write_completions(self, batch: list[Finished], now: float) -> list[bool]:

@@ -373,7 +373,7 @@ class Worker:
         for (job_id, lease), first in list(seen.items()):
             if now - first >= ORPHAN_GRACE and job_id not in self._running:
                 log.warning("job %s is held by this worker but runs nowhere; releasing it", job_id)
-                release = Transition("release", job_id, self.id, lease, {"run_at": self.clock.now()})
+                release = Transition("release", job_id, self.id, lease, {"delay": 0.0})
                 self._safe(lambda: self.store.transition(release, self.clock.now()))
                 del self._orphans[(job_id, lease)]
 
@@ -545,7 +545,7 @@ class Worker:
 
     def _release_now(self, job: ClaimedJob, now: float) -> None:
         # The thread ignores its token; give the job back now. Its late write will be refused.
-        release = Transition("release", job.id, job.worker_id, job.lease, {"run_at": now})
+        release = Transition("release", job.id, job.worker_id, job.lease, {"delay": 0.0})
         self._safe(lambda: self.store.transition(release, now))
 
     def _executor_loop(self) -> None:

@@ -48,14 +48,14 @@ JOB_COLUMNS = (
 )
 
 _LEASE_SETS: dict[str, str] = {
-    "retry": "status = 'pending', run_at = :run_at, errors = :errors, worker_id = NULL, "
+    "retry": "status = 'pending', run_at = :now + :delay, errors = :errors, worker_id = NULL, "
     "updated_at = :now, cancel_requested = NULL",
     "fail": "status = 'failed', errors = :errors, finished_at = :now, updated_at = :now, cancel_requested = NULL",
     "cancel": "status = 'cancelled', errors = :errors, finished_at = :now, updated_at = :now, cancel_requested = NULL",
     # release and snooze give the attempt back: the job did not fail, it was interrupted or deferred.
-    "release": "status = 'pending', attempt = attempt - 1, worker_id = NULL, run_at = :run_at, "
+    "release": "status = 'pending', attempt = attempt - 1, worker_id = NULL, run_at = :now + :delay, "
     "updated_at = :now, cancel_requested = NULL",
-    "snooze": "status = 'pending', attempt = attempt - 1, worker_id = NULL, run_at = :run_at, "
+    "snooze": "status = 'pending', attempt = attempt - 1, worker_id = NULL, run_at = :now + :delay, "
     "updated_at = :now, cancel_requested = NULL",
     "pause": "status = 'paused', attempt = attempt - 1, worker_id = NULL, updated_at = :now, cancel_requested = NULL",
     "progress": "progress = :progress, updated_at = :now",
@@ -388,6 +388,9 @@ class Store:
     @staticmethod
     def _fenced(conn: sa.Connection, t: Transition, now: float) -> bool:
         params = {"id": t.job_id, "worker": t.worker, "lease": t.lease, "now": now, **t.values}
+        if "run_at" in params and "delay" not in params:
+            # A caller may give an absolute run time; the statements take a delay from the row's now.
+            params["delay"] = float(params.pop("run_at")) - now
         return conn.execute(_LEASE_SQL[t.kind], params).first() is not None
 
     def transition(self, t: Transition, now: float) -> bool:
