@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobkit._clock import Clock
-from jobkit._runtime.outcome import Cancelled, Completed, Failed, Outcome, Snoozed
-from jobkit._store import ClaimedJob, Store, Transition
+from jobkit._runtime.outcome import Cancelled, Completed, Crashed, Failed, Outcome, Snoozed, error_entry
+from jobkit._store import ClaimedJob, Store, Transition, is_transient
+from jobkit.errors import Discard
 
 log = logging.getLogger("jobkit.completer")
+#: One line per job start and end; its own logger, so a busy worker can keep it quiet.
+job_log = logging.getLogger("jobkit.jobs")
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -33,15 +36,27 @@ class Finished:
     outcome: Outcome
     backoff: Callable[[int], float]
     progress: str | None = None
+    #: Seconds the job ran in its slot (None: it never started), for the log line.
+    ran: float | None = None
 
 
 def _errors_with(job: ClaimedJob, entry: dict[str, Any]) -> str:
-    history = json.loads(job.errors) if job.errors else []
+    """The job's error history with ``entry`` appended; a damaged history is kept as text, never fatal."""
+    history: list[Any]
+    try:
+        loaded = json.loads(job.errors) if job.errors else []
+        history = loaded if isinstance(loaded, list) else [{"type": "DamagedHistory", "raw": job.errors}]
+    except (ValueError, RecursionError):
+        history = [{"type": "DamagedHistory", "message": "the stored error history was not JSON", "raw": job.errors}]
     history.append(entry)
     return json.dumps(history)
 
 
-def to_transitions(item: Finished, now: float) -> tuple[list[Transition], str | None]:
+def _discarded(job: ClaimedJob, now: float) -> dict[str, Any]:
+    return error_entry(Discard("discarded by an operator while running"), job.attempt, now)
+
+
+def to_transitions(item: Finished, now: float, max_crashes: int = 3) -> tuple[list[Transition], str | None]:
     """The writes for one finished job and the event it produces (None: nothing to write)."""
     job = item.job
     lease = (job.id, job.worker_id, job.lease)
@@ -72,9 +87,18 @@ def to_transitions(item: Finished, now: float) -> tuple[list[Transition], str | 
             # still holds and the job goes back to pending; if it was rescued this write is refused.
             writes.append(Transition("release", *lease, {"delay": 0.0}))
             event = "released"
+        case Cancelled("discard"):
+            writes.append(Transition("fail", *lease, {"errors": _errors_with(job, _discarded(job, now))}))
+            event = "failed"
         case Cancelled(_):
             writes.append(Transition("cancel", *lease, {"errors": job.errors}))
             event = "cancelled"
+        case Crashed(error):
+            # Counted exactly as a rescue counts a dead worker's job: the attempt stays spent.
+            spent = job.crashes + 1 >= max_crashes or job.attempt > job.max_retries
+            kind = "rescue_fail" if spent else "rescue"
+            writes.append(Transition(kind, *lease, {"errors": _errors_with(job, error)}))
+            event = "failed" if spent else "rescued"
         case Snoozed(seconds):
             writes.append(Transition("snooze", *lease, {"delay": seconds}))
             event = "snoozed"
@@ -92,6 +116,7 @@ class Completer:
         batch: int = 200,
         flush: float = 0.002,
         on_requeued: Callable[[float], None] | None = None,
+        max_crashes: int = 3,
     ) -> None:
         #: Called with the new run time of every job this completer put back to pending (retry,
         #: snooze, release), so the worker wakes for it instead of waiting for its next poll.
@@ -99,6 +124,7 @@ class Completer:
         self.store = store
         self.clock = clock
         self.emit = emit
+        self.max_crashes = max_crashes
         self.batch = batch
         self.flush = flush
         self._queue: queue.SimpleQueue[Finished | None] = queue.SimpleQueue()
@@ -161,6 +187,17 @@ class Completer:
             self._write_until_done(batch)
 
     def _write_until_done(self, batch: list[Finished]) -> None:
+        try:
+            self._persist(batch)
+        except Exception:
+            # The writer thread is what turns every later outcome into a row: it must outlive a bug.
+            log.exception("could not write %d outcomes; their jobs will be released or rescued", len(batch))
+        with self._idle:
+            self._pending -= len(batch)
+            self._idle.notify_all()
+
+    def _persist(self, batch: list[Finished]) -> None:
+        """Write a batch; transient errors are retried, a permanent one is narrowed down to its job."""
         delay = 0.05
         logged = False
         while True:
@@ -168,28 +205,48 @@ class Completer:
                 self.write(batch)
                 if logged:
                     log.warning("database is back; %d held outcomes written", len(batch))
-                break
+                return
             except Exception as exc:
+                if not is_transient(exc):
+                    # A data error belongs to one row: write the rest one by one, so one bad outcome
+                    # cannot hold back every later outcome of this worker.
+                    if len(batch) > 1:
+                        log.warning("a batch of %d outcomes was refused (%s); writing them one by one", len(batch), exc)
+                        for item in batch:
+                            self._persist([item])
+                    else:
+                        self._unwritable(batch[0], exc)
+                    return
                 if self._give_up_at is not None and time.monotonic() > self._give_up_at:
                     log.error(
                         "could not write %d outcomes before stopping; rescue will rerun them: %s", len(batch), exc
                     )
-                    break
+                    return
                 if not logged:
                     log.warning("cannot write outcomes (%s); holding %d and retrying", exc, len(batch))
                     logged = True
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-        with self._idle:
-            self._pending -= len(batch)
-            self._idle.notify_all()
+
+    def _unwritable(self, item: Finished, exc: Exception) -> None:
+        """The database refused this job's outcome for good: fail the job with the reason instead."""
+        job = item.job
+        log.error("job %s: its outcome cannot be stored (%s); failing the job with that reason", job.id, exc)
+        reason = RuntimeError(f"the outcome of attempt {job.attempt} could not be stored: {str(exc).splitlines()[0]}")
+        failed = Finished(
+            job, Failed(error_entry(reason, job.attempt, self.clock.now()), retryable=False), item.backoff
+        )
+        try:
+            self.write([failed])
+        except Exception:
+            log.exception("job %s: could not record the failure either; the worker will release it", job.id)
 
     def write(self, batch: list[Finished]) -> list[bool]:
         """Write one batch in one transaction and emit events; returns, per job, whether its lease held."""
         now = self.clock.now()
         if _only_completions(batch):
             return self._write_completions(batch, now)
-        plan = [to_transitions(item, now) for item in batch]
+        plan = [to_transitions(item, now, self.max_crashes) for item in batch]
         flat = [t for writes, _ in plan for t in writes]
         took = iter(self.store.apply(flat, now))
         results: list[bool] = []
@@ -200,6 +257,7 @@ class Completer:
                 self._refused(item, writes[-1].kind)
             elif event is not None:
                 self.emit(_event(item, event))
+                _log_end(item, event)
                 delay = writes[-1].values.get("delay")
                 if self.on_requeued is not None and writes[-1].kind in _REQUEUES and delay is not None:
                     self.on_requeued(now + float(delay))
@@ -213,11 +271,14 @@ class Completer:
             now,
         )
         results: list[bool] = []
+        logging_ends = job_log.isEnabledFor(logging.INFO)
         for item in batch:
             ok = item.job.id in done
             results.append(ok)
             if ok:
                 self.emit(_event(item, "completed"))
+                if logging_ends:
+                    _log_end(item, "completed")
             else:
                 self._refused(item, "complete")
         return results
@@ -262,3 +323,25 @@ def _event(item: Finished, event: str) -> dict[str, Any]:
 def _plain_json(value: Any) -> bool:
     """True for values that JSON stores unchanged (shallowly: nested containers are re-parsed)."""
     return value is None or type(value) in (bool, int, float, str)
+
+
+def _log_end(item: Finished, event: str) -> None:
+    """The one line a job's end writes: INFO, WARNING for a retry, ERROR with traceback for a final failure."""
+    job = item.job
+    level = {"retrying": logging.WARNING, "failed": logging.ERROR, "rescued": logging.WARNING}.get(event, logging.INFO)
+    if not job_log.isEnabledFor(level):
+        return
+    took = "" if item.ran is None else f" after {item.ran:.3f}s"
+    where = f"(queue {job.queue}, attempt {job.attempt}/{job.max_retries + 1}, worker {job.worker_id})"
+    outcome = item.outcome
+    if isinstance(outcome, Failed | Crashed):
+        error = outcome.error
+        first = str(error.get("message") or "").splitlines()
+        why = f": {error.get('type')}: {first[0] if first else ''}"
+        if event == "retrying":
+            why += f"; retrying in {item.backoff(job.attempt):.1f}s"
+        if event == "failed" and error.get("traceback"):
+            why += "\n" + str(error["traceback"]).rstrip()
+        job_log.log(level, "job %s %s %s%s %s%s", job.id, job.name, event, took, where, why)
+        return
+    job_log.log(level, "job %s %s %s%s %s", job.id, job.name, event, took, where)

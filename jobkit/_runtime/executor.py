@@ -43,13 +43,22 @@ def prepare(
         args = validate(job_type.options.schema, raw)
         checkpoint = _checkpoint(job.checkpoint)
     except (ValueError, TypeError, ValidationError) as exc:
-        message = f"{job_type.name}: stored arguments no longer fit the job: {exc}"
+        message = f"{job_type.name}: stored arguments no longer fit the job: {_first_line(exc)}"
+        return Failed(error_entry(exc, job.attempt, clock.now(), message=message), retryable=False)
+    except Exception as exc:
+        # Anything else a damaged row can make the parser or validator throw (RecursionError on
+        # deep nesting, MemoryError-free oddities of user validators): the row is bad, not the worker.
+        message = f"{job_type.name}: stored arguments cannot be read: {type(exc).__name__}: {_first_line(exc)}"
         return Failed(error_entry(exc, job.attempt, clock.now(), message=message), retryable=False)
     target = job_type.target
     if job_type.is_class:
-        instance: BaseJob[Any] = target(
-            job_id=job.id, attempt=job.attempt, cancel_token=token, last_checkpoint=checkpoint, reporter=reporter
-        )
+        try:
+            instance: BaseJob[Any] = target(
+                job_id=job.id, attempt=job.attempt, cancel_token=token, last_checkpoint=checkpoint, reporter=reporter
+            )
+        except Exception as exc:
+            message = f"{job_type.name}: the job class could not be instantiated: {_first_line(exc)}"
+            return Failed(error_entry(exc, job.attempt, clock.now(), message=message), retryable=True)
         return Prepared(job, job_type, token, lambda: instance.perform(args))
     process = getattr(target, "process", target)
     return Prepared(job, job_type, token, lambda: process(args))
@@ -94,7 +103,7 @@ def _on_error(prepared: Prepared, exc: BaseException) -> None:
         log.exception("%s: on_error hook raised", prepared.job_type.name)
 
 
-def finish(prepared: Prepared, value: Any, now: float) -> Outcome:
+def finish(prepared: Prepared, value: Any, now: float, dump: Callable[[Any], str] = dumps) -> Outcome:
     """perform returned ``value``: completed, unless the token fired (its reason decides)."""
     token = prepared.token
     if token.cancelled:
@@ -102,44 +111,85 @@ def finish(prepared: Prepared, value: Any, now: float) -> Outcome:
             return classify(prepared, JobTimeout("timed out"), now)
         return Cancelled(token.reason or "cancel")
     try:
-        return Completed(dumps(value), value)
-    except (TypeError, ValueError) as exc:
-        message = f"{prepared.job_type.name}: result is not JSON-serialisable: {exc}"
+        return Completed(dump(value), value)
+    except Exception as exc:
+        # Not JSON, too deep (RecursionError), too big, or a __json__ hook that raised: the result
+        # cannot be stored, and running the job again would only produce it again.
+        message = f"{prepared.job_type.name}: result cannot be stored as JSON: {_first_line(exc)}"
         return Failed(error_entry(exc, prepared.job.attempt, now, message=message), retryable=False)
 
 
-def run_sync(prepared: Prepared, clock: Clock) -> Outcome:
-    """Run a sync (or, in test mode, an async) job in the calling thread."""
+def run_sync(prepared: Prepared, clock: Clock, dump: Callable[[Any], str] = dumps) -> Outcome:
+    """Run a sync (or, in test mode, an async) job in the calling thread; never raises.
+
+    Whatever perform raises is an outcome, ``SystemExit`` and ``KeyboardInterrupt`` included:
+    a job calling ``sys.exit()`` must not take its executor thread, and with it a slot, away.
+    """
     try:
         value = prepared.call()
         if inspect.isawaitable(value):
             value = asyncio.run(_guarded(prepared, value))
     except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
-            raise
-        return classify(prepared, exc, clock.now())
-    return finish(prepared, value, clock.now())
+        return _classify_safely(prepared, exc, clock)
+    return finish(prepared, value, clock.now(), dump)
 
 
-async def run_async(prepared: Prepared, clock: Clock) -> Outcome:
-    """Run an async job on the worker's event loop; the token cancels the task outright."""
+async def run_async(prepared: Prepared, clock: Clock, dump: Callable[[Any], str] = dumps) -> Outcome:
+    """Run an async job on the worker's event loop; the token cancels the task outright; never raises."""
     try:
         value = prepared.call()
         if inspect.isawaitable(value):
             value = await _guarded(prepared, value)
     except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
-            raise
+        return _classify_safely(prepared, exc, clock)
+    return finish(prepared, value, clock.now(), dump)
+
+
+def _classify_safely(prepared: Prepared, exc: BaseException, clock: Clock) -> Outcome:
+    try:
         return classify(prepared, exc, clock.now())
-    return finish(prepared, value, clock.now())
+    except Exception as failure:
+        # classify calls user code (on_error hooks, exception filters' __instancecheck__).
+        log.exception("%s: could not classify the job's exception", prepared.job_type.name)
+        return Failed(error_entry(failure, prepared.job.attempt, clock.now()), retryable=True)
+
+
+class _Raised:
+    """A BaseException that escaped the job's coroutine, carried out of the task as a value."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+async def _contained(awaitable: Any) -> Any:
+    # asyncio re-raises SystemExit and KeyboardInterrupt out of the event loop itself, which would
+    # stop the worker's loop and every async job on it; inside this frame they are only values.
+    try:
+        return await awaitable
+    except (SystemExit, KeyboardInterrupt) as exc:
+        return _Raised(exc)
 
 
 async def _guarded(prepared: Prepared, awaitable: Any) -> Any:
-    task = asyncio.ensure_future(awaitable)
+    task = asyncio.ensure_future(_contained(awaitable))
     loop = asyncio.get_running_loop()
 
     def cancel_task(_reason: str) -> None:
         loop.call_soon_threadsafe(task.cancel)
 
     prepared.token.on_cancel(cancel_task)
-    return await task
+    value = await task
+    if isinstance(value, _Raised):
+        raise value.exc
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's text, never raising (the text is the job's)."""
+    try:
+        text = str(exc)
+    except Exception:
+        return f"<str() of the {type(exc).__name__} failed>"
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,8 +1,14 @@
 """The worker: claims jobs into free slots, runs them, heartbeats, fences itself and shuts down gracefully.
 
 Threads: one producer (claims), ``concurrency`` executor threads for sync jobs,
-one event loop for async jobs, one control loop (heartbeat, cancel requests),
-one timeout watchdog, the completer, the change watcher and the maintenance timers.
+one event loop for async jobs, the heartbeat, one control loop (cancel requests,
+reconciliation), one watchdog (timeouts, abandoning jobs that ignore their token),
+the completer, the change watcher and the maintenance timers.
+
+Nothing a job does and no row the worker reads may take a slot or a service thread
+away: every loop survives its own errors, a job that ignores its token past
+``kill_grace`` is recorded and its thread abandoned (replaced, counted as stuck),
+and past ``max_stuck_threads`` the worker stops claiming and asks to be restarted.
 """
 
 from __future__ import annotations
@@ -26,15 +32,16 @@ from typing import Any
 from jobkit._cancel import CancelToken
 from jobkit._clock import Clock
 from jobkit._registry import JobType
-from jobkit._runtime.completer import Completer, Finished
+from jobkit._runtime.completer import Completer, Finished, job_log
 from jobkit._runtime.executor import Prepared, prepare, run_async, run_sync
-from jobkit._runtime.outcome import Cancelled, Failed, Outcome, error_entry
+from jobkit._runtime.outcome import Cancelled, Crashed, Failed, Outcome, error_entry
 from jobkit._runtime.reporter import JobReporter
 from jobkit._runtime.timers import Timers
 from jobkit._settings import Settings
-from jobkit._store import ClaimedJob, Store, Transition
+from jobkit._store import ClaimedJob, Store, Transition, is_missing_schema
 from jobkit._store import workers as worker_sql
 from jobkit._store.listen import ChangeWatcher
+from jobkit.errors import Discard, JobTimeout, WorkerLost
 
 log = logging.getLogger("jobkit.worker")
 
@@ -50,6 +57,10 @@ PREFETCH_MAX_WAIT = 1.0
 
 #: Seconds a job must look orphaned (held in the database, run nowhere) before it is given back.
 ORPHAN_GRACE = 2.0
+
+#: Exit codes a worker that stops on its own asks its process to exit with.
+EXIT_NO_SCHEMA = 2
+EXIT_STUCK = 4
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -67,6 +78,13 @@ class Running:
     started: bool = False
     #: Set (under the worker's lock) when the job was taken back before it started.
     withdrawn: bool = False
+    #: True while the job holds one of the ``concurrency`` slots (cleared exactly once).
+    in_slot: bool = False
+    #: Set (under the worker's lock) when the job ignored its token past kill_grace and was ended
+    #: without it: its thread is left to finish alone and exits when it does.
+    abandoned: bool = False
+    #: monotonic time the job took its slot.
+    began: float = 0.0
     prepared: Prepared | None = None
 
 
@@ -101,6 +119,7 @@ class Worker:
             settings.completion_batch,
             settings.completion_flush,
             on_requeued=lambda run_at: self.notify(repr(run_at)),
+            max_crashes=settings.max_crashes,
         )
         self._running: dict[int, Running] = {}
         self._lock = threading.Condition()
@@ -126,8 +145,19 @@ class Worker:
         self._renewed = 0.0
         self._next_beat = 0.0
         self._beat_failing = False
-        self._timeouts: list[tuple[float, int, CancelToken]] = []
-        self._timeouts_cv = threading.Condition()
+        # The watchdog's deadlines: (monotonic time, seq, job, what to do then: "timeout" or "abandon").
+        self._deadlines: list[tuple[float, int, Running, str]] = []
+        self._deadline_seq = 0
+        self._deadlines_cv = threading.Condition()
+        self._db_held = 0
+        self._exec_threads = 0
+        #: Executor threads abandoned to a job that ignores its token and still running it.
+        self.stuck_threads = 0
+        #: Set when the worker decided on its own to stop (no schema, too many stuck threads);
+        #: ``exit_code`` and ``fatal_reason`` say why. It stops claiming; ``JobQueue.run`` then stops it.
+        self.fatal = threading.Event()
+        self.exit_code = 0
+        self.fatal_reason = ""
         self._timers = Timers()
         self._watcher = ChangeWatcher(store, self.notify)
         #: The most jobs that ever ran at once in this worker (never above ``concurrency``).
@@ -159,11 +189,14 @@ class Worker:
             return
         self._started = True
         self._register()
+        if not self._registered:
+            return  # stopped (or failed for good) while registering
         self.completer.start()
-        for i in range(self.concurrency):
-            self._spawn(self._executor_loop, f"jobkit-exec-{i}")
+        for _ in range(self.concurrency):
+            self._spawn_executor()
+        self._spawn(self._heartbeat_loop, "jobkit-heartbeat")
         self._spawn(self._control_loop, "jobkit-control")
-        self._spawn(self._timeout_loop, "jobkit-timeouts")
+        self._spawn(self._timeout_loop, "jobkit-watchdog")
         self._timers.every(self.settings.rescue_interval, self.rescue_once, "rescue", first_in=0.5)
         self._timers.every(self.settings.prune_interval, self.prune_once, "prune", first_in=5.0)
         self._timers.start()
@@ -202,13 +235,17 @@ class Worker:
                 self._lock.wait_for(lambda: not self._running, timeout=0.25 if self._hurry.is_set() else 1.0)
                 stuck = list(self._running.values())
                 self._running.clear()
-            now = self.clock.now()
             for running in stuck:
-                self._release_now(running.job, now)
+                # It outlived the grace and its token: a crash, so a job that wedges every worker
+                # it meets ends failed after max_crashes instead of going round for ever.
+                log.warning("job %s %s did not stop within the shutdown grace; counted as a crash", *_ids(running))
+                error = WorkerLost(f"did not stop within the shutdown grace of worker {self.id}")
+                crash = Crashed(error_entry(error, running.job.attempt, self.clock.now()))
+                self.completer.submit(self._finished_item(running, crash))
         self.completer.stop()
         self._control_stop.set()
-        with self._timeouts_cv:
-            self._timeouts_cv.notify_all()
+        with self._deadlines_cv:
+            self._deadlines_cv.notify_all()
         for _ in range(self.concurrency):
             self._work.put(None)
         self._timers.stop()
@@ -216,7 +253,7 @@ class Worker:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
         for thread in self._threads:
-            if thread.name.startswith(("jobkit-producer", "jobkit-control", "jobkit-timeouts", "jobkit-async")):
+            if thread.name.startswith(("jobkit-producer", "jobkit-control", "jobkit-watchdog", "jobkit-async")):
                 thread.join(timeout=5)
         self._deregister()
         self._started = False
@@ -232,7 +269,10 @@ class Worker:
         for job in jobs:
             running = self._make_running(job)
             self._emit_started(job)
-            prepared = self._prepare(running)
+            try:
+                prepared = self._prepare(running)
+            except Exception as exc:
+                prepared = Failed(error_entry(exc, job.attempt, self.clock.now()), retryable=False)
             timer: threading.Timer | None = None
             if isinstance(prepared, Failed):
                 outcome: Outcome = prepared
@@ -268,77 +308,108 @@ class Worker:
         if self._registered:
             return
         delay = 0.1
-        while True:
+        logged = ""
+        while not self._stopping.is_set():
             try:
                 worker_sql.register_worker(
                     self.store, self.id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
                 )
                 break
             except Exception as exc:
-                log.warning("cannot register worker (%s); retrying", exc)
+                if is_missing_schema(exc):
+                    self._go_fatal(EXIT_NO_SCHEMA, _no_schema(self.store))
+                    return
+                line = _first_line(exc)
+                if line != logged:  # one line per distinct problem, not an SQL dump every few seconds
+                    log.warning("cannot register worker (%s); retrying", line)
+                    logged = line
                 if self._stopping.wait(delay):
                     return
                 delay = min(delay * 2, 5.0)
+        else:
+            return
         self._registered = True
+
+    def request_stop(self) -> None:
+        """Ask a worker that is still starting (registering) to give up; safe from a signal handler."""
+        self._stopping.set()
+        self._wake.set()
+
+    def _go_fatal(self, code: int, reason: str) -> None:
+        """Stop claiming for good and tell the supervisor (``JobQueue.run``) to stop us with ``code``."""
+        if self.fatal.is_set():
+            return
+        log.error("%s; the worker stops (exit code %d)", reason, code)
+        self.exit_code = code
+        self.fatal_reason = reason
+        self.fatal.set()
+        self._wake.set()
 
     def _deregister(self) -> None:
         if self._registered:
             self._safe(lambda: worker_sql.mark_stopped(self.store, self.id))
             self._registered = False
 
-    def _control_loop(self) -> None:
-        tick = min(self.settings.cancel_check_interval, self.settings.heartbeat_interval)
+    def _heartbeat_loop(self) -> None:
+        # Its own thread (and, in the store, its own connection): a big payload or a busy completer
+        # must never delay the one write that keeps this process's jobs from being rescued.
         self._renewed = time.monotonic()
-        self._next_beat = self._renewed + self.settings.heartbeat_interval
-        while not self._control_stop.wait(tick):
+        while not self._control_stop.wait(self.settings.heartbeat_interval):
+            try:
+                self._beat()
+            except Exception:
+                log.exception("heartbeat step failed; continuing")
+
+    def _beat(self) -> None:
+        """Renew the lease; fence when it may have expired; re-register when our row is gone."""
+        settings = self.settings
+        sent = time.monotonic()
+        try:
+            held = worker_sql.heartbeat_held(self.store, self.id)
+        except Exception as exc:
+            if not self._beat_failing:
+                log.warning("heartbeat failed (%s); running jobs continue", _first_line(exc))
+                self._beat_failing = True
+            # Rescuers compare the heartbeat the database stamped with rescue_after. That stamp is
+            # no earlier than the moment it was sent, so timing from the send and fencing one
+            # heartbeat early stops our jobs before anyone else may take them.
+            silent = time.monotonic() - self._renewed
+            if silent > settings.rescue_after - settings.heartbeat_interval and not self._fenced:
+                self._fence(f"heartbeat not renewed for {silent:.1f}s")
+            return
+        if self._beat_failing:
+            log.warning("heartbeat restored")
+            self._beat_failing = False
+        if sent - self._renewed > settings.rescue_after:
+            # Frozen (SIGSTOP, a stalled VM) or blocked: our jobs may have been rescued
+            # meanwhile; the reconciliation cancels exactly those.
+            log.warning("heartbeat renewed after %.1fs, longer than rescue_after", sent - self._renewed)
+        if held is None:
+            self._fence("worker row was marked stopped or removed")
+            self.id = new_worker_id()
+            self._registered = False
+            self._register()
+        self._renewed = sent
+        self._db_held = held or 0
+        if self._fenced:
+            self._fenced = False
+            self._wake.set()
+
+    def _control_loop(self) -> None:
+        while not self._control_stop.wait(self.settings.cancel_check_interval):
             try:
                 self._control_step()
             except Exception:
-                # This thread is the process's lease: it must outlive any bug in one step.
+                # Cancel requests and orphan releases depend on this thread: it must outlive a bug.
                 log.exception("control loop step failed; continuing")
 
     def _control_step(self) -> None:
-        """Heartbeat when due, fence when the lease may have expired, then reconcile held jobs."""
-        settings = self.settings
-        sent = time.monotonic()
-        self._requeue_stale_prefetch(sent)
-        beat = sent >= self._next_beat
-        if beat:
-            self._next_beat = sent + settings.heartbeat_interval
-            try:
-                held = worker_sql.heartbeat_held(self.store, self.id)
-            except Exception as exc:
-                if not self._beat_failing:
-                    log.warning("heartbeat failed (%s); running jobs continue", exc)
-                    self._beat_failing = True
-                # Rescuers compare the heartbeat the database stamped with rescue_after. That stamp is
-                # no earlier than the moment it was sent, so timing from the send and fencing one
-                # heartbeat early stops our jobs before anyone else may take them.
-                silent = time.monotonic() - self._renewed
-                if silent > settings.rescue_after - settings.heartbeat_interval and not self._fenced:
-                    self._fence(f"heartbeat not renewed for {silent:.1f}s")
-                return
-            if self._beat_failing:
-                log.warning("heartbeat restored")
-                self._beat_failing = False
-            if sent - self._renewed > settings.rescue_after:
-                # Frozen (SIGSTOP, a stalled VM) or blocked: our jobs may have been rescued
-                # meanwhile; the reconciliation below cancels exactly those.
-                log.warning("heartbeat renewed after %.1fs, longer than rescue_after", sent - self._renewed)
-            if held is None:
-                self._fence("worker row was marked stopped or removed")
-                self.id = new_worker_id()
-                self._registered = False
-                self._register()
-            self._renewed = sent
-            if self._fenced:
-                self._fenced = False
-                self._wake.set()
-            if held == 0 and not self._running:
-                self._orphans.clear()
-                return  # idle and holding nothing: the heartbeat was the only query this tick
-        if self._running or beat:
+        """Hand back stale prefetched jobs, then reconcile held jobs (cancel requests, lost leases, orphans)."""
+        self._requeue_stale_prefetch(time.monotonic())
+        if self._running or self._db_held:
             self._reconcile()
+        else:
+            self._orphans.clear()
 
     def _reconcile(self) -> None:
         """Match the jobs we run against the jobs the database says we hold, by lease."""
@@ -387,28 +458,42 @@ class Worker:
     # -- producing ----------------------------------------------------------------------------
 
     def _producer_loop(self) -> None:
-        logged = False
+        while not self._stopping.is_set():
+            try:
+                self._produce()
+                return
+            except Exception:
+                # The producer is the only thread that claims: it must outlive any bug of its own.
+                log.exception("producer failed; restarting it")
+                self._stopping.wait(0.5)
+
+    def _produce(self) -> None:
+        logged = ""
         delay = 0.05
         woken = True
         while not self._stopping.is_set():
             self._wake.clear()
             timeout = self.settings.poll_interval
             room = self._claim_room()
-            if room > 0 and not self._fenced:
+            if room > 0 and not self._fenced and not self.fatal.is_set():
                 self.claims += 1
                 try:
                     names = sorted(self.types())
                     jobs = self.store.claim(self.id, room, names, self.queues, self.clock.now())
                 except Exception as exc:
-                    if not logged:
-                        log.warning("cannot claim jobs (%s); retrying with backoff", exc)
-                        logged = True
+                    if is_missing_schema(exc):
+                        self._go_fatal(EXIT_NO_SCHEMA, _no_schema(self.store))
+                        continue
+                    line = _first_line(exc)
+                    if line != logged:
+                        log.warning("cannot claim jobs (%s); retrying with backoff", line)
+                        logged = line
                     self._stopping.wait(delay)
                     delay = min(delay * 2, 5.0)
                     continue
                 if logged:
                     log.warning("claiming again")
-                    logged, delay = False, 0.05
+                    logged, delay = "", 0.05
                 for job in jobs:
                     self._dispatch(job)
                 self._maybe_more = len(jobs) == room
@@ -492,9 +577,15 @@ class Worker:
     def _dispatch(self, job: ClaimedJob) -> None:
         """Hold a claimed job and queue it for an executor; a job that cannot be prepared fails at once."""
         running = self._make_running(job)
-        prepared = self._prepare(running)
         with self._lock:
             self._running[job.id] = running
+        try:
+            prepared = self._prepare(running)
+        except Exception as exc:
+            # prepare() already turns a bad row into a failure; this is the net under it, so one
+            # row can never stop the producer (and with it every worker that claims the row next).
+            log.exception("job %s: could not be prepared", job.id)
+            prepared = Failed(error_entry(exc, job.attempt, self.clock.now()), retryable=False)
         if isinstance(prepared, Failed):
             self._emit_started(job)
             self._done(running, prepared)
@@ -503,9 +594,16 @@ class Worker:
         self._work.put(running)
 
     def _interrupt(self, running: Running, reason: str) -> None:
-        """Fire a held job's token; a job that has not started yet is given its outcome at once."""
-        if not self._withdraw(running, reason):
-            running.token.cancel(reason)
+        """Fire a held job's token; a job that has not started yet is given its outcome at once.
+
+        A started job that ignores its token is ended without it after kill_grace (``kill`` and
+        ``discard``: at once), except at shutdown, where the shutdown grace decides.
+        """
+        if self._withdraw(running, reason):
+            return
+        if running.token.cancel(reason) and reason != "shutdown":
+            grace = 0.0 if reason in ("kill", "discard") else self.settings.kill_grace
+            self._deadline(running, grace, "abandon")
 
     def _withdraw(self, running: Running, reason: str) -> bool:
         """End a held job that has not started with ``Cancelled(reason)``; False if it started already."""
@@ -527,63 +625,154 @@ class Worker:
             if running.withdrawn or self._running.get(running.job.id) is not running:
                 return False
             running.started = True
+            running.in_slot = True
+            running.began = time.monotonic()
             self._executing += 1
             if self._executing > self.peak_running:
                 self.peak_running = self._executing
         self._emit_started(running.job)
+        if job_log.isEnabledFor(logging.INFO):
+            job = running.job
+            job_log.info(
+                "job %s %s started (queue %s, attempt %d/%d, worker %s)",
+                job.id,
+                job.name,
+                job.queue,
+                job.attempt,
+                job.max_retries + 1,
+                job.worker_id,
+            )
         prepared = running.prepared
         assert prepared is not None
         timeout = prepared.job_type.options.timeout
         if timeout is not None:
-            with self._timeouts_cv:
-                heapq.heappush(self._timeouts, (time.monotonic() + timeout, running.job.id, running.token))
-                self._timeouts_cv.notify()
+            self._deadline(running, timeout, "timeout")
         return True
 
-    def _async_done(self, running: Running, future: Future[Outcome]) -> None:
-        self._done(running, future.result(), slot=True)
+    def _deadline(self, running: Running, after: float, action: str) -> None:
+        with self._deadlines_cv:
+            self._deadline_seq += 1
+            heapq.heappush(self._deadlines, (time.monotonic() + after, self._deadline_seq, running, action))
+            self._deadlines_cv.notify()
 
-    def _release_now(self, job: ClaimedJob, now: float) -> None:
-        # The thread ignores its token; give the job back now. Its late write will be refused.
-        release = Transition("release", job.id, job.worker_id, job.lease, {"delay": 0.0})
-        self._safe(lambda: self.store.transition(release, now))
+    def _async_done(self, running: Running, future: Future[Outcome]) -> None:
+        try:
+            outcome = future.result()
+        except BaseException as exc:
+            # run_async never raises; this is a cancelled future or a bug: the job still gets an outcome.
+            outcome = Crashed(error_entry(exc, running.job.attempt, self.clock.now()))
+        self._done(running, outcome)
+
+    def _spawn_executor(self) -> None:
+        self._exec_threads += 1
+        self._spawn(self._executor_loop, f"jobkit-exec-{self._exec_threads}")
 
     def _executor_loop(self) -> None:
         while True:
             running = self._work.get()
             if running is None:
                 return
-            if not self._begin(running):
-                continue
-            prepared = running.prepared
-            assert prepared is not None
-            if prepared.job_type.is_async:
-                future = asyncio.run_coroutine_threadsafe(run_async(prepared, self.clock), self._event_loop())
-                future.add_done_callback(partial(self._async_done, running))
-                continue
-            outcome = run_sync(prepared, self.clock)
-            self._done(running, outcome, slot=True)
+            try:
+                if not self._run_one(running):
+                    return  # this thread was abandoned to its job; a replacement took its place
+            except BaseException as exc:
+                # Nothing a job does reaches here (run_sync never raises); a bug of ours does. The
+                # job is recorded as a crash and a fresh thread takes this one's place.
+                log.exception("executor thread failed on job %s; replacing the thread", running.job.id)
+                self._done(running, Crashed(error_entry(exc, running.job.attempt, self.clock.now())))
+                self._spawn_executor()
+                return
 
-    def _done(self, running: Running, outcome: Outcome, *, slot: bool = False) -> None:
-        """Hand a job's outcome to the completer; ``slot``: the job ran and its slot is free now."""
+    def _run_one(self, running: Running) -> bool:
+        """Run one held job in this thread (or hand an async one to the loop); False: the thread must exit."""
+        if not self._begin(running):
+            return True
+        prepared = running.prepared
+        assert prepared is not None
+        if prepared.job_type.is_async:
+            future = asyncio.run_coroutine_threadsafe(run_async(prepared, self.clock), self._event_loop())
+            future.add_done_callback(partial(self._async_done, running))
+            return True
+        outcome = run_sync(prepared, self.clock)
+        self._done(running, outcome)
         with self._lock:
-            if slot:
-                self._executing -= 1
-            if self._running.get(running.job.id) is not running:
-                if slot:
-                    self._lock.notify_all()
-                return  # released by a shutdown that could not wait for it
-            self.completer.submit(self._finished_item(running, outcome))
-            del self._running[running.job.id]
-            self._finishes.append(time.monotonic())
-            self._lock.notify_all()
+            if not running.abandoned:
+                return True
+            self.stuck_threads -= 1
+        log.warning("job %s %s returned at last; its abandoned thread exits", *_ids(running))
+        return False
+
+    def _done(self, running: Running, outcome: Outcome) -> bool:
+        """Free the job's slot and hand its outcome to the completer; False when it had ended already."""
+        with self._lock:
+            taken = self._end_locked(running, outcome)
         if self._maybe_more and not self._stopping.is_set() and self._claim_room() > 0:
             self._wake.set()
+        return taken
+
+    def _end_locked(self, running: Running, outcome: Outcome) -> bool:
+        # The first ending wins: a job abandoned past kill_grace may still return later, and a
+        # shutdown may have written a job off; neither may free the slot or write twice.
+        if running.in_slot:
+            running.in_slot = False
+            self._executing -= 1
+            self._lock.notify_all()
+        if self._running.get(running.job.id) is not running:
+            return False
+        del self._running[running.job.id]
+        self.completer.submit(self._finished_item(running, outcome))
+        self._finishes.append(time.monotonic())
+        self._lock.notify_all()
+        return True
+
+    def _abandon(self, running: Running) -> None:
+        """End a job that ignored its token past kill_grace: record it now, give its slot to a new thread."""
+        with self._lock:
+            if not running.in_slot or self._running.get(running.job.id) is not running:
+                return  # it ended meanwhile
+            thread_bound = not (running.job_type is not None and running.job_type.is_async)
+            running.abandoned = True
+            if thread_bound:
+                self.stuck_threads += 1
+            self._end_locked(running, self._abandoned_outcome(running))
+            stuck = self.stuck_threads
+        log.warning(
+            "job %s %s ignored its token (%s) for kill_grace %.1fs; recorded and %s",
+            *_ids(running),
+            running.token.reason,
+            self.settings.kill_grace,
+            f"its thread abandoned ({stuck} stuck)" if thread_bound else "its task left behind",
+        )
+        if thread_bound:
+            self._spawn_executor()
+            if stuck > self.settings.max_stuck_threads:
+                self._go_fatal(
+                    EXIT_STUCK,
+                    f"{stuck} executor threads are stuck in jobs that ignore their token "
+                    f"(max_stuck_threads={self.settings.max_stuck_threads}); restart this worker",
+                )
+        if self._maybe_more and not self._stopping.is_set():
+            self._wake.set()
+
+    def _abandoned_outcome(self, running: Running) -> Outcome:
+        job, reason = running.job, running.token.reason or "cancel"
+        now = self.clock.now()
+        if reason == "timeout":
+            timeout = running.job_type.options.timeout if running.job_type else None
+            error = JobTimeout(
+                f"{job.name}: exceeded its timeout of {timeout}s and did not stop within kill_grace "
+                f"({self.settings.kill_grace}s); its thread was abandoned"
+            )
+            return Failed(error_entry(error, job.attempt, now), retryable=True)
+        if reason == "discard":
+            return Failed(error_entry(Discard("discarded by an operator while running"), job.attempt, now), False)
+        return Cancelled(reason)
 
     def _finished_item(self, running: Running, outcome: Outcome) -> Finished:
         options = running.job_type.options if running.job_type else None
         backoff = options.backoff_seconds if options else (lambda attempt: 0.0)
-        return Finished(running.job, outcome, backoff, running.reporter.take_pending())
+        ran = time.monotonic() - running.began if running.started else None
+        return Finished(running.job, outcome, backoff, running.reporter.take_pending(), ran)
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -594,16 +783,33 @@ class Worker:
             return self._loop
 
     def _timeout_loop(self) -> None:
-        with self._timeouts_cv:
-            while not self._control_stop.is_set():
+        """The watchdog: fires tokens at timeouts and ends jobs that ignore their token past kill_grace."""
+        while not self._control_stop.is_set():
+            with self._deadlines_cv:
                 now = time.monotonic()
-                while self._timeouts and self._timeouts[0][0] <= now:
-                    _, job_id, token = heapq.heappop(self._timeouts)
-                    if not token.cancelled and job_id in self._running:
-                        log.warning("job %s exceeded its timeout; cancelling it", job_id)
-                        token.cancel("timeout")
-                wait = self._timeouts[0][0] - now if self._timeouts else None
-                self._timeouts_cv.wait(wait)
+                due: list[tuple[Running, str]] = []
+                while self._deadlines and self._deadlines[0][0] <= now:
+                    _, _, running, action = heapq.heappop(self._deadlines)
+                    due.append((running, action))
+                if not due:
+                    self._deadlines_cv.wait(self._deadlines[0][0] - now if self._deadlines else None)
+                    continue
+            for running, action in due:
+                try:
+                    self._on_deadline(running, action)
+                except Exception:
+                    log.exception("watchdog: job %s: %s failed; continuing", running.job.id, action)
+
+    def _on_deadline(self, running: Running, action: str) -> None:
+        if not running.in_slot or self._running.get(running.job.id) is not running:
+            return  # ended in time
+        if action == "timeout":
+            if running.token.cancel("timeout"):
+                timeout = running.job_type.options.timeout if running.job_type else None
+                log.warning("job %s %s exceeded its timeout of %ss; cancelling it", *_ids(running), timeout)
+                self._deadline(running, self.settings.kill_grace, "abandon")
+        elif running.token.reason != "shutdown":
+            self._abandon(running)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -618,3 +824,16 @@ class Worker:
             fn()
         except Exception as exc:
             log.warning("best-effort write failed: %s", exc)
+
+
+def _ids(running: Running) -> tuple[int, str]:
+    return running.job.id, running.job.name
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _no_schema(store: Store) -> str:
+    return f"the database at {store.safe_url} has no jobkit tables: run `jobkit db upgrade`"

@@ -100,6 +100,8 @@ class Store:
     def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
         self.url = url
         self.engine = create_engine(url)
+        #: The URL as it may be printed: the password hidden.
+        self.safe_url = self.engine.url.render_as_string(hide_password=True)
         self.is_postgres = self.engine.dialect.name == "postgresql"
         # PostgreSQL runs single statements in autocommit: one round trip instead of BEGIN,
         # statement, COMMIT. Each such statement is atomic on its own. SQLite keeps BEGIN
