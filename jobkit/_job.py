@@ -104,6 +104,15 @@ def _aware(when: datetime) -> datetime:
     return when
 
 
+class _JobLogger(logging.LoggerAdapter[logging.Logger]):
+    """Tags each record with ``job_id``, ``job_name`` and ``attempt`` and prefixes its text with them."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        kwargs["extra"] = {**extra, **(kwargs.get("extra") or {})}
+        return f"[job {extra.get('job_id')} {extra.get('job_name')} #{extra.get('attempt')}] {msg}", kwargs
+
+
 class BaseJob(Generic[ArgsT]):
     """Subclass this, implement ``perform(self, args)``, and declare it with ``@job``.
 
@@ -143,10 +152,11 @@ class BaseJob(Generic[ArgsT]):
         """A logger named ``jobkit.job.<name>`` that tags records with the job id and attempt."""
         # Built on first use: most jobs never log, and a logger per run is a cost on every job.
         if self._logger is None:
-            name = getattr(type(self), "__jobkit_type__", None)
-            self._logger = logging.LoggerAdapter(
-                logging.getLogger(f"jobkit.job.{name.name if name else type(self).__name__}"),
-                {"job_id": self.job_id, "attempt": self.attempt},
+            declared = getattr(type(self), "__jobkit_type__", None)
+            name = declared.name if declared else type(self).__name__
+            self._logger = _JobLogger(
+                logging.getLogger(f"jobkit.job.{name}"),
+                {"job_id": self.job_id, "job_name": name, "attempt": self.attempt},
             )
         return self._logger
 

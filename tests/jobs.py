@@ -126,6 +126,15 @@ class Echo(BaseJob[dict[str, Any]]):
         return args
 
 
+@job(name="tests.logs", max_retries=0)
+class Logs(BaseJob[dict[str, Any]]):
+    """Writes one line through its own logger."""
+
+    def perform(self, args: dict[str, Any]) -> str:
+        self.logger.info("hello from the job")
+        return "logged"
+
+
 def _ledger(path: str, line: str) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(line + "\n")

@@ -339,7 +339,7 @@ def _log_end(item: Finished, event: str) -> None:
         first = str(error.get("message") or "").splitlines()
         why = f": {error.get('type')}: {first[0] if first else ''}"
         if event == "retrying":
-            why += f"; retrying in {item.backoff(job.attempt):.1f}s"
+            why += f"; next attempt in {item.backoff(job.attempt):.1f}s"
         if event == "failed" and error.get("traceback"):
             why += "\n" + str(error["traceback"]).rstrip()
         job_log.log(level, "job %s %s %s%s %s%s", job.id, job.name, event, took, where, why)

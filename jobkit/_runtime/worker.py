@@ -268,6 +268,7 @@ class Worker:
         jobs = self.store.claim(self.id, self.concurrency, sorted(self.types()), self.queues, self.clock.now())
         for job in jobs:
             running = self._make_running(job)
+            running.started, running.began = True, time.monotonic()
             self._emit_started(job)
             try:
                 prepared = self._prepare(running)
@@ -566,6 +567,16 @@ class Worker:
 
     def _emit_started(self, job: ClaimedJob) -> None:
         self.emit({"type": "started", "job_id": job.id, "name": job.name, "attempt": job.attempt})
+        if job_log.isEnabledFor(logging.INFO):
+            job_log.info(
+                "job %s %s started (queue %s, attempt %d/%d, worker %s)",
+                job.id,
+                job.name,
+                job.queue,
+                job.attempt,
+                job.max_retries + 1,
+                job.worker_id,
+            )
 
     def _prepare(self, running: Running) -> Prepared | Failed:
         job = running.job
@@ -631,17 +642,6 @@ class Worker:
             if self._executing > self.peak_running:
                 self.peak_running = self._executing
         self._emit_started(running.job)
-        if job_log.isEnabledFor(logging.INFO):
-            job = running.job
-            job_log.info(
-                "job %s %s started (queue %s, attempt %d/%d, worker %s)",
-                job.id,
-                job.name,
-                job.queue,
-                job.attempt,
-                job.max_retries + 1,
-                job.worker_id,
-            )
         prepared = running.prepared
         assert prepared is not None
         timeout = prepared.job_type.options.timeout

@@ -1,0 +1,91 @@
+"""Jobs that misbehave on purpose: each one once wedged a worker (issue 9); importable by worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from typing import Any
+
+from pydantic import BaseModel
+
+from jobkit import BaseJob, job
+
+
+class WedgeArgs(BaseModel):
+    seconds: float = 0.0
+
+
+class Unprintable(Exception):
+    """An exception whose text cannot be read."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ exploded")
+
+
+def _deep(levels: int) -> Any:
+    value: Any = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+#: Set by IgnoresToken jobs when their sleep is over (their abandoned thread returns).
+returned = threading.Event()
+
+
+@job(name="wedge.system_exit", schema=WedgeArgs, max_retries=1, backoff=lambda attempt: 0.0)
+class ExitsSync(BaseJob[WedgeArgs]):
+    def perform(self, args: WedgeArgs) -> None:
+        sys.exit(3)
+
+
+@job(name="wedge.system_exit_async", schema=WedgeArgs, max_retries=1, backoff=lambda attempt: 0.0)
+class ExitsAsync(BaseJob[WedgeArgs]):
+    async def perform(self, args: WedgeArgs) -> None:
+        await asyncio.sleep(0)
+        raise SystemExit(4)
+
+
+@job(name="wedge.keyboard_interrupt", schema=WedgeArgs, max_retries=1, backoff=lambda attempt: 0.0)
+class InterruptsSync(BaseJob[WedgeArgs]):
+    def perform(self, args: WedgeArgs) -> None:
+        raise KeyboardInterrupt
+
+
+@job(name="wedge.keyboard_interrupt_async", schema=WedgeArgs, max_retries=1, backoff=lambda attempt: 0.0)
+class InterruptsAsync(BaseJob[WedgeArgs]):
+    async def perform(self, args: WedgeArgs) -> None:
+        raise KeyboardInterrupt
+
+
+@job(name="wedge.unprintable", schema=WedgeArgs, max_retries=1, backoff=lambda attempt: 0.0)
+class RaisesUnprintable(BaseJob[WedgeArgs]):
+    def perform(self, args: WedgeArgs) -> None:
+        raise Unprintable
+
+
+@job(name="wedge.deep_result", schema=WedgeArgs, max_retries=1, backoff=lambda attempt: 0.0)
+class DeepResult(BaseJob[WedgeArgs]):
+    def perform(self, args: WedgeArgs) -> Any:
+        return _deep(100_000)
+
+
+@job(name="wedge.ignores_token", schema=WedgeArgs, max_retries=0, timeout=0.3)
+class IgnoresToken(BaseJob[WedgeArgs]):
+    """Sleeps through its timeout and its token: only abandoning its thread ends the attempt."""
+
+    def perform(self, args: WedgeArgs) -> str:
+        time.sleep(args.seconds)
+        returned.set()
+        return "woke up"
+
+
+@job(name="wedge.ignores_cancel", schema=WedgeArgs, max_retries=2, backoff=lambda attempt: 0.0)
+class IgnoresCancel(BaseJob[WedgeArgs]):
+    """No timeout; ignores cancel, pause and shutdown alike."""
+
+    def perform(self, args: WedgeArgs) -> str:
+        time.sleep(args.seconds)
+        return "woke up"
