@@ -6,6 +6,7 @@ Every policy, named or not, is a tenacity wait strategy, evaluated with a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Literal, TypeAlias
 
@@ -56,4 +57,8 @@ def delay_for(wait: wait_base, attempt: int) -> float:
     """Seconds to wait after ``attempt`` (1-based) failed."""
     state = tenacity.RetryCallState(retry_object=tenacity.Retrying(), fn=None, args=(), kwargs={})
     state.attempt_number = attempt
-    return max(0.0, float(wait(state)))
+    seconds = float(wait(state))
+    if math.isnan(seconds):
+        # max(0, nan) would quietly say "retry now"; a policy answering NaN is a bug worth naming.
+        raise ValueError(f"backoff for attempt {attempt} returned NaN")
+    return max(0.0, seconds)

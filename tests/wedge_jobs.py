@@ -89,3 +89,19 @@ class IgnoresCancel(BaseJob[WedgeArgs]):
     def perform(self, args: WedgeArgs) -> str:
         time.sleep(args.seconds)
         return "woke up"
+
+
+@job(name="wedge.nan_backoff", schema=WedgeArgs, max_retries=3, backoff=lambda attempt: float("nan"))
+class NanBackoff(BaseJob[WedgeArgs]):
+    """Fails, and its custom backoff answers NaN."""
+
+    def perform(self, args: WedgeArgs) -> None:
+        raise RuntimeError("fails so that the backoff is asked")
+
+
+@job(name="wedge.nan_snooze", schema=WedgeArgs, max_retries=1, backoff=lambda attempt: 0.0)
+class NanSnooze(BaseJob[WedgeArgs]):
+    def perform(self, args: WedgeArgs) -> None:
+        from jobkit import Snooze
+
+        raise Snooze(float("nan"))

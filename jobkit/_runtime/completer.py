@@ -7,8 +7,10 @@ which rescue takes over, which at-least-once delivery allows).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -103,6 +105,33 @@ def to_transitions(item: Finished, now: float, max_crashes: int = 3) -> tuple[li
             writes.append(Transition("snooze", *lease, {"delay": seconds}))
             event = "snoozed"
     return writes, event
+
+
+#: The longest a retry's backoff or a snooze may defer a job (about 100 years).
+MAX_DELAY = 100 * 365.25 * 86400
+
+
+def _sane_delay(item: Finished, now: float) -> Finished:
+    """The item to write: a retry or snooze whose delay is not a sane number becomes a failure.
+
+    A custom backoff may return NaN, a negative or an enormous number; stored, such a run time
+    would fail the write (NOT NULL on SQLite) or park the job where no claim ever finds it.
+    """
+    outcome, job = item.outcome, item.job
+    if isinstance(outcome, Snoozed):
+        delay, what = outcome.seconds, "Snooze"
+    elif isinstance(outcome, Failed) and outcome.retryable and job.attempt <= job.max_retries:
+        try:
+            delay, what = float(item.backoff(job.attempt)), "the backoff"
+        except Exception as exc:
+            delay, what = math.nan, f"the backoff (it raised {type(exc).__name__}: {exc})"
+    else:
+        return item
+    if math.isfinite(delay) and 0 <= delay <= MAX_DELAY:
+        return item
+    error = ValueError(f"{job.name}: {what} gave a delay of {delay!r} seconds; expected 0 to {MAX_DELAY:.0f}")
+    failed = Failed(error_entry(error, job.attempt, now), retryable=False)
+    return Finished(job, failed, item.backoff, item.progress, item.ran)
 
 
 class Completer:
@@ -246,6 +275,7 @@ class Completer:
         now = self.clock.now()
         if _only_completions(batch):
             return self._write_completions(batch, now)
+        batch = [_sane_delay(item, now) for item in batch]
         plan = [to_transitions(item, now, self.max_crashes) for item in batch]
         flat = [t for writes, _ in plan for t in writes]
         took = iter(self.store.apply(flat, now))
@@ -339,7 +369,8 @@ def _log_end(item: Finished, event: str) -> None:
         first = str(error.get("message") or "").splitlines()
         why = f": {error.get('type')}: {first[0] if first else ''}"
         if event == "retrying":
-            why += f"; next attempt in {item.backoff(job.attempt):.1f}s"
+            with contextlib.suppress(Exception):  # checked before the write; a log line never raises
+                why += f"; next attempt in {item.backoff(job.attempt):.1f}s"
         if event == "failed" and error.get("traceback"):
             why += "\n" + str(error["traceback"]).rstrip()
         job_log.log(level, "job %s %s %s%s %s%s", job.id, job.name, event, took, where, why)
