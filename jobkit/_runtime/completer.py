@@ -95,10 +95,10 @@ def to_transitions(item: Finished, now: float, max_crashes: int = 3) -> tuple[li
         case Cancelled(_):
             writes.append(Transition("cancel", *lease, {"errors": job.errors}))
             event = "cancelled"
-        case Crashed(error):
-            # Counted exactly as a rescue counts a dead worker's job: the attempt stays spent.
-            spent = job.crashes + 1 >= max_crashes or job.attempt > job.max_retries
-            kind = "rescue_fail" if spent else "rescue"
+        case Crashed(error, attempt_spent):
+            # Counted exactly as a rescue counts a dead worker's job; a shutdown overrun gives the attempt back.
+            spent = job.crashes + 1 >= max_crashes or (attempt_spent and job.attempt > job.max_retries)
+            kind = "rescue_fail" if spent else ("rescue" if attempt_spent else "release_crash")
             writes.append(Transition(kind, *lease, {"errors": _errors_with(job, error)}))
             event = "failed" if spent else "rescued"
         case Snoozed(seconds):

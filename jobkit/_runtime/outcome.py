@@ -34,11 +34,13 @@ class Cancelled:
 class Crashed:
     """The attempt ended without an outcome of its own (its thread died, or it outlived a shutdown).
 
-    Written as a crash: the attempt stays spent and the job's crash count grows, so a job that
-    keeps wedging or killing workers ends ``failed`` after ``max_crashes``, never loops.
+    Written as a crash: the job's crash count grows, so a job that keeps wedging or killing
+    workers ends ``failed`` after ``max_crashes``, never loops.
     """
 
     error: dict[str, Any]
+    #: False when the job only overran a shutdown: the crash counts, the attempt is given back.
+    attempt_spent: bool = True
 
 
 @dataclass(frozen=True, slots=True)

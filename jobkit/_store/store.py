@@ -65,6 +65,9 @@ _LEASE_SETS: dict[str, str] = {
     "updated_at = :now, cancel_requested = NULL",
     "rescue_fail": "status = 'failed', errors = :errors, finished_at = :now, crashes = crashes + 1, "
     "updated_at = :now, cancel_requested = NULL",
+    # A job that outlived a shutdown's grace and its token: a crash, but the attempt is given back.
+    "release_crash": "status = 'pending', attempt = attempt - 1, worker_id = NULL, run_at = :now, errors = :errors, "
+    "crashes = crashes + 1, updated_at = :now, cancel_requested = NULL",
 }
 _LEASE_SQL = {
     kind: sa.text(

@@ -147,7 +147,7 @@ def test_too_many_stuck_threads_make_the_worker_stop_claiming(db_url: str) -> No
 
 
 def test_a_job_outliving_the_shutdown_grace_counts_as_a_crash(db_url: str) -> None:
-    """stop() hands back a job that ignored its token as a crash, so max_crashes ends a job that wedges every worker."""
+    """stop() hands back a job that ignored its token as a crash (attempt kept), so max_crashes ends a wedging job."""
     job_id: int | None = None
     for round_, expected in ((1, "pending"), (2, "failed")):
         q = jobkit.configure(database_url=db_url, concurrency=1, max_crashes=2, **FAST)
@@ -163,6 +163,7 @@ def test_a_job_outliving_the_shutdown_grace_counts_as_a_crash(db_url: str) -> No
             info = handle.refresh()
             assert info.status == expected
             assert info.crashes == round_
+            assert info.attempt == (0 if expected == "pending" else 1)  # the overrun gives the attempt back
             assert info.errors[-1]["type"] == "WorkerLost"
             assert "shutdown grace" in info.errors[-1]["message"]
         finally:
