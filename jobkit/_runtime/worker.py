@@ -660,8 +660,13 @@ class Worker:
             outcome = future.result()
         except BaseException as exc:
             # run_async never raises; this is a cancelled future or a bug: the job still gets an outcome.
-            outcome = Crashed(error_entry(exc, running.job.attempt, self.clock.now()))
+            outcome = self._thread_lost(running, exc)
         self._done(running, outcome)
+
+    def _thread_lost(self, running: Running, exc: BaseException) -> Crashed:
+        error = WorkerLost(f"the thread running it failed: {type(exc).__name__}: {_first_line(exc)}")
+        error.__cause__ = exc
+        return Crashed(error_entry(error, running.job.attempt, self.clock.now()))
 
     def _spawn_executor(self) -> None:
         self._exec_threads += 1
@@ -679,7 +684,7 @@ class Worker:
                 # Nothing a job does reaches here (run_sync never raises); a bug of ours does. The
                 # job is recorded as a crash and a fresh thread takes this one's place.
                 log.exception("executor thread failed on job %s; replacing the thread", running.job.id)
-                self._done(running, Crashed(error_entry(exc, running.job.attempt, self.clock.now())))
+                self._done(running, self._thread_lost(running, exc))
                 self._spawn_executor()
                 return
 
@@ -831,7 +836,10 @@ def _ids(running: Running) -> tuple[int, str]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    try:
+        text = str(exc).strip()
+    except Exception:
+        return type(exc).__name__
     return text.splitlines()[0] if text else type(exc).__name__
 
 
