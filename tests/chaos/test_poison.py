@@ -20,7 +20,9 @@ MAX_CRASHES = 3
 def test_poison_pill_fails_after_max_crashes_while_other_jobs_flow(queue: JobQueue, cluster: Cluster) -> None:
     """The pill is claimed exactly max_crashes times, then failed; jobs enqueued meanwhile all complete promptly."""
     # One slot per worker and no prefetch: a crash takes only the pill with it, never an innocent job beside it.
-    for worker in [cluster.start(wait=False, concurrency=1, max_crashes=MAX_CRASHES, prefetch=False) for _ in range(2)]:
+    # Three workers, so that while the pill kills one and its replacement starts up, two are still there: with
+    # two, the pill's next victim could be the only live worker, and innocent jobs waited for a process start.
+    for worker in [cluster.start(wait=False, concurrency=1, max_crashes=MAX_CRASHES, prefetch=False) for _ in range(3)]:
         cluster.wait_registered(worker)
     pill = Poison.perform_later()
     others: list[int] = []
