@@ -105,3 +105,21 @@ class NanSnooze(BaseJob[WedgeArgs]):
         from jobkit import Snooze
 
         raise Snooze(float("nan"))
+
+
+@job(name="wedge.fails_slowly", schema=WedgeArgs, max_retries=200, backoff=lambda attempt: 0.0)
+class FailsSlowly(BaseJob[WedgeArgs]):
+    """Runs briefly, then fails: almost always running or retrying, the window a cancel used to fall into."""
+
+    def perform(self, args: WedgeArgs) -> None:
+        time.sleep(args.seconds)
+        raise RuntimeError("fails again")
+
+
+@job(name="wedge.snoozes_slowly", schema=WedgeArgs, max_retries=0)
+class SnoozesSlowly(BaseJob[WedgeArgs]):
+    def perform(self, args: WedgeArgs) -> None:
+        from jobkit import Snooze
+
+        time.sleep(args.seconds)
+        raise Snooze(0)
