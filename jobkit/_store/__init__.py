@@ -1,6 +1,7 @@
 """The store: every SQL statement jobkit runs, for SQLite and PostgreSQL."""
 
+from jobkit._store.engine import is_transient
 from jobkit._store.records import ClaimedJob, JobRecord, NewJob, WorkerRecord
 from jobkit._store.store import LEASE_KINDS, Store, Transition
 
-__all__ = ["LEASE_KINDS", "ClaimedJob", "JobRecord", "NewJob", "Store", "Transition", "WorkerRecord"]
+__all__ = ["LEASE_KINDS", "ClaimedJob", "JobRecord", "NewJob", "Store", "Transition", "WorkerRecord", "is_transient"]
