@@ -43,6 +43,9 @@ log = logging.getLogger("jobkit.store")
 T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: How long an idle WAL checkpoint waits for other connections before giving up until next time.
+CHECKPOINT_BUSY_TIMEOUT_MS = 200
 VERSION_TABLE = "jobkit_alembic_version"
 
 JOB_COLUMNS = (
@@ -291,9 +294,16 @@ class Store:
                 try:
                     # Autocommit (the connection's isolation_level is None): a checkpoint cannot run in a transaction.
                     cursor = proxy.cursor()
-                    cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                    row = cursor.fetchone()
-                    cursor.close()
+                    # TRUNCATE waits in the busy handler for readers of old snapshots: with a long
+                    # reader elsewhere it would sit out the whole busy timeout. Give up fast instead;
+                    # the next idle pass tries again.
+                    cursor.execute(f"PRAGMA busy_timeout = {CHECKPOINT_BUSY_TIMEOUT_MS}")
+                    try:
+                        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        row = cursor.fetchone()
+                    finally:
+                        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+                        cursor.close()
                 finally:
                     proxy.close()
             return row is not None and not row[0]  # (busy, log frames, checkpointed frames)
