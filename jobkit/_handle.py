@@ -37,6 +37,10 @@ class JobInfo:
     cancel_requested: str | None
     crashes: int
     worker_id: str | None
+    #: What could not be read in the stored row (invalid JSON, a time out of range, …), one note
+    #: per problem; empty for a sound row. Damaged values are shown, never raised: unreadable JSON
+    #: as ``{"__unreadable__": raw text}``, a required time out of range clamped, an optional one None.
+    damaged: list[str] = field(default_factory=list)
 
     @property
     def terminal(self) -> bool:
@@ -97,6 +101,10 @@ class HandleBackend(Protocol):
 
     def cancel_job(self, job_id: int) -> str | None:
         """Cancel; returns the resulting state."""
+        ...
+
+    def kill_job(self, job_id: int) -> str | None:
+        """Kill; returns the resulting state."""
         ...
 
     def pause_job(self, job_id: int) -> str | None:
@@ -178,6 +186,15 @@ class JobHandle:
     def cancel(self) -> str | None:
         """Cancel: a pending or paused job at once (``cancelled``), a running one through its token (``cancelling``)."""
         return self._backend.cancel_job(self.id)
+
+    def kill(self) -> str | None:
+        """End the job now, whatever it is doing: a pending or paused one at once (``cancelled``), a
+        running one by having its worker abandon the attempt (``killing``); it ends ``cancelled``.
+
+        Unlike :meth:`cancel` this does not wait for the job to check its token, and it wins over
+        any other request standing on the job.
+        """
+        return self._backend.kill_job(self.id)
 
     def pause(self) -> str | None:
         """Pause: a pending job is held (``paused``); a running one stops at its next token check (``pausing``)."""
@@ -308,8 +325,11 @@ class _EventTracker:
             if progress.get("lease") != self.lease:
                 self.lease = progress.get("lease")
                 self.stages_seen = 0
-            stages: list[str] = list(progress.get("stages") or [])
-            count = int(progress.get("stage_count", len(stages)))
+            # Read defensively: a damaged progress value must not break a stream.
+            raw_stages = progress.get("stages")
+            stages: list[Any] = raw_stages if isinstance(raw_stages, list) else []
+            raw_count = progress.get("stage_count", len(stages))
+            count = raw_count if isinstance(raw_count, int) and raw_count >= len(stages) else len(stages)
             first = count - len(stages)  # stage number of stages[0]
             for number in range(max(self.stages_seen, first), count - 1):
                 yield JobEvent(type="progress", job_id=self.job_id, stage=stages[number - first], name=info.name)
@@ -321,7 +341,7 @@ class _EventTracker:
                 percent=progress.get("percent"),
                 stage=progress.get("stage"),
                 message=progress.get("message"),
-                data=dict(progress.get("data") or {}),
+                data=progress["data"] if isinstance(progress.get("data"), dict) else {},
                 name=info.name,
             )
         if info.status == "paused" and not self.paused_seen:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from jobkit import _job
@@ -31,17 +32,79 @@ if TYPE_CHECKING:
 log = logging.getLogger("jobkit")
 
 
-def _safe_loads(text: str | None) -> Any:
+#: Key under which a stored JSON value that cannot be read is shown, with its raw text.
+UNREADABLE = "__unreadable__"
+
+_EPOCH_MIN = datetime.min.replace(tzinfo=UTC)
+_EPOCH_MAX = datetime.max.replace(tzinfo=UTC)
+
+
+def _safe_loads(text: Any, column: str, damaged: list[str]) -> Any:
     # A malformed row must stay readable by admin tools: show the raw text rather than raise.
+    if text is None:
+        return None
     try:
         return loads(text)
-    except ValueError:
-        return {"__unreadable__": text}
+    except (ValueError, TypeError, RecursionError) as exc:
+        damaged.append(f"{column}: not readable as JSON ({type(exc).__name__})")
+        return {UNREADABLE: text if isinstance(text, str) else repr(text)}
+
+
+def _safe_object(text: Any, column: str, damaged: list[str]) -> dict[str, Any] | None:
+    """A JSON object column (args, progress, checkpoint): anything else is shown under UNREADABLE."""
+    value = _safe_loads(text, column, damaged)
+    if value is None or isinstance(value, dict):
+        return value
+    damaged.append(f"{column}: a JSON {type(value).__name__}, not an object")
+    return {UNREADABLE: text}
+
+
+def _safe_errors(text: Any, damaged: list[str]) -> list[dict[str, Any]]:
+    value = _safe_loads(text, "errors", damaged)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        if UNREADABLE not in (value if isinstance(value, dict) else {}):
+            damaged.append(f"errors: a JSON {type(value).__name__}, not a list")
+        return [{"type": "DamagedHistory", "message": "the stored error history is not a JSON list", "raw": text}]
+    entries: list[dict[str, Any]] = []
+    for item in value:
+        if isinstance(item, dict):
+            entries.append(item)
+        else:
+            damaged.append("errors: an entry that is not a JSON object")
+            entries.append(
+                {"type": "DamagedEntry", "message": "a stored error entry is not a JSON object", "raw": item}
+            )
+    return entries
+
+
+def _safe_time(value: Any, column: str, damaged: list[str], *, required: bool) -> datetime | None:
+    """Epoch seconds as an aware datetime; damage is noted and shown clamped (required) or as None."""
+    if value is None:
+        if required:
+            damaged.append(f"{column}: missing")
+            return _EPOCH_MIN
+        return None
+    try:
+        return to_datetime(float(value))
+    except (TypeError, ValueError, OverflowError, OSError):
+        pass
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    damaged.append(f"{column}: out of range ({value!r})")
+    if not required:
+        return None
+    return _EPOCH_MAX if number > 0 else _EPOCH_MIN  # NaN and the far past alike show as the earliest time
 
 
 def _info(record: JobRecord) -> JobInfo:
-    run_at = to_datetime(record.run_at)
-    created = to_datetime(record.created_at)
+    """A row as a JobInfo, never raising: damaged values are shown as such and listed in ``damaged``."""
+    damaged: list[str] = []
+    run_at = _safe_time(record.run_at, "run_at", damaged, required=True)
+    created = _safe_time(record.created_at, "created_at", damaged, required=True)
     assert run_at is not None and created is not None
     return JobInfo(
         id=record.id,
@@ -49,20 +112,21 @@ def _info(record: JobRecord) -> JobInfo:
         queue=record.queue,
         priority=record.priority,
         status=record.status,
-        args=_safe_loads(record.args) if record.args else {},
+        args=_safe_object(record.args, "args", damaged) or {},
         run_at=run_at,
         created_at=created,
         attempt=record.attempt,
         max_retries=record.max_retries,
-        started_at=to_datetime(record.started_at),
-        finished_at=to_datetime(record.finished_at),
-        result=_safe_loads(record.result),
-        errors=_safe_loads(record.errors) or [],
-        progress=_safe_loads(record.progress),
-        checkpoint=_safe_loads(record.checkpoint),
+        started_at=_safe_time(record.started_at, "started_at", damaged, required=False),
+        finished_at=_safe_time(record.finished_at, "finished_at", damaged, required=False),
+        result=_safe_loads(record.result, "result", damaged),
+        errors=_safe_errors(record.errors, damaged),
+        progress=_safe_object(record.progress, "progress", damaged),
+        checkpoint=_safe_object(record.checkpoint, "checkpoint", damaged),
         cancel_requested=record.cancel_requested,
         crashes=record.crashes,
         worker_id=record.worker_id,
+        damaged=damaged,
     )
 
 
@@ -92,7 +156,13 @@ class JobQueue:
     def __init__(self, settings: Settings | None = None, *, clock: Clock | None = None, **overrides: Any) -> None:
         self.settings = settings if settings is not None else load_settings(**overrides)
         self.clock: Clock = clock or SystemClock()
-        self.store = Store(self.settings.database_url, auto_migrate=self.settings.auto_migrate)
+        # On the real clock every time that decides eligibility is the database's (PostgreSQL); a
+        # fake clock (tests) keeps its own time everywhere.
+        self.store = Store(
+            self.settings.database_url,
+            auto_migrate=self.settings.auto_migrate,
+            db_clock=isinstance(self.clock, SystemClock),
+        )
         self.events = EventBus()
         self._worker: Worker | None = None
         self._job_watcher = event_sql.JobWatcher(self.store)
@@ -167,6 +237,15 @@ class JobQueue:
             self._emit_admin("cancelled", job_id)
         return status
 
+    def kill_job(self, job_id: int) -> str | None:
+        """End a job whatever it is doing, from any process: a pending or paused one at once (``cancelled``),
+        a running one by having its worker abandon the attempt now (``killing``); it wins over every
+        other request. Otherwise returns the job's terminal status, or None."""
+        status = admin_sql.kill_job(self.store, job_id, self.clock.now())
+        if status == "cancelled":
+            self._emit_admin("cancelled", job_id)
+        return status
+
     def pause_job(self, job_id: int) -> str | None:
         """Pause a job from any process; returns paused, pausing, its current status, or None."""
         status = admin_sql.pause_job(self.store, job_id, self.clock.now())
@@ -207,11 +286,15 @@ class JobQueue:
     # -- admin ------------------------------------------------------------------------------
 
     def discard_job(self, job_id: int, reason: str = "discarded by an operator") -> bool:
-        """Force a pending (or retrying) or paused job to failed, recording ``reason``; False if it was not."""
-        took = admin_sql.discard_job(self.store, job_id, self.clock.now(), reason)
-        if took:
+        """Force a job to failed, recording ``reason``; False if it had ended already (or does not exist).
+
+        A pending (or retrying) or paused job fails at once; a running one is asked to end, and
+        ends ``failed`` with a Discard entry whatever its attempt turns into.
+        """
+        state = admin_sql.discard_job(self.store, job_id, self.clock.now(), reason)
+        if state == "failed":
             self._emit_admin("failed", job_id, error={"type": "Discard", "message": reason})
-        return took
+        return state in ("failed", "discarding", "killing")
 
     def delete_job(self, job_id: int) -> bool:
         """Delete a terminal job with its checkpoint, progress and history; False if it is not terminal."""

@@ -55,6 +55,9 @@ PREFETCH_WAIT = 0.05
 PREFETCH_WINDOW = 0.25
 PREFETCH_MAX_WAIT = 1.0
 
+#: Seconds between idle housekeeping passes (SQLite WAL checkpoints).
+HOUSEKEEP_INTERVAL = 30.0
+
 #: Seconds a job must look orphaned (held in the database, run nowhere) before it is given back.
 ORPHAN_GRACE = 2.0
 
@@ -199,6 +202,7 @@ class Worker:
         self._spawn(self._timeout_loop, "jobkit-watchdog")
         self._timers.every(self.settings.rescue_interval, self.rescue_once, "rescue", first_in=0.5)
         self._timers.every(self.settings.prune_interval, self.prune_once, "prune", first_in=5.0)
+        self._timers.every(HOUSEKEEP_INTERVAL, self.housekeep_once, "housekeep")
         self._timers.start()
         self._watcher.start()
         self._spawn(self._producer_loop, "jobkit-producer")
@@ -291,7 +295,16 @@ class Worker:
 
     def rescue_once(self) -> list[dict[str, Any]]:
         """One rescue pass: jobs of workers whose heartbeat is older than ``rescue_after`` go back or fail."""
-        rescued = worker_sql.rescue(self.store, self.settings.rescue_after, self.settings.max_crashes, self.clock.now())
+        # Never our own jobs: a busy moment of this process must not lose its live jobs. On SQLite
+        # the store's observer judges other workers' heartbeats by watching them change.
+        rescued = worker_sql.rescue(
+            self.store,
+            self.settings.rescue_after,
+            self.settings.max_crashes,
+            self.clock.now(),
+            exclude_worker=self.id,
+            observer=self.store.heartbeats,
+        )
         for item in rescued:
             log.warning("rescued job %s from lost worker %s -> %s", item["job_id"], item["worker"], item["status"])
             self.emit({"type": "rescued", **item})
@@ -302,6 +315,15 @@ class Worker:
     def prune_once(self) -> int:
         """One prune pass: delete terminal jobs older than ``retention``."""
         return worker_sql.prune(self.store, self.clock.now() - self.settings.retention)
+
+    def housekeep_once(self) -> bool:
+        """One housekeeping pass while idle: fold SQLite's WAL back and truncate it; returns whether it ran.
+
+        Skipped while jobs run (a checkpoint competes with their writes); a no-op on PostgreSQL.
+        """
+        if self._running:
+            return False
+        return self.store.checkpoint_wal()
 
     # -- registration and heartbeats ------------------------------------------------------------
 

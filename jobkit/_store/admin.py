@@ -7,12 +7,12 @@ action that changes a job notifies waiting handles in the same transaction.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import sqlalchemy as sa
 
 from jobkit._store.events import notify_jobs
+from jobkit._store.history import with_entry
 from jobkit._store.store import Store, _filters
 
 TERMINAL = ("completed", "failed", "cancelled")
@@ -22,13 +22,37 @@ def _first(conn: sa.Connection, sql: str, **params: Any) -> Any:
     return conn.execute(sa.text(sql), params).first()
 
 
-def cancel_job(store: Store, job_id: int, now: float) -> str | None:
-    """Cancel a job: pending or paused at once; running by asking its worker. Returns the resulting state.
+#: What a request standing on a running job is reported as, and what each request overrides:
+#: a stronger request replaces a weaker one, never the other way (kill > discard > cancel > pause).
+REQUEST_STATES = {"pause": "pausing", "cancel": "cancelling", "discard": "discarding", "kill": "killing"}
+_RANK = ("pause", "cancel", "discard", "kill")
 
-    ``cancelled`` when it took effect, ``cancelling`` when a running job's worker was asked,
-    the terminal status when it had already ended, None when there is no such job.
-    """
 
+def _weaker(request: str) -> str:
+    weaker = ", ".join(f"'{r}'" for r in _RANK[: _RANK.index(request)])
+    return f"(cancel_requested IS NULL OR cancel_requested IN ({weaker}))" if weaker else "cancel_requested IS NULL"
+
+
+def _request(conn: sa.Connection, job_id: int, request: str, now: float | None, now_sql: str) -> str | None:
+    """Ask a running job's worker to ``request``; returns the state of the request that now stands, or None."""
+    if _first(
+        conn,
+        f"UPDATE jobkit_jobs SET cancel_requested = :request, updated_at = {now_sql} "
+        f"WHERE id = :id AND status = 'running' AND {_weaker(request)} RETURNING id",
+        id=job_id,
+        now=now,
+        request=request,
+    ):
+        return REQUEST_STATES[request]
+    row = _first(conn, "SELECT status, cancel_requested FROM jobkit_jobs WHERE id = :id", id=job_id)
+    if row is None:
+        return None
+    if row[0] == "running" and row[1] in REQUEST_STATES:
+        return REQUEST_STATES[str(row[1])]
+    return str(row[0])
+
+
+def _cancel_now_or_ask(store: Store, job_id: int, now: float, request: str) -> str | None:
     def run() -> str | None:
         with store.write() as conn:
             if _first(
@@ -40,22 +64,35 @@ def cancel_job(store: Store, job_id: int, now: float) -> str | None:
             ):
                 notify_jobs(store, conn, [job_id])
                 return "cancelled"
-            if _first(
-                conn,
-                "UPDATE jobkit_jobs SET cancel_requested = 'cancel', updated_at = :now "
-                "WHERE id = :id AND status = 'running' RETURNING id",
-                id=job_id,
-                now=now,
-            ):
-                return "cancelling"
-            row = _first(conn, "SELECT status FROM jobkit_jobs WHERE id = :id", id=job_id)
-            return None if row is None else str(row[0])
+            return _request(conn, job_id, request, store.bind_now(now), store.now_sql)
 
     return store._retry(run)
 
 
+def cancel_job(store: Store, job_id: int, now: float) -> str | None:
+    """Cancel a job: pending or paused at once; running by asking its worker. Returns the resulting state.
+
+    ``cancelled`` when it took effect, ``cancelling`` when a running job's worker was asked (a
+    pending pause request is replaced: cancel wins), ``killing``/``discarding`` when a stronger
+    request already stands, the terminal status when it had already ended, None when there is no
+    such job. The request survives the attempt's end: a retry, snooze, release or rescue of the
+    job ends it ``cancelled`` instead.
+    """
+    return _cancel_now_or_ask(store, job_id, now, "cancel")
+
+
+def kill_job(store: Store, job_id: int, now: float) -> str | None:
+    """End a job whatever it is doing: pending or paused ones at once (``cancelled``), running ones by
+    asking their worker to abandon the attempt now (``killing``; it wins over every other request)."""
+    return _cancel_now_or_ask(store, job_id, now, "kill")
+
+
 def pause_job(store: Store, job_id: int, now: float) -> str | None:
-    """Pause a job: a pending one is held at once (``paused``); a running one is asked to stop (``pausing``)."""
+    """Pause a job: a pending one is held at once (``paused``); a running one is asked to stop (``pausing``).
+
+    A running job with a cancel, kill or discard request standing keeps it (pause never overrides
+    them): the state of that request is returned.
+    """
 
     def run() -> str | None:
         with store.write() as conn:
@@ -68,16 +105,7 @@ def pause_job(store: Store, job_id: int, now: float) -> str | None:
             ):
                 notify_jobs(store, conn, [job_id])
                 return "paused"
-            if _first(
-                conn,
-                "UPDATE jobkit_jobs SET cancel_requested = 'pause', updated_at = :now WHERE id = :id "
-                "AND status = 'running' AND cancel_requested IS NULL RETURNING id",
-                id=job_id,
-                now=now,
-            ):
-                return "pausing"
-            row = _first(conn, "SELECT status FROM jobkit_jobs WHERE id = :id", id=job_id)
-            return None if row is None else str(row[0])
+            return _request(conn, job_id, "pause", store.bind_now(now), store.now_sql)
 
     return store._retry(run)
 
@@ -89,10 +117,10 @@ def resume_job(store: Store, job_id: int, now: float) -> str | None:
         with store.write() as conn:
             if _first(
                 conn,
-                "UPDATE jobkit_jobs SET status = 'pending', run_at = :now, updated_at = :now "
+                f"UPDATE jobkit_jobs SET status = 'pending', run_at = {store.now_sql}, updated_at = {store.now_sql} "
                 "WHERE id = :id AND status = 'paused' RETURNING id",
                 id=job_id,
-                now=now,
+                now=store.bind_now(now),
             ):
                 notify_jobs(store, conn, [job_id])
                 return "pending"
@@ -116,11 +144,11 @@ def retry_job(store: Store, job_id: int, now: float) -> bool:
         with store.write() as conn:
             took = _first(
                 conn,
-                "UPDATE jobkit_jobs SET status = 'pending', run_at = :now, attempt = 0, crashes = 0, "
-                "finished_at = NULL, result = NULL, worker_id = NULL, cancel_requested = NULL, updated_at = :now "
-                "WHERE id = :id AND status IN ('failed', 'cancelled') RETURNING id",
+                f"UPDATE jobkit_jobs SET status = 'pending', run_at = {store.now_sql}, attempt = 0, crashes = 0, "
+                "finished_at = NULL, result = NULL, worker_id = NULL, cancel_requested = NULL, "
+                f"updated_at = {store.now_sql} WHERE id = :id AND status IN ('failed', 'cancelled') RETURNING id",
                 id=job_id,
-                now=now,
+                now=store.bind_now(now),
             )
             if took:
                 notify_jobs(store, conn, [job_id])
@@ -129,10 +157,16 @@ def retry_job(store: Store, job_id: int, now: float) -> bool:
     return store._retry(run)
 
 
-def discard_job(store: Store, job_id: int, now: float, reason: str = "discarded by an operator") -> bool:
-    """Force a pending (including retrying) or paused job to ``failed``, recording why."""
+def discard_job(store: Store, job_id: int, now: float, reason: str = "discarded by an operator") -> str | None:
+    """Force a job to ``failed``, recording why; returns the resulting state.
 
-    def run() -> bool:
+    ``failed`` for a pending (including retrying) or paused job, at once, with a Discard entry
+    carrying ``reason``; ``discarding`` for a running one, whose worker is asked to end it (it
+    ends ``failed`` with a Discard entry, whatever its attempt turns into); ``killing`` when a
+    kill already stands; otherwise the job's status (None: no such job).
+    """
+
+    def run() -> str | None:
         with store.write() as conn:
             lock = " FOR UPDATE" if store.is_postgres else ""
             row = _first(
@@ -141,20 +175,20 @@ def discard_job(store: Store, job_id: int, now: float, reason: str = "discarded 
                 id=job_id,
             )
             if row is None:
-                return False
-            history = json.loads(row[0]) if row[0] else []
-            history.append({"attempt": int(row[1]), "type": "Discard", "message": reason, "traceback": None, "at": now})
+                return _request(conn, job_id, "discard", store.bind_now(now), store.now_sql)
+            entry = {"attempt": row[1], "type": "Discard", "message": reason, "traceback": None, "at": now}
             took = _first(
                 conn,
                 "UPDATE jobkit_jobs SET status = 'failed', errors = :errors, finished_at = :now, updated_at = :now "
                 "WHERE id = :id AND status IN ('pending', 'paused') RETURNING id",
                 id=job_id,
                 now=now,
-                errors=json.dumps(history),
+                errors=with_entry(row[0], entry),
             )
             if took:
                 notify_jobs(store, conn, [job_id])
-            return bool(took)
+                return "failed"
+            return _request(conn, job_id, "discard", store.bind_now(now), store.now_sql)
 
     return store._retry(run)
 
@@ -204,10 +238,11 @@ def clear(
 def retry_failed(store: Store, now: float, *, name: str | None = None, queue: str | None = None) -> int:
     """Every ``failed`` job (of one type or queue) back to ``pending``; returns how many."""
     where, params = _filters(status="failed", name=name, queue=queue)
-    params["now"] = now
+    params["now"] = store.bind_now(now)
+    now_sql = store.now_sql
     sql = sa.text(
-        "UPDATE jobkit_jobs SET status = 'pending', run_at = :now, attempt = 0, crashes = 0, finished_at = NULL, "
-        f"worker_id = NULL, cancel_requested = NULL, updated_at = :now {where}"
+        f"UPDATE jobkit_jobs SET status = 'pending', run_at = {now_sql}, attempt = 0, crashes = 0, finished_at = NULL, "
+        f"worker_id = NULL, cancel_requested = NULL, updated_at = {now_sql} {where}"
     )
 
     def run() -> int:

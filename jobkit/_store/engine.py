@@ -25,6 +25,10 @@ T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
+#: After a checkpoint SQLite truncates the write-ahead log to at most this size, so a WAL that grew
+#: while a long reader held a snapshot does not keep its peak size for ever.
+SQLITE_JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
 
 #: Session settings for the worker's hot-path connections (PostgreSQL), which run only the claim
 #: and batches of completions.
@@ -50,33 +54,42 @@ def create_hot_path_engine(url: str) -> Engine:
         isolation_level="AUTOCOMMIT",
         pool_size=2,
         max_overflow=8,
+        hide_parameters=True,
         connect_args={**_PG_CONNECT_ARGS, "options": options},
     )
 
 
-def create_engine(url: str, *, autocommit: bool = False) -> Engine:
+def create_engine(url: str, *, autocommit: bool = False, small: bool = False) -> Engine:
     """An engine tuned for jobkit: WAL and IMMEDIATE transactions on SQLite, keepalives on PostgreSQL.
 
     ``autocommit`` (PostgreSQL) gives a pool of its own whose connections stay in autocommit,
     for single statements; toggling the mode on shared connections would cost on every checkout.
+    ``small``: a pool of one or two connections, for the heartbeat alone.
+
+    Parameters are left out of error messages: a failed statement may carry a payload of megabytes.
     """
+    pool: dict[str, int] = {"pool_size": 1, "max_overflow": 1} if small else {}
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            pool_size=8,
-            max_overflow=32,
+            hide_parameters=True,
+            **({"pool_size": 8, "max_overflow": 32} | pool),
         )
         _configure_sqlite(engine)
         return engine
     if autocommit:
         return sa.create_engine(
-            url, isolation_level="AUTOCOMMIT", pool_size=4, max_overflow=16, connect_args=dict(_PG_CONNECT_ARGS)
+            url,
+            isolation_level="AUTOCOMMIT",
+            connect_args=dict(_PG_CONNECT_ARGS),
+            hide_parameters=True,
+            **({"pool_size": 4, "max_overflow": 16} | pool),
         )
     return sa.create_engine(
         url,
-        pool_size=8,
-        max_overflow=32,
+        hide_parameters=True,
+        **({"pool_size": 8, "max_overflow": 32} | pool),
         # No pre-ping: it would double the round trips of every short transaction. A dead pooled
         # connection fails its statement instead, is invalidated, and the store retries the call.
         connect_args=dict(_PG_CONNECT_ARGS),
@@ -102,6 +115,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA journal_size_limit={SQLITE_JOURNAL_SIZE_LIMIT}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -152,18 +166,41 @@ def driver_connection(engine: Engine, *, immediate: bool) -> Iterator[Any]:
         proxy.close()
 
 
+#: PostgreSQL error codes worth retrying besides the connection class (08): a transaction that lost a
+#: serialization or deadlock race, a lock wait that timed out, a server shutting down or full of
+#: connections. Everything else the server answers (a data error, a full disk, a missing table) is
+#: permanent: retrying it would only hide it.
+_PG_TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"})
+
+#: SQLite messages of a lock held by another connection (SQLITE_BUSY, SQLITE_LOCKED); anything else
+#: SQLite reports (a full disk, no such table, a constraint) is permanent.
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for errors worth retrying: a locked SQLite file, a dropped or refused connection."""
-    if psycopg is not None and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        return True
+    """True for errors worth retrying: a locked SQLite file, a dropped or refused connection, a lost race.
+
+    Data errors (NOT NULL, invalid text, a number out of range), a full disk and missing tables are
+    permanent: they are raised at once, so the caller can isolate the row or report the fault.
+    """
     if isinstance(exc, sa.exc.DBAPIError):
         if exc.connection_invalidated:
             return True
-        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
-            return True
-        text = str(exc.orig).lower() if exc.orig is not None else ""
-        return "database is locked" in text or "connection" in text
-    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc).lower()
+        if exc.orig is not None:
+            return is_transient(exc.orig)
+        return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and "connection" in str(exc).lower()
+    if psycopg is not None and isinstance(exc, psycopg.Error):
+        if isinstance(exc, psycopg.InterfaceError):
+            return True  # the client side of a connection that is closed or broken
+        code = exc.sqlstate
+        if code is None:
+            # No answer from the server at all: the connection failed or was cut.
+            return isinstance(exc, psycopg.OperationalError)
+        return code.startswith("08") or code in _PG_TRANSIENT_CODES
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return any(marker in text for marker in _SQLITE_TRANSIENT)
+    return False
 
 
 #: Set while some call is retrying a transient error, so an outage is logged once, not per statement.

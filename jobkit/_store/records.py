@@ -101,5 +101,7 @@ class WorkerRecord:
     started_at: float
     heartbeat_at: float
     stopped_at: float | None
+    #: Executor threads abandoned by jobs that overran their timeout, as of the last heartbeat.
+    stuck: int = 0
     alive: bool = False
     running: list[int] = field(default_factory=list)

@@ -88,9 +88,12 @@ workers = sa.Table(
     sa.Column("queues", sa.Text, nullable=True),
     sa.Column("concurrency", sa.Integer, nullable=False),
     sa.Column("started_at", Epoch, nullable=False),
-    # Written with the database's clock only, so skewed worker clocks cannot matter.
+    # PostgreSQL: the server's clock. SQLite: the worker process's own clock, so rescuers judge it
+    # by watching it change (see _store/liveness.py), never by comparing it with their own.
     sa.Column("heartbeat_at", Epoch, nullable=False),
     sa.Column("stopped_at", Epoch, nullable=True),
+    # Executor threads abandoned by their job (migration 0003), as of the last heartbeat.
+    sa.Column("stuck", sa.Integer, nullable=False, server_default="0"),
 )
 
 queue_pauses = sa.Table(

@@ -13,6 +13,10 @@ from jobkit._store.records import CLAIM_COLUMNS, NewJob, insert_params
 #: The database's clock in epoch seconds (julianday has millisecond resolution).
 DB_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
+#: The current time of statements that take it from the caller: julianday('now') would be this
+#: process's clock as well, so the caller's clock (a test's fake clock) is used as it is.
+NOW = ":now"
+
 
 def _claim_sql(filter_queues: bool) -> sa.TextClause:
     queue_filter = "AND queue IN (SELECT value FROM json_each(:queues))" if filter_queues else ""

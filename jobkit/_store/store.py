@@ -14,6 +14,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ from jobkit._store.engine import (
     create_hot_path_engine,
     driver_connection,
 )
+from jobkit._store.history import append_error, discard_entry
+from jobkit._store.liveness import HeartbeatObserver
 from jobkit._store.records import ClaimedJob, JobRecord, NewJob
 
 log = logging.getLogger("jobkit.store")
@@ -40,6 +43,9 @@ log = logging.getLogger("jobkit.store")
 T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: How long an idle WAL checkpoint waits for other connections before giving up until next time.
+CHECKPOINT_BUSY_TIMEOUT_MS = 200
 VERSION_TABLE = "jobkit_alembic_version"
 
 JOB_COLUMNS = (
@@ -47,36 +53,64 @@ JOB_COLUMNS = (
     "started_at, finished_at, result, errors, progress, checkpoint, cancel_requested, crashes, lease, updated_at"
 )
 
-_LEASE_SETS: dict[str, str] = {
-    "retry": "status = 'pending', run_at = :now + :delay, errors = :errors, worker_id = NULL, "
-    "updated_at = :now, cancel_requested = NULL",
-    "fail": "status = 'failed', errors = :errors, finished_at = :now, updated_at = :now, cancel_requested = NULL",
-    "cancel": "status = 'cancelled', errors = :errors, finished_at = :now, updated_at = :now, cancel_requested = NULL",
-    # release and snooze give the attempt back: the job did not fail, it was interrupted or deferred.
-    "release": "status = 'pending', attempt = attempt - 1, worker_id = NULL, run_at = :now + :delay, "
-    "updated_at = :now, cancel_requested = NULL",
-    "snooze": "status = 'pending', attempt = attempt - 1, worker_id = NULL, run_at = :now + :delay, "
-    "updated_at = :now, cancel_requested = NULL",
-    "pause": "status = 'paused', attempt = attempt - 1, worker_id = NULL, updated_at = :now, cancel_requested = NULL",
-    "progress": "progress = :progress, updated_at = :now",
-    "checkpoint": "checkpoint = :checkpoint, updated_at = :now",
-    # A rescued job: its worker is gone; the attempt stays spent and the crash is counted.
-    "rescue": "status = 'pending', run_at = :now, errors = :errors, worker_id = NULL, crashes = crashes + 1, "
-    "updated_at = :now, cancel_requested = NULL",
-    "rescue_fail": "status = 'failed', errors = :errors, finished_at = :now, crashes = crashes + 1, "
-    "updated_at = :now, cancel_requested = NULL",
-    # A job that outlived a shutdown's grace and its token: a crash, but the attempt is given back.
-    "release_crash": "status = 'pending', attempt = attempt - 1, worker_id = NULL, run_at = :now, errors = :errors, "
-    "crashes = crashes + 1, updated_at = :now, cancel_requested = NULL",
-}
-_LEASE_SQL = {
-    kind: sa.text(
-        f"UPDATE jobkit_jobs SET {sets} WHERE id = :id AND worker_id = :worker AND lease = :lease "
-        "AND status = 'running' RETURNING id"
-    )
-    for kind, sets in _LEASE_SETS.items()
-}
-LEASE_KINDS = frozenset(_LEASE_SETS) | {"complete"}
+#: Requests (jobkit_jobs.cancel_requested) that end a job: the operator's word is final, so a write
+#: that would put the job back to pending (retry, snooze, release, a rescue) or hold it (pause)
+#: ends it instead. 'discard' ends it as failed (the store appends a Discard entry), the others as
+#: cancelled. A pending 'pause' turns a requeue into paused. The UPDATE's SET expressions all see
+#: the row as it was, so each CASE reads the request that the same statement clears.
+ENDING_REQUESTS = ("cancel", "kill", "discard")
+_ENDS = "cancel_requested IN ('cancel', 'kill', 'discard')"
+_ENDED_STATUS = (
+    "WHEN cancel_requested IN ('cancel', 'kill') THEN 'cancelled' WHEN cancel_requested = 'discard' THEN 'failed'"
+)
+
+
+def _requeue_status(normal: str) -> str:
+    return f"status = CASE {_ENDED_STATUS} WHEN cancel_requested = 'pause' THEN 'paused' ELSE '{normal}' END"
+
+
+def lease_sets(now: str) -> dict[str, str]:
+    """The SET list of every fenced write, with ``now`` the SQL for the current time (see ``NOW``)."""
+    ended_at = f"finished_at = CASE WHEN {_ENDS} THEN {now} ELSE finished_at END"
+    return {
+        "retry": f"{_requeue_status('pending')}, run_at = {now} + :delay, errors = :errors, worker_id = NULL, "
+        f"{ended_at}, updated_at = {now}, cancel_requested = NULL",
+        "fail": f"status = 'failed', errors = :errors, finished_at = {now}, updated_at = {now}, cancel_requested = NULL",
+        "cancel": "status = CASE WHEN cancel_requested = 'discard' THEN 'failed' ELSE 'cancelled' END, "
+        f"errors = :errors, finished_at = {now}, updated_at = {now}, cancel_requested = NULL",
+        # release and snooze give the attempt back: the job did not fail, it was interrupted or deferred.
+        "release": f"{_requeue_status('pending')}, attempt = attempt - 1, worker_id = NULL, run_at = {now} + :delay, "
+        f"{ended_at}, updated_at = {now}, cancel_requested = NULL",
+        "snooze": f"{_requeue_status('pending')}, attempt = attempt - 1, worker_id = NULL, run_at = {now} + :delay, "
+        f"{ended_at}, updated_at = {now}, cancel_requested = NULL",
+        "pause": f"{_requeue_status('paused')}, attempt = attempt - 1, worker_id = NULL, {ended_at}, "
+        f"updated_at = {now}, cancel_requested = NULL",
+        "progress": f"progress = :progress, updated_at = {now}",
+        "checkpoint": f"checkpoint = :checkpoint, updated_at = {now}",
+        # A rescued job: its worker is gone; the attempt stays spent and the crash is counted.
+        "rescue": f"{_requeue_status('pending')}, run_at = {now}, errors = :errors, worker_id = NULL, "
+        f"crashes = crashes + 1, {ended_at}, updated_at = {now}, cancel_requested = NULL",
+        "rescue_fail": "status = CASE WHEN cancel_requested IN ('cancel', 'kill') THEN 'cancelled' ELSE 'failed' END, "
+        f"errors = :errors, finished_at = {now}, crashes = crashes + 1, updated_at = {now}, cancel_requested = NULL",
+        # A job that outlived a shutdown's grace and its token: a crash, but the attempt is given back.
+        "release_crash": f"{_requeue_status('pending')}, attempt = attempt - 1, worker_id = NULL, run_at = {now}, "
+        f"errors = :errors, crashes = crashes + 1, {ended_at}, updated_at = {now}, cancel_requested = NULL",
+    }
+
+
+def _lease_statements(now: str) -> dict[str, sa.TextClause]:
+    return {
+        kind: sa.text(
+            f"UPDATE jobkit_jobs SET {sets} WHERE id = :id AND worker_id = :worker AND lease = :lease "
+            "AND status = 'running' RETURNING id, status"
+        )
+        for kind, sets in lease_sets(now).items()
+    }
+
+
+#: Kinds whose write can only end ``failed`` through a pending 'discard' request.
+_FAILS_ONLY_BY_DISCARD = frozenset({"retry", "cancel", "release", "snooze", "pause", "rescue", "release_crash"})
+LEASE_KINDS = frozenset(lease_sets(":now")) | {"complete"}
 _KEEPS_LEASE = frozenset({"progress", "checkpoint"})
 
 
@@ -100,12 +134,35 @@ class Store:
         store.migrate()
     """
 
-    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        auto_migrate: bool = True,
+        db_clock: bool = False,
+        process_clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Open engines on ``url`` and migrate unless ``auto_migrate`` is off.
+
+        ``db_clock`` (PostgreSQL): every time that decides eligibility or records a transition
+        (run_at of jobs due now, retried, snoozed, released and rescued; the claim's "due"; started,
+        finished and updated times) is the server's clock rather than the ``now`` callers pass.
+        :class:`~jobkit.JobQueue` turns it on when it runs on the real clock; a fake clock keeps
+        its own time everywhere. SQLite has no server: its clock is each process's own.
+
+        ``process_clock`` (SQLite): this process's wall clock, which stamps its heartbeats (the same
+        value ``julianday('now')`` would give); injectable so a test can run a skewed process.
+        """
         self.url = url
         self.engine = create_engine(url)
         #: The URL as it may be printed: the password hidden.
         self.safe_url = self.engine.url.render_as_string(hide_password=True)
         self.is_postgres = self.engine.dialect.name == "postgresql"
+        self.db_clock = db_clock and self.is_postgres
+        self.process_clock = process_clock
+        # Heartbeats get a small pool of their own: a busy completer, a big enqueue or a pool
+        # exhausted by slow statements must never hold up the lease of the whole process.
+        self.heartbeat_engine: sa.Engine = create_engine(url, autocommit=self.is_postgres, small=True)
         # PostgreSQL runs single statements in autocommit: one round trip instead of BEGIN,
         # statement, COMMIT. Each such statement is atomic on its own. SQLite keeps BEGIN
         # IMMEDIATE for every write, which costs no round trip there.
@@ -115,6 +172,11 @@ class Store:
         # The hot path's statements as the driver's own SQL text, rendered once by SQLAlchemy.
         self._driver_sql: dict[sa.TextClause, str] = {}
         self.db_now: str = self.sql.DB_NOW
+        #: SQL for "now" in statements that bind ``:now`` (see :meth:`bind_now`).
+        self.now_sql: str = self.sql.NOW
+        self._lease_sql = _lease_statements(self.now_sql)
+        #: What this process saw of other workers' heartbeats (SQLite's rescue rule; see liveness).
+        self.heartbeats = HeartbeatObserver()
         self._migrated = False
         self._migrate_lock = threading.Lock()
         # SQLite has one writer at a time. Writers of this process take turns on this lock, so they
@@ -140,6 +202,7 @@ class Store:
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        self.heartbeat_engine.dispose()
         if self._single is not self.engine:
             self._single.dispose()
         if self._hot is not None:
@@ -211,6 +274,47 @@ class Store:
         # For calls made by a loop that has its own schedule: give up fast, the loop tries again.
         return call_with_retry(fn, max_seconds=1.0)
 
+    def bind_now(self, now: float) -> float | None:
+        """The value to bind as ``:now`` in statements written with :attr:`now_sql`.
+
+        None under ``db_clock``: the statement then takes the server's clock (PostgreSQL's NOW).
+        """
+        return None if self.db_clock else now
+
+    def checkpoint_wal(self) -> bool:
+        """Fold SQLite's write-ahead log into the database and truncate it to zero bytes.
+
+        A reader that holds a snapshot open stops checkpoints from getting past it, so the WAL
+        grows while it lasts; once it ends, this shrinks the file again. Returns whether the
+        whole log was folded in (False while some reader still holds an old snapshot). A no-op
+        on PostgreSQL (True).
+        """
+        if self.is_postgres:
+            return True
+
+        def run() -> bool:
+            # Our own writers take turns first, so the checkpoint does not wait in SQLite's busy handler.
+            with self._write_lock:
+                proxy = self.engine.raw_connection()
+                try:
+                    # Autocommit (the connection's isolation_level is None): a checkpoint cannot run in a transaction.
+                    cursor = proxy.cursor()
+                    # TRUNCATE waits in the busy handler for readers of old snapshots: with a long
+                    # reader elsewhere it would sit out the whole busy timeout. Give up fast instead;
+                    # the next idle pass tries again.
+                    cursor.execute(f"PRAGMA busy_timeout = {CHECKPOINT_BUSY_TIMEOUT_MS}")
+                    try:
+                        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        row = cursor.fetchone()
+                    finally:
+                        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+                        cursor.close()
+                finally:
+                    proxy.close()
+            return row is not None and not row[0]  # (busy, log frames, checkpointed frames)
+
+        return self._retry_short(run)
+
     def scalar(self, sql: str, **params: Any) -> Any:
         """Run one read statement and return its first column of its first row."""
 
@@ -262,9 +366,10 @@ class Store:
         earliest = min(row.run_at for row in rows)
         payload = repr(earliest) if earliest > now else ""
 
+        server = {"server_clock": True} if self.db_clock else {}
         if len(rows) == 1:
             # One statement that inserts and notifies: in autocommit it is one round trip.
-            statement, params = self.sql.insert_one(rows[0], now, self.channel, payload)
+            statement, params = self.sql.insert_one(rows[0], now, self.channel, payload, **server)
 
             def one(conn: sa.Connection) -> list[int]:
                 return [int(conn.execute(statement, params).scalar_one())]
@@ -280,7 +385,7 @@ class Store:
 
         def many(conn: sa.Connection) -> list[int]:
             ids: list[int] = []
-            for statement, params in self.sql.insert_many(rows, now):
+            for statement, params in self.sql.insert_many(rows, now, **server):
                 # Ids are allocated ascending in row order within a statement, so sorting restores it.
                 ids.extend(sorted(int(r[0]) for r in conn.execute(statement, params)))
             self.sql.notify(conn, self.channel, payload)
@@ -307,7 +412,7 @@ class Store:
             params = postgres.claim_params(list(names), list(queues) if queues else None)
         else:
             params = sqlite.claim_params(json.dumps(list(names)), json.dumps(list(queues)) if queues else None)
-        params.update({"worker": worker, "limit": limit, "now": now})
+        params.update({"worker": worker, "limit": limit, "now": self.bind_now(now)})
         statement = self.sql.CLAIM_SOME_QUEUES if queues else self.sql.CLAIM_ALL_QUEUES
 
         def run() -> list[ClaimedJob]:
@@ -317,7 +422,16 @@ class Store:
         return self._retry(run)
 
     def apply(self, transitions: Sequence[Transition], now: float) -> list[bool]:
-        """Write many fenced transitions; returns, per transition, whether it took.
+        """Write many fenced transitions; returns, per transition, whether it took (see :meth:`apply_detailed`)."""
+        return [status is not None for status in self.apply_detailed(transitions, now)]
+
+    def apply_detailed(self, transitions: Sequence[Transition], now: float) -> list[str | None]:
+        """Write many fenced transitions; returns, per transition, the job's status after it (None: refused).
+
+        The status tells what a write became when the operator had asked for something meanwhile:
+        a retry, snooze, release or pause of a job whose cancel was requested ends ``cancelled``
+        (``failed``, with a Discard entry, for a discard request), and a requeue of a job whose
+        pause was requested ends ``paused``. Progress and checkpoint writes report ``running``.
 
         Progress and checkpoint writes are applied first, then completions, then the other
         kinds in the order given. Waiting handles in other processes are notified of every
@@ -335,8 +449,8 @@ class Store:
         ):
             return self._complete_only(transitions, workers.pop(), now)
 
-        def run() -> list[bool]:
-            took: list[bool] = [False] * len(transitions)
+        def run() -> list[str | None]:
+            took: list[str | None] = [None] * len(transitions)
             with self.write() as conn:
                 # Progress and checkpoints never end a lease, so they go first: a job's last progress,
                 # batched with its completion, must land before the completion ends the lease.
@@ -358,24 +472,24 @@ class Store:
                     rows = [(t.job_id, t.lease, t.values.get("result") or "null") for _, t in items]
                     done = {
                         int(r[0])
-                        for params in self.sql.complete_many_params(worker, now, rows)
+                        for params in self.sql.complete_many_params(worker, self.bind_now(now), rows)
                         for r in conn.execute(self.sql.COMPLETE_MANY, params)
                     }
                     for i, t in items:
-                        took[i] = t.job_id in done
+                        took[i] = "completed" if t.job_id in done else None
                 for i in ends:
                     took[i] = self._fenced(conn, transitions[i], now)
                 if self.is_postgres:
-                    changed = sorted({t.job_id for t, ok in zip(transitions, took, strict=True) if ok})
+                    changed = sorted({t.job_id for t, ok in zip(transitions, took, strict=True) if ok is not None})
                     for payload in id_payloads(changed):
                         self.sql.notify(conn, self.events_channel, payload)
             return took
 
         return self._retry(run)
 
-    def _complete_only(self, transitions: Sequence[Transition], worker: str, now: float) -> list[bool]:
+    def _complete_only(self, transitions: Sequence[Transition], worker: str, now: float) -> list[str | None]:
         done = self.complete(worker, [(t.job_id, t.lease, t.values.get("result") or "null") for t in transitions], now)
-        return [t.job_id in done for t in transitions]
+        return ["completed" if t.job_id in done else None for t in transitions]
 
     def complete(self, worker: str, rows: Sequence[tuple[int, int, str]], now: float) -> set[int]:
         """Complete distinct jobs of one worker, given as (id, lease, result JSON), in one statement.
@@ -385,22 +499,27 @@ class Store:
         """
 
         def run() -> set[int]:
-            params = self.sql.complete_many_params(worker, now, list(rows), self.events_channel)
+            params = self.sql.complete_many_params(worker, self.bind_now(now), list(rows), self.events_channel)
             return {int(r[0]) for r in self._hot_rows(self.sql.COMPLETE_MANY, params)}
 
         return self._retry(run)
 
-    @staticmethod
-    def _fenced(conn: sa.Connection, t: Transition, now: float) -> bool:
-        params = {"id": t.job_id, "worker": t.worker, "lease": t.lease, "now": now, **t.values}
+    def _fenced(self, conn: sa.Connection, t: Transition, now: float) -> str | None:
+        params = {"id": t.job_id, "worker": t.worker, "lease": t.lease, **t.values, "now": self.bind_now(now)}
         if "run_at" in params and "delay" not in params:
             # A caller may give an absolute run time; the statements take a delay from the row's now.
             params["delay"] = float(params.pop("run_at")) - now
-        return conn.execute(_LEASE_SQL[t.kind], params).first() is not None
+        row = conn.execute(self._lease_sql[t.kind], params).first()
+        if row is None:
+            return None
+        status = str(row[1])
+        if status == "failed" and t.kind in _FAILS_ONLY_BY_DISCARD:
+            append_error(conn, t.job_id, discard_entry(now), self.now_sql, self.bind_now(now))
+        return status
 
     def transition(self, t: Transition, now: float) -> bool:
         """Write one fenced transition; returns whether its lease still matched."""
-        return self.apply([t], now)[0]
+        return self.apply_detailed([t], now)[0] is not None
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -443,8 +562,8 @@ class Store:
         """The earliest future run_at among pending jobs this worker could claim (to sleep until then)."""
         if not names:
             return None
-        where = "status = 'pending' AND run_at > :now AND name IN :names"
-        params: dict[str, Any] = {"now": now, "names": list(names)}
+        where = f"status = 'pending' AND run_at > {self.now_sql} AND name IN :names"
+        params: dict[str, Any] = {"now": self.bind_now(now), "names": list(names)}
         stmt = sa.text(
             f"SELECT MIN(run_at) FROM jobkit_jobs WHERE {where}" + (" AND queue IN :queues" if queues else "")
         )
