@@ -278,18 +278,26 @@ class Completer:
         batch = [_sane_delay(item, now) for item in batch]
         plan = [to_transitions(item, now, self.max_crashes) for item in batch]
         flat = [t for writes, _ in plan for t in writes]
-        took = iter(self.store.apply(flat, now))
+        took = iter(self.store.apply_detailed(flat, now))
         results: list[bool] = []
         for item, (writes, event) in zip(batch, plan, strict=True):
-            ok = all([next(took) for _ in writes]) if writes else False
+            statuses = [next(took) for _ in writes]
+            ok = bool(writes) and all(status is not None for status in statuses)
             results.append(ok)
             if writes and not ok:
                 self._refused(item, writes[-1].kind)
             elif event is not None:
+                # An operator's cancel, discard or pause that arrived while the job ran ends it in the
+                # same statement as its retry, snooze or release: the event says what really happened.
+                final = statuses[-1]
+                overridden = _BY_REQUEST.get(final or "")
+                if overridden is not None and overridden != event:
+                    event = overridden
+                    item = Finished(item.job, _REQUESTED[final or ""], item.backoff, item.progress, item.ran)
                 self.emit(_event(item, event))
                 _log_end(item, event)
                 delay = writes[-1].values.get("delay")
-                if self.on_requeued is not None and writes[-1].kind in _REQUEUES and delay is not None:
+                if self.on_requeued is not None and final == "pending" and delay is not None:
                     self.on_requeued(now + float(delay))
         return results
 
@@ -333,7 +341,13 @@ def _only_completions(batch: list[Finished]) -> bool:
     return len({item.job.id for item in batch}) == len(batch)
 
 
-_REQUEUES = frozenset({"retry", "snooze", "release"})
+#: Statuses a write can end in because of an operator's request, and the event each one is.
+_BY_REQUEST = {"cancelled": "cancelled", "failed": "failed", "paused": "paused"}
+_REQUESTED: dict[str, Outcome] = {
+    "cancelled": Cancelled("cancel"),
+    "failed": Failed({"type": "Discard", "message": "discarded by an operator while it ran"}, retryable=False),
+    "paused": Cancelled("pause"),
+}
 
 
 def _event(item: Finished, event: str) -> dict[str, Any]:

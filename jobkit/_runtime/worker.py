@@ -388,7 +388,7 @@ class Worker:
         settings = self.settings
         sent = time.monotonic()
         try:
-            held = worker_sql.heartbeat_held(self.store, self.id)
+            held = worker_sql.heartbeat_held(self.store, self.id, stuck=self.stuck_threads)
         except Exception as exc:
             if not self._beat_failing:
                 log.warning("heartbeat failed (%s); running jobs continue", _first_line(exc))
