@@ -304,6 +304,7 @@ class Worker:
             self.clock.now(),
             exclude_worker=self.id,
             observer=self.store.heartbeats,
+            margin=self._observation_margin(),
         )
         for item in rescued:
             log.warning("rescued job %s from lost worker %s -> %s", item["job_id"], item["worker"], item["status"])
@@ -311,6 +312,17 @@ class Worker:
         if rescued:
             self._wake.set()
         return rescued
+
+    def _observation_margin(self) -> float:
+        # A heartbeat seen changing on one rescue pass changed at most one pass earlier; judging it a
+        # little early by that much keeps rescue within rescue_after + one interval, while the
+        # silence a worker is surely judged by stays above a live worker's beat gap.
+        settings = self.settings
+        return min(
+            settings.heartbeat_interval,
+            settings.rescue_interval,
+            (settings.rescue_after - settings.heartbeat_interval) / 2,
+        )
 
     def prune_once(self) -> int:
         """One prune pass: delete terminal jobs older than ``retention``."""

@@ -8,10 +8,15 @@ that value last changed: a worker is lost when its value has not changed for ``r
 the rescuer's time. Skew, steps and drift of the worker's clock cannot matter, only that its
 heartbeat keeps changing.
 
+Each pass bounds when a worker last beat: after the previous pass that still saw the old value,
+and no later than the pass that first saw the new one. A worker is lost once it may have been
+silent for ``rescue_after`` (the early bound) and surely was for ``rescue_after - margin`` (the
+late bound). With ``margin`` at most one heartbeat interval and at most one rescue interval, a
+live worker (silent for at most one heartbeat) is never taken, and a dead worker whose last beat
+was seen change is rescued within ``rescue_after`` + one rescue interval of that beat.
+
 A rescuer that has just started knows no history: it takes a worker to be alive for
-``rescue_after`` after first seeing it. A dead worker is therefore rescued within
-``rescue_after`` + one rescue interval of its death as long as some rescuer was running, and
-within ``rescue_after`` + one interval of a rescuer's start otherwise.
+``rescue_after - margin`` after first seeing it.
 """
 
 from __future__ import annotations
@@ -19,33 +24,50 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class _Seen:
+    value: float
+    #: Own time of the pass that first saw ``value`` (the beat happened no later).
+    changed_by: float
+    #: Own time of the last pass that saw the value before it (the beat happened after); None: unknown.
+    changed_after: float | None
+    #: Own time of the last pass that saw ``value``.
+    seen_at: float
 
 
 class HeartbeatObserver:
-    """Per worker id: the last heartbeat value seen and when (by ``monotonic``) it last changed."""
+    """Per worker id: the last heartbeat value seen and the bounds on when it last changed."""
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
-        self._seen: dict[str, tuple[float, float]] = {}
+        self._seen: dict[str, _Seen] = {}
         self._lock = threading.Lock()
 
-    def stale(self, rows: Iterable[tuple[str, float]], rescue_after: float) -> dict[str, float]:
+    def stale(self, rows: Iterable[tuple[str, float]], rescue_after: float, margin: float = 0.0) -> dict[str, float]:
         """Record the heartbeats just read as (worker id, heartbeat_at); returns the stale ones.
 
-        Stale: the value has not changed for ``rescue_after`` of this process's time. Workers
-        no longer listed are forgotten.
+        Stale: the value may have stood still for ``rescue_after`` and surely has for
+        ``rescue_after - margin`` of this process's time. Workers no longer listed are forgotten.
         """
         now = self._monotonic()
         stale: dict[str, float] = {}
         with self._lock:
-            seen: dict[str, tuple[float, float]] = {}
+            seen: dict[str, _Seen] = {}
             for worker_id, beat in rows:
                 value = float(beat)
                 last = self._seen.get(worker_id)
-                same = last is not None and (last[0] == value or (last[0] != last[0] and value != value))  # NaN too
-                changed_at = last[1] if same and last is not None else now
-                seen[worker_id] = (value, changed_at)
-                if now - changed_at >= rescue_after:
+                same = last is not None and (last.value == value or (last.value != last.value and value != value))
+                if last is not None and same:
+                    entry = _Seen(value, last.changed_by, last.changed_after, now)
+                else:
+                    entry = _Seen(value, now, None if last is None else last.seen_at, now)
+                seen[worker_id] = entry
+                surely = now - entry.changed_by >= rescue_after - margin
+                maybe = entry.changed_after is None or now - entry.changed_after >= rescue_after
+                if surely and maybe:
                     stale[worker_id] = value
             self._seen = seen
         return stale

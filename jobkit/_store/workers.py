@@ -194,8 +194,12 @@ def rescue(
     *,
     exclude_worker: str | None = None,
     observer: HeartbeatObserver | None = None,
+    margin: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Return jobs of dead workers to ``pending`` (or end them); safe on many workers at once.
+
+    ``margin`` (SQLite's observer only): how much earlier than ``rescue_after`` of surely observed
+    silence a worker may be judged lost; see :class:`~jobkit._store.liveness.HeartbeatObserver`.
 
     A job is lost when its worker row is gone or stopped, its worker_id is NULL, or its worker's
     heartbeat is stale: on PostgreSQL (and on SQLite without an ``observer``) older than
@@ -240,7 +244,7 @@ def rescue(
             (str(r[0]), r[1])
             for r in conn.execute(sa.text("SELECT id, heartbeat_at FROM jobkit_workers WHERE stopped_at IS NULL"))
         ]
-        stale = observer.stale(beats, rescue_after)
+        stale = observer.stale(beats, rescue_after, margin)
         live = sorted({worker_id for worker_id, _ in beats} - set(stale))
         select = sa.text(
             f"SELECT {columns} FROM jobkit_jobs WHERE status = 'running' AND (worker_id IS NULL OR worker_id NOT IN :live)"

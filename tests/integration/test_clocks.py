@@ -260,3 +260,26 @@ def test_the_queue_uses_the_server_clock_only_on_the_real_clock(db_url: str) -> 
         real.close()
         fake.close()
         JobQueue.set_instance(None)
+
+
+def test_the_observer_rescues_within_one_interval_of_the_last_beat_it_saw_change() -> None:
+    """A beat seen changing on one pass is judged lost by rescue_after after the pass before, not after."""
+    ticks = [0.0]
+    observer = HeartbeatObserver(monotonic=lambda: ticks[0])
+    interval, after = 0.5, 3.0
+    assert observer.stale([("w", 1.0)], after, margin=interval) == {}
+    ticks[0] = interval
+    assert observer.stale([("w", 2.0)], after, margin=interval) == {}  # its last beat, somewhere in (0, 0.5]
+    ticks[0] = interval + after - interval - 0.01
+    assert observer.stale([("w", 2.0)], after, margin=interval) == {}  # surely silent only 2.49 s
+    ticks[0] = after
+    assert observer.stale([("w", 2.0)], after, margin=interval) == {"w": 2.0}  # maybe 3 s, surely 2.5 s
+
+
+def test_the_observer_never_judges_a_worker_beating_every_interval_lost() -> None:
+    """However the passes fall, a value that changes every heartbeat is never stale."""
+    ticks = [0.0]
+    observer = HeartbeatObserver(monotonic=lambda: ticks[0])
+    for step in range(200):
+        ticks[0] = step * 0.37
+        assert observer.stale([("w", float(step // 2))], 3.0, margin=0.5) == {}
