@@ -229,7 +229,8 @@ class BaseJob(Generic[ArgsT]):
         wait_until: datetime | None = None,
     ) -> ConfiguredJob:
         """Per-call options: ``Job.set(queue="urgent", priority=-5).perform_later(...)``."""
-        return ConfiguredJob(cls.job_type(), _call_options(queue, priority, wait, wait_until))
+        job_type = cls.job_type()
+        return ConfiguredJob(job_type, _call_options(queue, priority, wait, wait_until, job=job_type.name))
 
     @classmethod
     def perform_later(cls, *, connection: Connection | None = None, **args: Any) -> JobHandle:
@@ -239,14 +240,16 @@ class BaseJob(Generic[ArgsT]):
     @classmethod
     def perform_at(cls, when: datetime, *, connection: Connection | None = None, **args: Any) -> JobHandle:
         """Enqueue to run at an aware datetime (naive datetimes are refused)."""
-        call = CallOptions(run_at=_aware(when))
-        return ConfiguredJob(cls.job_type(), call).perform_later(connection=connection, **args)
+        job_type = cls.job_type()
+        call = _call_options(None, None, None, when, job=job_type.name)
+        return ConfiguredJob(job_type, call).perform_later(connection=connection, **args)
 
     @classmethod
     def perform_in(cls, delay: timedelta | float, *, connection: Connection | None = None, **args: Any) -> JobHandle:
         """Enqueue to run after ``delay`` (a timedelta or seconds)."""
-        call = _call_options(None, None, delay, None)
-        return ConfiguredJob(cls.job_type(), call).perform_later(connection=connection, **args)
+        job_type = cls.job_type()
+        call = _call_options(None, None, delay, None, job=job_type.name)
+        return ConfiguredJob(job_type, call).perform_later(connection=connection, **args)
 
     @classmethod
     def perform_all_later(
@@ -292,6 +295,23 @@ async def _await(awaitable: Any) -> Any:
 
 
 def _call_options(
+    queue: str | None,
+    priority: int | None,
+    wait: timedelta | float | None,
+    wait_until: datetime | None,
+    *,
+    job: str = "",
+) -> CallOptions:
+    """Check per-call options; each error names the job (when given) and the option."""
+    try:
+        return _checked_call_options(queue, priority, wait, wait_until)
+    except EnqueueError as exc:
+        if not job:
+            raise
+        raise EnqueueError(f"{job}: {exc}") from None
+
+
+def _checked_call_options(
     queue: str | None, priority: int | None, wait: timedelta | float | None, wait_until: datetime | None
 ) -> CallOptions:
     if wait is not None and wait_until is not None:
@@ -341,12 +361,13 @@ class ConfiguredJob:
 
     def perform_at(self, when: datetime, *, connection: Connection | None = None, **args: Any) -> JobHandle:
         """Enqueue to run at an aware datetime, with these options."""
-        call = CallOptions(self._call.queue, self._call.priority, _aware(when), None)
+        timing = _call_options(None, None, None, when, job=self._type.name)
+        call = CallOptions(self._call.queue, self._call.priority, timing.run_at, None)
         return _enqueuer().enqueue_jobs(self._type, [args], call, connection)[0]
 
     def perform_in(self, delay: timedelta | float, *, connection: Connection | None = None, **args: Any) -> JobHandle:
         """Enqueue to run after ``delay``, with these options."""
-        timing = _call_options(None, None, delay, None)
+        timing = _call_options(None, None, delay, None, job=self._type.name)
         call = CallOptions(self._call.queue, self._call.priority, None, timing.delay)
         return _enqueuer().enqueue_jobs(self._type, [args], call, connection)[0]
 

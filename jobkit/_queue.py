@@ -303,7 +303,9 @@ class JobQueue:
             raise EnqueueError(f"{name}: unknown enqueue options {sorted(unknown)}; arguments go in args={{...}}")
         if args is not None and not isinstance(args, Mapping):
             raise EnqueueError(f"{name}: args must be a mapping of arguments, got {type(args).__name__}")
-        options = _job._call_options(call.get("queue"), call.get("priority"), call.get("wait"), call.get("wait_until"))
+        options = _job._call_options(
+            call.get("queue"), call.get("priority"), call.get("wait"), call.get("wait_until"), job=name
+        )
         return self.enqueue_jobs(job_type, [dict(args or {})], options, call.get("connection"))[0]
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
