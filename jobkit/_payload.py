@@ -99,65 +99,72 @@ def to_json_args(
     if schema is None:
         return dumps(args, max_depth=max_depth, max_bytes=max_bytes)
     model = schema.model_validate(args)
-    depth = _plain_depth(schema)
-    if depth is not None and depth <= max_depth:
-        # Fast path: a schema of strings, ints and the like cannot dump NaN, a non-string key or a
-        # secret, so pydantic's own JSON is already strict. Anything it refuses takes the slow path
-        # below for a clear error.
+    plain = _plain_schema(schema)
+    if plain is not None and plain[0] <= max_depth:
+        # Fast path: this schema cannot dump a non-string key or a secret, so pydantic's own JSON
+        # is strict already, but for one thing: pydantic writes a NaN or infinite float as null.
+        # A schema with floats therefore takes it only when no null, NaN or Infinity appears in the
+        # text at all (a byte search); anything else takes the slow path below, for a clear error.
         try:
             data = schema.__pydantic_serializer__.to_json(model, by_alias=True)
         except Exception:  # a lone surrogate, mostly: the slow path names the argument
             pass
         else:
-            if len(data) <= max_bytes:
+            floats_safe = not plain[1] or not (b"null" in data or b"NaN" in data or b"Infinity" in data)
+            if floats_safe and len(data) <= max_bytes:
                 return data.decode("utf-8")
     return dumps(_model_json(model), max_depth=max_depth, max_bytes=max_bytes)
 
 
-# Leaf types whose JSON form is a string, a bool, null or an int: never NaN, never a container.
-_PLAIN_LEAVES = (str, int, type(None), datetime, date, time, timedelta, UUID, Decimal)
+# Leaf types whose JSON form is a string, a bool, null or a number, never a container.
+_PLAIN_LEAVES = (str, int, float, type(None), datetime, date, time, timedelta, UUID, Decimal)
 
 
 @functools.cache
-def _plain_depth(schema: type[BaseModel]) -> int | None:
-    """The deepest nesting ``schema`` can dump to, or None when its JSON may need the strict check.
+def _plain_schema(schema: type[BaseModel]) -> tuple[int, bool] | None:
+    """(the deepest nesting ``schema`` can dump to, whether it has floats), or None when its JSON
+    always needs the strict check.
 
-    Computed once per schema. Floats (NaN), secrets, ``Any``, custom serializers, extras and
-    anything unknown make a schema need the check; so does a model that contains itself.
+    Computed once per schema. Secrets, ``Any``, custom serializers, extras and anything unknown
+    make a schema need the check; so does a model that contains itself.
     """
-    return _type_depth(schema, frozenset())
+    floats: list[type] = []
+    depth = _type_depth(schema, frozenset(), floats)
+    return None if depth is None else (depth, bool(floats))
 
 
-def _type_depth(annotation: Any, seen: frozenset[type]) -> int | None:
+def _type_depth(annotation: Any, seen: frozenset[type], floats: list[type]) -> int | None:
     if is_model_class(annotation):
         if annotation in seen or annotation.model_config.get("extra") == "allow":
             return None
         decorators = annotation.__pydantic_decorators__
         if decorators.field_serializers or decorators.model_serializers or decorators.computed_fields:
             return None
-        depths = [_type_depth(f.annotation, seen | {annotation}) for f in annotation.model_fields.values()]
+        depths = [_type_depth(f.annotation, seen | {annotation}, floats) for f in annotation.model_fields.values()]
         if any(d is None for d in depths):
             return None
         return 1 + max((d for d in depths if d is not None), default=0)
     if isinstance(annotation, type):
         if issubclass(annotation, Enum):
             return 0 if issubclass(annotation, str | int) else None
-        return 0 if issubclass(annotation, _PLAIN_LEAVES) and not issubclass(annotation, float) else None
+        if issubclass(annotation, float):
+            floats.append(annotation)
+        return 0 if issubclass(annotation, _PLAIN_LEAVES) else None
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is typing.Annotated:
         if any(isinstance(m, PlainSerializer | WrapSerializer) for m in annotation.__metadata__):
             return None
-        return _type_depth(annotation.__origin__, seen)
+        return _type_depth(annotation.__origin__, seen, floats)
     if origin is Literal:
         return 0 if all(v is None or isinstance(v, str | int) for v in args) else None
     if origin is typing.Union or origin is types.UnionType:
-        depths = [_type_depth(a, seen) for a in args]
+        depths = [_type_depth(a, seen, floats) for a in args]
         return None if any(d is None for d in depths) else max(d for d in depths if d is not None)
     if origin in (list, tuple, set, frozenset, Sequence, Set) and args:
-        depths = [_type_depth(a, seen) for a in args if a is not Ellipsis]
+        depths = [_type_depth(a, seen, floats) for a in args if a is not Ellipsis]
         return None if any(d is None for d in depths) else 1 + max(d for d in depths if d is not None)
     if origin in (dict, Mapping) and len(args) == 2 and args[0] is str:
-        inner = _type_depth(args[1], seen)
+        inner = _type_depth(args[1], seen, floats)
         return None if inner is None else 1 + inner
     return None
 

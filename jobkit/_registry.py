@@ -99,7 +99,6 @@ class JobOptions:
             "priority": self.priority,
             "retry_on": [e.__name__ for e in self.retry_on],
             "discard_on": [e.__name__ for e in self.discard_on],
-            "extra_args": self.extra_args,
         }
 
 
