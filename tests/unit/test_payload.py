@@ -178,3 +178,41 @@ def test_payload_error_where_renders_paths() -> None:
     assert PayloadError("bad", (0, "a b")).where("result") == "result[0]['a b']"
     assert PayloadError("bad", tuple(range(20))).where() == "[0][1][2][3][4][5]..."
     assert str(PayloadError("bad")) == "bad"
+
+
+class Measured(BaseModel):
+    x: float
+    label: str | None = None
+    values: list[float] = []
+
+
+class MeasuredAsText(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+    x: float
+
+
+class MeasuredAsConstants(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+    x: float
+
+
+@pytest.mark.parametrize(
+    ("model", "args", "message"),
+    [
+        (Measured, {"x": math.nan}, "x: NaN is not allowed"),
+        (Measured, {"x": 1, "values": [1.0, "-inf"]}, "values[1]: -Infinity is not allowed"),
+        (MeasuredAsConstants, {"x": "inf"}, "x: Infinity is not allowed"),
+        (MeasuredAsText, {"x": math.nan}, "x: NaN is not allowed"),  # whatever the model's JSON config
+    ],
+)
+def test_schema_floats_never_become_null(model: type[BaseModel], args: dict[str, Any], message: str) -> None:
+    """A NaN or infinite float in a schema is refused naming the field, never stored as null."""
+    with pytest.raises(PayloadError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        to_json_args(model, args)
+
+
+def test_schema_floats_and_nulls_that_are_valid_are_stored() -> None:
+    """Finite floats and real None values are stored as pydantic dumps them."""
+    assert to_json_args(Measured, {"x": 1.5, "values": [2]}) == '{"x":1.5,"label":null,"values":[2.0]}'
+    assert to_json_args(Measured, {"x": 1.5, "label": "null NaN"}) == '{"x":1.5,"label":"null NaN","values":[]}'
+    assert to_json_args(MeasuredAsText, {"x": 2}) == '{"x":2.0}'
