@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import BaseModel, Field, SecretStr
 
-from jobkit import BaseJob, EnqueueError, JobDefinitionError, JobQueue, job
+from jobkit import BaseJob, EnqueueError, JobDefinitionError, JobFailed, JobQueue, Snooze, job
 from jobkit._payload import redact
 
 # Text that is awkward but valid everywhere: quotes, backslashes, accents, emoji (outside the BMP),
@@ -283,3 +283,22 @@ def test_far_but_valid_times_are_stored_and_readable(queue: JobQueue) -> None:
     assert later.refresh().run_at > datetime.now(UTC) + timedelta(days=365 * 98)
     assert len(queue.jobs()) == 2
     assert queue.run_once() == 0
+
+
+@job(name="matrix.snooze_forever", max_retries=0)
+class SnoozeForever(BaseJob[dict[str, Any]]):
+    def perform(self, args: dict[str, Any]) -> None:
+        raise Snooze(float(args["seconds"]))
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "1e13"])
+def test_snooze_that_cannot_be_stored_fails_the_job_and_the_worker_goes_on(queue: JobQueue, seconds: str) -> None:
+    """Snooze(NaN / inf / centuries) is a ValueError in the job: it fails with the reason, later jobs run."""
+    bad = SnoozeForever.perform_later(seconds=seconds)
+    good = Echo.perform_later(after="snooze")
+    queue.start()
+    with pytest.raises(JobFailed) as failed:
+        bad.result(timeout=15)
+    assert failed.value.error_type == "ValueError"
+    assert "Snooze seconds must be a finite number" in failed.value.errors[-1]["message"]
+    assert good.result(timeout=15) == {"after": "snooze"}
