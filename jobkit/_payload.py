@@ -218,15 +218,27 @@ def _is_secret_type(annotation: Any) -> bool:
     return isinstance(target, type) and issubclass(target, _SecretBase)
 
 
-@functools.cache
 def has_secrets(schema: type[BaseModel]) -> bool:
     """True when ``schema`` has a secret field (``SecretStr``, ``SecretBytes``, ``Secret[T]``) anywhere."""
+    if not schema.__pydantic_complete__:
+        # Forward references not resolved yet: resolve them now, and never cache a guess made
+        # from unresolved annotations (it would leave a secret unmasked for good).
+        schema.model_rebuild(raise_errors=False)
+        if not schema.__pydantic_complete__:
+            return _has_secret(schema, set())
+    return _cached_has_secrets(schema)
+
+
+@functools.cache
+def _cached_has_secrets(schema: type[BaseModel]) -> bool:
     return _has_secret(schema, set())
 
 
 def _has_secret(annotation: Any, seen: set[int]) -> bool:
     if _is_secret_type(annotation):
         return True
+    if isinstance(annotation, str | typing.ForwardRef):
+        return True  # unresolved: assume a secret may hide there (masking too much is the safe side)
     if is_model_class(annotation):
         if id(annotation) in seen:
             return False
