@@ -220,10 +220,13 @@ def _is_secret_type(annotation: Any) -> bool:
 
 def has_secrets(schema: type[BaseModel]) -> bool:
     """True when ``schema`` has a secret field (``SecretStr``, ``SecretBytes``, ``Secret[T]``) anywhere."""
-    if not schema.__pydantic_complete__:
+    if schema is not BaseModel and not schema.__pydantic_complete__:
         # Forward references not resolved yet: resolve them now, and never cache a guess made
         # from unresolved annotations (it would leave a secret unmasked for good).
-        schema.model_rebuild(raise_errors=False)
+        try:
+            schema.model_rebuild(raise_errors=False)
+        except Exception:  # a schema pydantic cannot build: judged uncached below
+            pass
         if not schema.__pydantic_complete__:
             return _has_secret(schema, set())
     return _cached_has_secrets(schema)
