@@ -5,16 +5,26 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from jobkit._cancel import CancelToken
 from jobkit._handle import JobHandle
-from jobkit._payload import BaseModel, validate
-from jobkit._registry import JobOptions, JobType, build_options, register
-from jobkit.errors import EnqueueError, JobDefinitionError
+from jobkit._payload import BaseModel, ExtraArgs, validate
+from jobkit._registry import (
+    MAX_QUEUE,
+    JobOptions,
+    JobType,
+    build_options,
+    int32_problem,
+    name_problem,
+    register,
+)
+from jobkit._registry import short_repr as short
+from jobkit.errors import MAX_DELAY_SECONDS, EnqueueError, JobDefinitionError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -95,12 +105,26 @@ def _enqueuer() -> Enqueuer:
     return _enqueuer_factory()
 
 
+# Run times are stored as epoch seconds and read back as datetimes: a time outside the years
+# 1970-9999 would be stored and then break refresh(), queue.jobs() and the CLI.
+EARLIEST_RUN_AT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_RUN_AT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
 def _aware(when: datetime) -> datetime:
+    if not isinstance(when, datetime):
+        raise EnqueueError(f"run time must be an aware datetime, got {when!r}")
     if when.tzinfo is None or when.tzinfo.utcoffset(when) is None:
         raise EnqueueError(
             f"run time {when.isoformat()} is a naive datetime; pass an aware one, "
             "e.g. datetime.now(UTC) + timedelta(minutes=5)"
         )
+    try:
+        in_range = EARLIEST_RUN_AT <= when <= LATEST_RUN_AT
+    except OverflowError:  # an offset pushing year 1 or 9999 out of range
+        in_range = False
+    if not in_range:
+        raise EnqueueError(f"run time {when.isoformat()} is outside the years 1970 to 9999")
     return when
 
 
@@ -111,6 +135,26 @@ class _JobLogger(logging.LoggerAdapter[logging.Logger]):
         extra = self.extra or {}
         kwargs["extra"] = {**extra, **(kwargs.get("extra") or {})}
         return f"[job {extra.get('job_id')} {extra.get('job_name')} #{extra.get('attempt')}] {msg}", kwargs
+
+
+def _delay(wait: object) -> timedelta:
+    """A delay as given to perform_in or set(wait=...), refused unless it is 0 to about 100 years."""
+    if isinstance(wait, timedelta):
+        seconds = wait.total_seconds()
+    elif isinstance(wait, int | float) and not isinstance(wait, bool):
+        try:
+            seconds = float(wait)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf
+    else:
+        raise EnqueueError(f"wait must be a timedelta or seconds, got {wait!r}")
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_DELAY_SECONDS):
+        raise EnqueueError(
+            f"wait must be from 0 to {MAX_DELAY_SECONDS:.0f} seconds (about 100 years), got {wait!r}"
+            if math.isfinite(seconds) and seconds >= 0
+            else f"wait must be a finite number of seconds and not negative, got {wait!r}"
+        )
+    return timedelta(seconds=seconds)
 
 
 class BaseJob(Generic[ArgsT]):
@@ -195,7 +239,8 @@ class BaseJob(Generic[ArgsT]):
         wait_until: datetime | None = None,
     ) -> ConfiguredJob:
         """Per-call options: ``Job.set(queue="urgent", priority=-5).perform_later(...)``."""
-        return ConfiguredJob(cls.job_type(), _call_options(queue, priority, wait, wait_until))
+        job_type = cls.job_type()
+        return ConfiguredJob(job_type, _call_options(queue, priority, wait, wait_until, job=job_type.name))
 
     @classmethod
     def perform_later(cls, *, connection: Connection | None = None, **args: Any) -> JobHandle:
@@ -205,14 +250,16 @@ class BaseJob(Generic[ArgsT]):
     @classmethod
     def perform_at(cls, when: datetime, *, connection: Connection | None = None, **args: Any) -> JobHandle:
         """Enqueue to run at an aware datetime (naive datetimes are refused)."""
-        call = CallOptions(run_at=_aware(when))
-        return ConfiguredJob(cls.job_type(), call).perform_later(connection=connection, **args)
+        job_type = cls.job_type()
+        call = _call_options(None, None, None, when, job=job_type.name)
+        return ConfiguredJob(job_type, call).perform_later(connection=connection, **args)
 
     @classmethod
     def perform_in(cls, delay: timedelta | float, *, connection: Connection | None = None, **args: Any) -> JobHandle:
         """Enqueue to run after ``delay`` (a timedelta or seconds)."""
-        call = _call_options(None, None, delay, None)
-        return ConfiguredJob(cls.job_type(), call).perform_later(connection=connection, **args)
+        job_type = cls.job_type()
+        call = _call_options(None, None, delay, None, job=job_type.name)
+        return ConfiguredJob(job_type, call).perform_later(connection=connection, **args)
 
     @classmethod
     def perform_all_later(
@@ -250,7 +297,7 @@ class BaseJob(Generic[ArgsT]):
     @classmethod
     def _inline(cls, args: dict[str, Any]) -> tuple[BaseJob[Any], Any]:
         job_type = cls.job_type()
-        return cls(), validate(job_type.options.schema, args)
+        return cls(), validate(job_type.options.enqueue_schema, args)
 
 
 async def _await(awaitable: Any) -> Any:
@@ -258,25 +305,37 @@ async def _await(awaitable: Any) -> Any:
 
 
 def _call_options(
+    queue: str | None,
+    priority: int | None,
+    wait: timedelta | float | None,
+    wait_until: datetime | None,
+    *,
+    job: str = "",
+) -> CallOptions:
+    """Check per-call options; each error names the job (when given) and the option."""
+    try:
+        return _checked_call_options(queue, priority, wait, wait_until)
+    except EnqueueError as exc:
+        if not job:
+            raise
+        raise EnqueueError(f"{job}: {exc}") from None
+
+
+def _checked_call_options(
     queue: str | None, priority: int | None, wait: timedelta | float | None, wait_until: datetime | None
 ) -> CallOptions:
     if wait is not None and wait_until is not None:
         raise EnqueueError("pass either wait= or wait_until=, not both")
-    delay: timedelta | None
-    if isinstance(wait, bool):
-        raise EnqueueError(f"wait must be a timedelta or seconds, got {wait!r}")
-    delay = timedelta(seconds=wait) if isinstance(wait, int | float) else wait
-    if delay is not None and delay.total_seconds() < 0:
-        raise EnqueueError(f"wait must not be negative, got {delay}")
-    if queue is not None and (not isinstance(queue, str) or not queue):
-        raise EnqueueError(f"queue must be a non-empty string, got {queue!r}")
-    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
-        raise EnqueueError(f"priority must be an int, got {priority!r}")
+    problem = None if queue is None else name_problem("queue", queue, MAX_QUEUE)
+    if problem is None and priority is not None:
+        problem = int32_problem("priority", priority)
+    if problem is not None:
+        raise EnqueueError(problem)
     return CallOptions(
         queue=queue,
         priority=priority,
         run_at=None if wait_until is None else _aware(wait_until),
-        delay=delay,
+        delay=None if wait is None else _delay(wait),
     )
 
 
@@ -297,19 +356,28 @@ class ConfiguredJob:
         self, args_list: Iterable[Mapping[str, Any]], *, connection: Connection | None = None
     ) -> list[JobHandle]:
         """Validate all, then enqueue all in one round trip, with these options."""
-        items = [dict(a) for a in args_list]
+        if isinstance(args_list, str | bytes | Mapping):
+            raise EnqueueError(
+                f"{self._type.name}: perform_all_later takes a list of argument mappings, got {short(args_list)}"
+            )
+        items: list[dict[str, Any]] = []
+        for index, args in enumerate(args_list):
+            if not isinstance(args, Mapping):
+                raise EnqueueError(f"{self._type.name}: item {index} is not a mapping of arguments, got {short(args)}")
+            items.append(dict(args))
         if not items:
             return []
         return _enqueuer().enqueue_jobs(self._type, items, self._call, connection)
 
     def perform_at(self, when: datetime, *, connection: Connection | None = None, **args: Any) -> JobHandle:
         """Enqueue to run at an aware datetime, with these options."""
-        call = CallOptions(self._call.queue, self._call.priority, _aware(when), None)
+        timing = _call_options(None, None, None, when, job=self._type.name)
+        call = CallOptions(self._call.queue, self._call.priority, timing.run_at, None)
         return _enqueuer().enqueue_jobs(self._type, [args], call, connection)[0]
 
     def perform_in(self, delay: timedelta | float, *, connection: Connection | None = None, **args: Any) -> JobHandle:
         """Enqueue to run after ``delay``, with these options."""
-        timing = _call_options(None, None, delay, None)
+        timing = _call_options(None, None, delay, None, job=self._type.name)
         call = CallOptions(self._call.queue, self._call.priority, None, timing.delay)
         return _enqueuer().enqueue_jobs(self._type, [args], call, connection)[0]
 
@@ -325,8 +393,13 @@ def job(
     priority: int = 0,
     retry_on: tuple[type[BaseException], ...] = (),
     discard_on: tuple[type[BaseException], ...] = (),
+    extra_args: ExtraArgs = "forbid",
 ) -> Callable[[J], J]:
     """Declare a job class; every option is validated when the class is defined.
+
+    With a ``schema``, an argument the schema does not name is refused at enqueue
+    (pydantic's ``extra="forbid"``, so a typo never drops a value silently);
+    ``extra_args="ignore"`` drops unknown arguments instead, as pydantic does by default.
 
     Example::
 
@@ -350,6 +423,7 @@ def job(
             priority=priority,
             retry_on=retry_on,
             discard_on=discard_on,
+            extra_args=extra_args,
         )
         job_type = JobType(
             options=options,

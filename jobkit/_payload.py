@@ -1,23 +1,84 @@
 """The only pydantic import outside settings: validate, dump and load job payloads.
 
-Everything stored is JSON text; nothing is ever pickled, so reading a row can
+Everything stored is strict JSON text: no NaN or Infinity, string keys only, no lone
+surrogates, nothing coerced behind the caller's back (a datetime, set or bytes value is
+refused, not turned into something else), within a nesting and a size limit. The same
+text is stored on SQLite and PostgreSQL, and nothing is ever pickled, so reading a row can
 never execute code.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence, Set
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Literal, get_args, get_origin
+from uuid import UUID
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError, WrapSerializer
+from pydantic.types import _SecretBase
 from pydantic_core import to_jsonable_python
 
-__all__ = ["BaseModel", "ValidationError", "dumps", "is_model_class", "loads", "to_json_args", "validate"]
+from jobkit.errors import PayloadError
+
+__all__ = [
+    "DEFAULT_BYTES",
+    "DEFAULT_DEPTH",
+    "MASK",
+    "BaseModel",
+    "ExtraArgs",
+    "ValidationError",
+    "args_model",
+    "dumps",
+    "has_secrets",
+    "is_model_class",
+    "loads",
+    "redact",
+    "to_json_args",
+    "validate",
+]
+
+#: The defaults of the ``max_payload_depth`` and ``max_payload_bytes`` settings.
+DEFAULT_DEPTH = 64
+DEFAULT_BYTES = 16 * 1024 * 1024
+#: What a secret is shown as where people read arguments.
+MASK = "**********"
+
+ExtraArgs = Literal["forbid", "ignore"]
 
 
 def is_model_class(value: object) -> bool:
     """True when ``value`` is a pydantic model class."""
     return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+# -- schemas -------------------------------------------------------------------------------------
+
+
+def args_model(schema: type[BaseModel], extra_args: ExtraArgs) -> type[BaseModel]:
+    """The model enqueue validates with: ``schema`` itself, or a subclass refusing unknown keywords.
+
+    The user's class is never changed: a derived class carries ``extra="forbid"`` (pydantic merges
+    it with the parent's config, so aliases, validators and the rest behave the same). A model that
+    says ``extra="allow"`` keeps its extras, and ``extra_args="ignore"`` keeps pydantic's default.
+    """
+    if extra_args == "ignore" or schema.model_config.get("extra") in ("allow", "forbid"):
+        return schema
+    namespace = {
+        "__module__": schema.__module__,
+        "__qualname__": schema.__qualname__,
+        "__doc__": schema.__doc__,
+        "model_config": ConfigDict(extra="forbid"),
+    }
+    metaclass: Any = type(schema)  # pydantic's ModelMetaclass builds the subclass like a class statement
+    derived: type[BaseModel] = metaclass(schema.__name__, (schema,), namespace)
+    return derived
 
 
 def validate(schema: type[BaseModel] | None, args: dict[str, Any]) -> BaseModel | dict[str, Any]:
@@ -27,25 +88,433 @@ def validate(schema: type[BaseModel] | None, args: dict[str, Any]) -> BaseModel 
     return schema.model_validate(args)
 
 
-def to_json_args(schema: type[BaseModel] | None, args: dict[str, Any]) -> str:
-    """Validate ``args`` then dump them as the JSON text that is stored."""
-    model = validate(schema, args)
-    if isinstance(model, BaseModel):
-        return model.model_dump_json()
-    return dumps(model)
+def to_json_args(
+    schema: type[BaseModel] | None,
+    args: dict[str, Any],
+    *,
+    max_depth: int = DEFAULT_DEPTH,
+    max_bytes: int = DEFAULT_BYTES,
+) -> str:
+    """Validate ``args`` then dump them as the strict JSON text that is stored (secrets as given)."""
+    if schema is None:
+        return dumps(args, max_depth=max_depth, max_bytes=max_bytes)
+    model = schema.model_validate(args)
+    plain = _plain_schema(schema)
+    if plain is not None and plain[0] <= max_depth:
+        # Fast path: this schema cannot dump a non-string key or a secret, so pydantic's own JSON
+        # is strict already, but for one thing: pydantic writes a NaN or infinite float as null.
+        # A schema with floats therefore takes it only when no null, NaN or Infinity appears in the
+        # text at all (a byte search); anything else takes the slow path below, for a clear error.
+        try:
+            data = schema.__pydantic_serializer__.to_json(model, by_alias=True)
+        except Exception:  # a lone surrogate, mostly: the slow path names the argument
+            pass
+        else:
+            floats_safe = not plain[1] or not (b"null" in data or b"NaN" in data or b"Infinity" in data)
+            if floats_safe and len(data) <= max_bytes:
+                return data.decode("utf-8")
+    return dumps(_model_json(model), max_depth=max_depth, max_bytes=max_bytes)
 
 
-# Built once: json.dumps with any keyword argument builds a new encoder on every call.
-_ENCODER = json.JSONEncoder(default=to_jsonable_python, separators=(",", ":"))
+# Leaf types whose JSON form is a string, a bool, null or a number, never a container.
+_PLAIN_LEAVES = (str, int, float, type(None), datetime, date, time, timedelta, UUID, Decimal)
 
 
-def dumps(value: Any) -> str:
-    """Dump any JSON-able value (pydantic models, datetimes included) to compact JSON."""
+@functools.cache
+def _plain_schema(schema: type[BaseModel]) -> tuple[int, bool] | None:
+    """(the deepest nesting ``schema`` can dump to, whether it has floats), or None when its JSON
+    always needs the strict check.
+
+    Computed once per schema. Secrets, ``Any``, custom serializers, extras and anything unknown
+    make a schema need the check; so does a model that contains itself.
+    """
+    floats: list[type] = []
+    depth = _type_depth(schema, frozenset(), floats)
+    return None if depth is None else (depth, bool(floats))
+
+
+def _type_depth(annotation: Any, seen: frozenset[type], floats: list[type]) -> int | None:
+    if is_model_class(annotation):
+        if annotation in seen or annotation.model_config.get("extra") == "allow":
+            return None
+        decorators = annotation.__pydantic_decorators__
+        if decorators.field_serializers or decorators.model_serializers or decorators.computed_fields:
+            return None
+        depths = [_type_depth(f.annotation, seen | {annotation}, floats) for f in annotation.model_fields.values()]
+        if any(d is None for d in depths):
+            return None
+        return 1 + max((d for d in depths if d is not None), default=0)
+    if isinstance(annotation, type):
+        if issubclass(annotation, Enum):
+            return 0 if issubclass(annotation, str | int) else None
+        if issubclass(annotation, float):
+            floats.append(annotation)
+        return 0 if issubclass(annotation, _PLAIN_LEAVES) else None
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is typing.Annotated:
+        if any(isinstance(m, PlainSerializer | WrapSerializer) for m in annotation.__metadata__):
+            return None
+        return _type_depth(annotation.__origin__, seen, floats)
+    if origin is Literal:
+        return 0 if all(v is None or isinstance(v, str | int) for v in args) else None
+    if origin is typing.Union or origin is types.UnionType:
+        depths = [_type_depth(a, seen, floats) for a in args]
+        return None if any(d is None for d in depths) else max(d for d in depths if d is not None)
+    if origin in (list, tuple, set, frozenset, Sequence, Set) and args:
+        depths = [_type_depth(a, seen, floats) for a in args if a is not Ellipsis]
+        return None if any(d is None for d in depths) else 1 + max(d for d in depths if d is not None)
+    if origin in (dict, Mapping) and len(args) == 2 and args[0] is str:
+        inner = _type_depth(args[1], seen, floats)
+        return None if inner is None else 1 + inner
+    return None
+
+
+def _model_json(model: BaseModel) -> Any:
+    # By alias: a model whose fields have aliases validates by alias by default, so this is the
+    # form the worker can read back. JSON mode masks secrets; they are put back from the instance.
+    dumped = model.model_dump(mode="json", by_alias=True)
+    if has_secrets(type(model)):
+        dumped = _reveal(model, dumped)
+    return dumped
+
+
+def _secret_json(secret: _SecretBase[Any]) -> Any:
+    value = secret.get_secret_value()
+    if isinstance(value, bytes):
+        return value.decode("utf-8")  # how SecretBytes is validated from JSON text
+    return to_jsonable_python(value)
+
+
+def _reveal(value: Any, dumped: Any) -> Any:
+    """``dumped`` (JSON mode) with every masked secret replaced by the instance's real value."""
+    if isinstance(value, _SecretBase):
+        return _secret_json(value)
+    if isinstance(value, BaseModel) and isinstance(dumped, dict):
+        for name, info in type(value).model_fields.items():
+            key = info.serialization_alias or info.alias or name
+            if key in dumped:
+                dumped[key] = _reveal(getattr(value, name, None), dumped[key])
+        return dumped
+    if isinstance(value, list | tuple) and isinstance(dumped, list) and len(value) == len(dumped):
+        return [_reveal(v, d) for v, d in zip(value, dumped, strict=True)]
+    if isinstance(value, Mapping) and isinstance(dumped, dict):
+        for key, item in value.items():
+            text = key if isinstance(key, str) else str(key)
+            if text in dumped:
+                dumped[text] = _reveal(item, dumped[text])
+        return dumped
+    return dumped
+
+
+def _annotation_args(annotation: Any) -> tuple[Any, ...]:
+    # Annotated[T, ...] -> (T,); list[T] -> (T,); dict[K, V] -> (K, V); T | None -> (T, None) ...
+    if get_origin(annotation) is typing.Annotated:
+        return (annotation.__origin__,)
+    return get_args(annotation)
+
+
+def _is_secret_type(annotation: Any) -> bool:
+    target = get_origin(annotation) or annotation
+    return isinstance(target, type) and issubclass(target, _SecretBase)
+
+
+def has_secrets(schema: type[BaseModel]) -> bool:
+    """True when ``schema`` has a secret field (``SecretStr``, ``SecretBytes``, ``Secret[T]``) anywhere."""
+    if schema is not BaseModel and not schema.__pydantic_complete__:
+        # Forward references not resolved yet: resolve them now, and never cache a guess made
+        # from unresolved annotations (it would leave a secret unmasked for good).
+        try:
+            schema.model_rebuild(raise_errors=False)
+        except Exception:  # a schema pydantic cannot build: judged uncached below
+            pass
+        if not schema.__pydantic_complete__:
+            return _has_secret(schema, set())
+    return _cached_has_secrets(schema)
+
+
+@functools.cache
+def _cached_has_secrets(schema: type[BaseModel]) -> bool:
+    return _has_secret(schema, set())
+
+
+def _has_secret(annotation: Any, seen: set[int]) -> bool:
+    if _is_secret_type(annotation):
+        return True
+    if isinstance(annotation, str | typing.ForwardRef):
+        return True  # unresolved: assume a secret may hide there (masking too much is the safe side)
+    if is_model_class(annotation):
+        if id(annotation) in seen:
+            return False
+        seen.add(id(annotation))
+        return any(_has_secret(f.annotation, seen) for f in annotation.model_fields.values())
+    return any(_has_secret(arg, seen) for arg in _annotation_args(annotation))
+
+
+def redact(args: Any, schema: type[BaseModel] | None) -> Any:
+    """Stored ``args`` with every secret field of ``schema`` shown as ``MASK``; for the CLI, logs and views.
+
+    The arguments are not changed; a copy is returned when there is anything to mask.
+
+    Example::
+
+        redact({"to": "a@b.c", "token": "s3cret"}, EmailArgs)   # {"to": "a@b.c", "token": "**********"}
+    """
+    if schema is None or not has_secrets(schema):
+        return args
+    return _redact(args, schema)
+
+
+def _redact(value: Any, annotation: Any) -> Any:
+    if value is None:
+        return None
+    if _is_secret_type(annotation):
+        return MASK
+    if is_model_class(annotation):
+        if not isinstance(value, dict):
+            return value
+        masked = dict(value)
+        for name, info in annotation.model_fields.items():
+            for key in {name, info.alias, info.serialization_alias} - {None}:
+                if key in masked:
+                    masked[key] = _redact(masked[key], info.annotation)
+        return masked
+    args = _annotation_args(annotation)
+    if not args:
+        return value
+    origin = get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        # A value that may be a secret is masked; otherwise the first model it may be decides.
+        if any(_is_secret_type(a) for a in args):
+            return MASK
+        for arg in args:
+            if is_model_class(arg) and isinstance(value, dict):
+                return _redact(value, arg)
+        return value
+    if isinstance(value, dict) and len(args) == 2:
+        return {k: _redact(v, args[1]) for k, v in value.items()}
+    if isinstance(value, list):
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return [_redact(v, a) for v, a in zip(value, args, strict=False)] + value[len(args) :]
+        return [_redact(v, args[0]) for v in value]
+    return _redact(value, args[0]) if origin is typing.Annotated else value
+
+
+# -- strict JSON ------------------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """A value that is not strict JSON; the path is collected while the check unwinds."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path: list[str | int] = []
+
+
+def _check(value: Any, depth: int) -> None:
+    """Raise _Refused unless ``value`` is strict JSON no deeper than ``depth`` containers."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return
+    if kind is float:
+        if not math.isfinite(value):
+            name = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+            raise _Refused(f"{name} is not allowed in JSON")
+        return
+    if kind is dict:
+        if depth <= 0:
+            raise _Refused("nested too deep")
+        for key, item in value.items():
+            if type(key) is not str and not isinstance(key, str):
+                refused = _Refused(
+                    f"key {_short(key)} is {type(key).__name__}: JSON object keys must be strings"
+                    " (convert it, and mind that 1 and '1' would collide)"
+                )
+                raise refused
+            try:
+                _check(item, depth - 1)
+            except _Refused as exc:
+                exc.path.append(key)
+                raise
+        return
+    if kind is list or kind is tuple:
+        if depth <= 0:
+            raise _Refused("nested too deep")
+        for index, item in enumerate(value):
+            try:
+                _check(item, depth - 1)
+            except _Refused as exc:
+                exc.path.append(index)
+                raise
+        return
+    _check_other(value, depth)
+
+
+def _check_other(value: Any, depth: int) -> None:
+    # Subclasses of the JSON types (str and int enums) encode as their plain value; a pydantic
+    # model is dumped the way a schema would dump it. Anything else would be coerced: refused.
+    if isinstance(value, bool | int | str):
+        return
+    if isinstance(value, float):
+        _check(float(value), depth)
+        return
+    if isinstance(value, BaseModel):
+        _check(_model_json(value), depth)
+        return
+    if isinstance(value, Mapping | list | tuple):
+        _check(dict(value) if isinstance(value, Mapping) else list(value), depth)
+        return
+    raise _Refused(
+        f"{type(value).__name__} is not JSON ({_short(value)}); convert it first "
+        "(e.g. a datetime to an ISO string, a set to a list, bytes to base64 text)"
+    )
+
+
+def _encode_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return _model_json(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")  # _check has refused it already
+
+
+def _make_encoder() -> Any:
+    # json.JSONEncoder.encode builds its C encoder again on every call, which costs more than
+    # encoding a small dict; the C encoder is built once here (json.dumps is the fallback).
+    # ensure_ascii is off: text is stored as UTF-8 as given, and a lone surrogate cannot hide
+    # in an escape; allow_nan is off as a second guard behind _check.
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is not None:
+        encode_chunks = c_make_encoder(
+            None, _encode_default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+        )
+        return lambda value: "".join(encode_chunks(value, 0))
+    encoder = json.JSONEncoder(
+        allow_nan=False, ensure_ascii=False, check_circular=False, separators=(",", ":"), default=_encode_default
+    )
+    return encoder.encode
+
+
+_encode = _make_encoder()
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # a repr that raises must not hide the real problem
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def dumps(value: Any, *, max_depth: int = DEFAULT_DEPTH, max_bytes: int = DEFAULT_BYTES) -> str:
+    """Dump ``value`` as compact strict JSON, or raise :class:`~jobkit.errors.PayloadError` naming the path.
+
+    Example::
+
+        dumps({"items": [{"price": 1.5}]})          # '{"items":[{"price":1.5}]}'
+        dumps({"items": [{"price": float("nan")}]})  # PayloadError: items[0].price: nan is not allowed in JSON
+    """
     if value is None:
         return "null"  # the result of most jobs
-    return _ENCODER.encode(value)
+    try:
+        # The nesting limit also ends a cycle: check_circular is off because this check comes first.
+        _check(value, max_depth)
+    except _Refused as exc:
+        exc.path.reverse()
+        reason = exc.reason if exc.reason != "nested too deep" else f"nested deeper than {max_depth} levels"
+        raise PayloadError(reason, tuple(exc.path)) from None
+    try:
+        text: str = _encode(value)
+    except (TypeError, ValueError, RecursionError) as exc:  # e.g. an int past Python's digit limit
+        raise PayloadError(str(exc)) from None
+    if text.isascii():
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise _surrogate_error(value) from None
+    if size > max_bytes:
+        raise PayloadError(f"the JSON text is {size} bytes, more than the limit of {max_bytes} (max_payload_bytes)")
+    return text
 
 
-def loads(text: str | None) -> Any:
-    """Load JSON text stored by :func:`dumps` (None stays None)."""
-    return None if text is None else json.loads(text)
+def _surrogate_error(value: Any) -> PayloadError:
+    """Find the string holding a lone surrogate (only on the error path, so this walk costs nothing else)."""
+    path: list[str | int] = []
+
+    def bad(text: str) -> bool:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+
+    def find(item: Any) -> str | None:
+        if isinstance(item, BaseModel):
+            item = _model_json(item)
+        if isinstance(item, str):
+            return "string" if bad(item) else None
+        if isinstance(item, Mapping):
+            for key, inner in item.items():
+                if bad(key):
+                    return "key"
+                path.append(key)
+                found = find(inner)
+                if found:
+                    return found
+                path.pop()
+        elif isinstance(item, list | tuple):
+            for index, inner in enumerate(item):
+                path.append(index)
+                found = find(inner)
+                if found:
+                    return found
+                path.pop()
+        return None
+
+    what = find(value) or "string"
+    return PayloadError(f"{what} holds a lone surrogate and is not valid Unicode text", tuple(path))
+
+
+def _no_constant(name: str) -> Any:
+    raise PayloadError(f"{name} is not allowed in JSON")
+
+
+# Built once, like the encoder; NaN and Infinity literals are refused, not read as floats.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
+def loads(text: str | None, *, max_depth: int | None = None) -> Any:
+    """Load stored JSON text (None stays None); raises :class:`~jobkit.errors.PayloadError` if it cannot.
+
+    Never raises RecursionError: text nested too deep for the parser (or deeper than
+    ``max_depth``) is a PayloadError, which is a ValueError.
+    """
+    if text is None:
+        return None
+    try:
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise PayloadError("the stored JSON is nested too deep to read") from None
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, PayloadError):
+            raise
+        raise PayloadError(f"the stored text is not valid JSON: {exc}") from None
+    # Counting brackets (C speed) bounds the depth from above, so the walk runs only for deep text.
+    if max_depth is not None and text.count("[") + text.count("{") > max_depth and _depth(value) > max_depth:
+        raise PayloadError(f"the stored JSON is nested deeper than {max_depth} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, level)
+        stack.extend((inner, level + 1) for inner in item)
+    return deepest

@@ -6,7 +6,7 @@ import logging
 import math
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,6 +23,7 @@ from jobkit._store import JobRecord, NewJob, Store
 from jobkit._store import admin as admin_sql
 from jobkit._store import events as event_sql
 from jobkit._store import workers as worker_sql
+from jobkit.errors import EnqueueError, PayloadError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -204,10 +205,16 @@ class JobQueue:
             run_at = now
         queue = call.queue or options.queue
         priority = options.priority if call.priority is None else call.priority
-        rows = [
-            NewJob(options.name, to_json_args(options.schema, args), queue, priority, run_at, options.max_retries)
-            for args in args_list
-        ]
+        schema, depth, size = options.enqueue_schema, self.settings.max_payload_depth, self.settings.max_payload_bytes
+        rows = []
+        for index, args in enumerate(args_list):
+            try:
+                text = to_json_args(schema, args, max_depth=depth, max_bytes=size)
+            except PayloadError as exc:
+                item = f"item {index}: " if len(args_list) > 1 else ""
+                where = f"argument {exc.where()}" if exc.path else "arguments"
+                raise EnqueueError(f"{options.name}: {item}{where}: {exc.reason}") from None
+            rows.append(NewJob(options.name, text, queue, priority, run_at, options.max_retries))
         ids = self.store.enqueue(rows, connection, now)
         if self._worker is not None:
             self._worker.notify(repr(run_at) if run_at > now else "")
@@ -371,11 +378,18 @@ class JobQueue:
 
     def enqueue(self, name: str, args: dict[str, Any] | None = None, **call: Any) -> JobHandle:
         """Enqueue a job by its registered name (for plugin handlers); ``call`` takes the ``set()`` options."""
-        job_type = all_types().get(name)
+        job_type = all_types().get(name) if isinstance(name, str) else None
         if job_type is None:
             raise LookupError(f"no job type named {name!r} is registered")
-        options = _job._call_options(call.get("queue"), call.get("priority"), call.get("wait"), call.get("wait_until"))
-        return self.enqueue_jobs(job_type, [args or {}], options, call.get("connection"))[0]
+        unknown = set(call) - {"queue", "priority", "wait", "wait_until", "connection"}
+        if unknown:
+            raise EnqueueError(f"{name}: unknown enqueue options {sorted(unknown)}; arguments go in args={{...}}")
+        if args is not None and not isinstance(args, Mapping):
+            raise EnqueueError(f"{name}: args must be a mapping of arguments, got {type(args).__name__}")
+        options = _job._call_options(
+            call.get("queue"), call.get("priority"), call.get("wait"), call.get("wait_until"), job=name
+        )
+        return self.enqueue_jobs(job_type, [dict(args or {})], options, call.get("connection"))[0]
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Receive state events (enqueued, started, progress, completed, failed, retrying, cancelled,

@@ -12,11 +12,51 @@ from typing import Any
 from tenacity.wait import wait_base
 
 from jobkit._backoff import delay_for, make_wait
-from jobkit._payload import BaseModel, is_model_class
+from jobkit._payload import BaseModel, ExtraArgs, args_model, is_model_class
 from jobkit.errors import JobDefinitionError
 
+#: The lengths of the ``name`` and ``queue`` columns (jobkit/_store/schema.py; a test keeps them equal).
 MAX_NAME = 200
 MAX_QUEUE = 100
+#: Priorities and retry counts are stored in 32-bit integer columns.
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def name_problem(field: str, value: Any, limit: int) -> str | None:
+    """Why ``value`` cannot be stored as a name of at most ``limit`` characters, or None if it can.
+
+    The same rule on both databases: PostgreSQL refuses NUL and text that is not UTF-8, and
+    SQLite would store them (or truncate at the NUL), so both are refused before either sees them.
+    """
+    if not isinstance(value, str):
+        return f"{field} must be a string, got {short_repr(value)}"
+    if not value.strip():
+        return f"{field} must be a non-empty string, got {short_repr(value)}"
+    if len(value) > limit:
+        return f"{field} must be at most {limit} characters, got {len(value)}: {short_repr(value)}"
+    if "\x00" in value:
+        return f"{field} must not contain NUL characters, got {short_repr(value)}"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{field} must be valid Unicode text (it holds a lone surrogate), got {short_repr(value)}"
+    return None
+
+
+def int32_problem(field: str, value: Any, *, minimum: int = INT32_MIN) -> str | None:
+    """Why ``value`` cannot be stored in a 32-bit integer column (bool refused), or None if it can."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{field} must be an int, got {short_repr(value)}"
+    if not minimum <= value <= INT32_MAX:
+        return f"{field} must be between {minimum} and {INT32_MAX}, got {value}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +72,15 @@ class JobOptions:
     priority: int = 0
     retry_on: tuple[type[BaseException], ...] = ()
     discard_on: tuple[type[BaseException], ...] = ()
+    extra_args: ExtraArgs = "forbid"
     wait: wait_base = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    #: The model enqueue validates with (``schema``, or a subclass refusing unknown keywords).
+    args_model: type[BaseModel] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def enqueue_schema(self) -> type[BaseModel] | None:
+        """The model arguments are validated with before they are stored (or run by ``perform_now``)."""
+        return self.args_model or self.schema
 
     def backoff_seconds(self, attempt: int) -> float:
         """Seconds to wait before retrying after ``attempt`` failed."""
@@ -65,18 +113,24 @@ def build_options(
     priority: Any = 0,
     retry_on: Any = (),
     discard_on: Any = (),
+    extra_args: Any = "forbid",
 ) -> JobOptions:
     """Validate every option, naming the job and the option in each error."""
 
     def bad(option: str, why: str) -> JobDefinitionError:
         return JobDefinitionError(f"{name}: {option} {why}")
 
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
-        raise JobDefinitionError(f"{name!r}: name must be a non-empty string of at most {MAX_NAME} characters")
+    problem = name_problem("name", name, MAX_NAME)
+    if problem is not None:
+        raise JobDefinitionError(f"{short_repr(name)}: {problem}")
     if schema is not None and not is_model_class(schema):
         raise bad("schema", f"must be a pydantic BaseModel subclass, got {schema!r}")
+    if extra_args not in ("forbid", "ignore"):
+        raise bad("extra_args", f"must be 'forbid' or 'ignore', got {short_repr(extra_args)}")
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise bad("max_retries", f"must be >= 0, got {max_retries!r}")
+    if max_retries > INT32_MAX:
+        raise bad("max_retries", f"must be at most {INT32_MAX}, got {max_retries}")
     try:
         wait = make_wait(backoff)
     except ValueError as exc:
@@ -85,10 +139,9 @@ def build_options(
         timeout = timeout.total_seconds()
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
         raise bad("timeout", f"must be a positive number of seconds or a timedelta, got {timeout!r}")
-    if not isinstance(queue, str) or not queue or len(queue) > MAX_QUEUE:
-        raise bad("queue", f"must be a non-empty string of at most {MAX_QUEUE} characters, got {queue!r}")
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise bad("priority", f"must be an int (lower runs first), got {priority!r}")
+    for problem in (name_problem("queue", queue, MAX_QUEUE), int32_problem("priority", priority)):
+        if problem is not None:
+            raise JobDefinitionError(f"{name}: {problem}")
     for option, value in (("retry_on", retry_on), ("discard_on", discard_on)):
         if not isinstance(value, tuple) or not all(isinstance(e, type) and issubclass(e, BaseException) for e in value):
             raise bad(option, f"must be a tuple of exception classes, got {value!r}")
@@ -102,7 +155,9 @@ def build_options(
         priority=priority,
         retry_on=retry_on,
         discard_on=discard_on,
+        extra_args=extra_args,
         wait=wait,
+        args_model=None if schema is None else args_model(schema, extra_args),
     )
 
 

@@ -6,7 +6,12 @@ application can catch the whole family with one ``except``.
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
 from typing import Any
+
+#: The longest delay jobkit stores (about 100 years): ``perform_in``, ``set(wait=...)`` and ``Snooze``.
+MAX_DELAY_SECONDS = 100 * 365.25 * 86400.0
 
 
 class JobError(Exception):
@@ -28,7 +33,50 @@ class ConfigurationError(JobError):
 
 
 class EnqueueError(JobError):
-    """A job could not be enqueued (bad options such as a naive datetime)."""
+    """A job could not be enqueued (bad options such as a naive datetime, or arguments that are not JSON).
+
+    Nothing is stored when it is raised. Example::
+
+        SendEmail.set(queue="").perform_later(...)   # EnqueueError: queue must be a non-empty string ...
+    """
+
+
+class PayloadError(JobError, ValueError):
+    """A value is not strict JSON, or stored text cannot be read back; the message names the path.
+
+    Arguments, results, progress and checkpoints are stored as strict JSON: no NaN or Infinity,
+    string keys only, no lone surrogates, only JSON types (a datetime, set or bytes is refused
+    rather than silently converted), within the ``max_payload_depth`` and ``max_payload_bytes``
+    settings. ``path`` holds the keys and indexes leading to the bad value, ``reason`` what is wrong.
+    Enqueueing turns it into an :class:`EnqueueError` naming the job and the argument.
+
+    Example::
+
+        try:
+            SendEmail.perform_later(to="a@b.c", scores=[1.0, float("nan")])
+        except EnqueueError as exc:
+            print(exc)   # send_email: argument scores[1]: nan is not allowed in JSON
+    """
+
+    def __init__(self, reason: str, path: tuple[str | int, ...] = ()) -> None:
+        self.reason = reason
+        self.path = path
+        where = self.where()
+        super().__init__(f"{where}: {reason}" if where else reason)
+
+    def where(self, root: str = "") -> str:
+        """The path as text, e.g. ``items[3].price``; ``root`` is put in front (``result.total``)."""
+        text = root
+        # A path into a too-deep value is as long as the value is deep: its start locates it.
+        parts = self.path if len(self.path) <= 8 else self.path[:6]
+        for part in parts:
+            if isinstance(part, int):
+                text += f"[{part}]"
+            elif part.isidentifier():
+                text += f".{part}" if text else part
+            else:
+                text += f"[{part!r}]"
+        return text if len(parts) == len(self.path) else text + "..."
 
 
 class JobNotFound(JobError):
@@ -54,11 +102,24 @@ class Snooze(JobError):
             raise Snooze(30)   # try again in 30 seconds
     """
 
-    def __init__(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError(f"Snooze seconds must be >= 0, got {seconds}")
+    def __init__(self, seconds: float | timedelta) -> None:
+        if isinstance(seconds, timedelta):
+            seconds = seconds.total_seconds()
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise ValueError(f"Snooze takes seconds (a number or a timedelta), got {seconds!r}")
+        # A delay the database cannot store as a time (NaN, infinity, centuries) would be written
+        # and then break every reader of the row: refused here, in the job that raised it.
+        try:
+            value = float(seconds)
+        except OverflowError:  # an int too large for a float
+            value = math.inf
+        if not (math.isfinite(value) and 0 <= value <= MAX_DELAY_SECONDS):
+            raise ValueError(
+                f"Snooze seconds must be a finite number from 0 to {MAX_DELAY_SECONDS:.0f} (about 100 years), "
+                f"got {seconds!r}"
+            )
         super().__init__(f"snoozed for {seconds}s")
-        self.seconds = float(seconds)
+        self.seconds = value
 
 
 class JobTimeout(JobError):

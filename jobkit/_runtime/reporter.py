@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import logging
 import threading
 import time
@@ -76,9 +75,12 @@ class JobReporter:
         token: CancelToken,
         clock: Clock,
         emit: Callable[[dict[str, Any]], None],
+        dump: Callable[[Any], str] = dumps,
     ) -> None:
         self.store = store
         self.job = job
+        #: Strict JSON with the queue's payload limits; raises PayloadError in the job's own thread.
+        self.dump = dump
         self.token = token
         self.clock = clock
         self.emit = emit
@@ -110,7 +112,7 @@ class JobReporter:
                 del self._stages[:-MAX_STAGE_LOG]
             event = {"percent": percent, "stage": stage, "message": message, "data": data}
             # Serialised now, in the job's own thread, so data that is not JSON fails the call that passed it.
-            payload = dumps(
+            payload = self.dump(
                 {
                     **event,
                     "seq": self._seq,
@@ -161,7 +163,7 @@ class JobReporter:
 
     def checkpoint(self, stage: str, data: Any) -> None:
         """Persist a checkpoint now; raises if the data is not JSON."""
-        payload = json.dumps({"stage": stage, "data": data, "at": self.clock.now()})
+        payload = self.dump({"stage": stage, "data": data, "at": self.clock.now()})
         transition = Transition("checkpoint", self.job.id, self.job.worker_id, self.job.lease, {"checkpoint": payload})
         try:
             took = self.store.transition(transition, self.clock.now())

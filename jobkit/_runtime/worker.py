@@ -31,6 +31,7 @@ from typing import Any
 
 from jobkit._cancel import CancelToken
 from jobkit._clock import Clock
+from jobkit._payload import dumps
 from jobkit._registry import JobType
 from jobkit._runtime.completer import Completer, Finished, job_log
 from jobkit._runtime.executor import Prepared, prepare, run_async, run_sync
@@ -113,6 +114,10 @@ class Worker:
         self.types = types
         self.emit = emit
         self.id = new_worker_id()
+        # Results, progress and checkpoints are stored as strict JSON within the queue's limits.
+        self._dump: Callable[[Any], str] = partial(
+            dumps, max_depth=settings.max_payload_depth, max_bytes=settings.max_payload_bytes
+        )
         self.concurrency = settings.concurrency
         self.queues = list(settings.queues) if settings.queues else None
         self.completer = Completer(
@@ -287,7 +292,7 @@ class Worker:
                     timer = threading.Timer(timeout, running.token.cancel, args=("timeout",))
                     timer.daemon = True
                     timer.start()
-                outcome = run_sync(prepared, self.clock)
+                outcome = run_sync(prepared, self.clock, self._dump)
             if timer is not None:
                 timer.cancel()
             self.completer.write([self._finished_item(running, outcome)])
@@ -596,7 +601,10 @@ class Worker:
     def _make_running(self, job: ClaimedJob) -> Running:
         token = CancelToken()
         return Running(
-            job, self.types().get(job.name), token, JobReporter(self.store, job, token, self.clock, self.emit)
+            job,
+            self.types().get(job.name),
+            token,
+            JobReporter(self.store, job, token, self.clock, self.emit, self._dump),
         )
 
     def _emit_started(self, job: ClaimedJob) -> None:
@@ -729,10 +737,10 @@ class Worker:
         prepared = running.prepared
         assert prepared is not None
         if prepared.job_type.is_async:
-            future = asyncio.run_coroutine_threadsafe(run_async(prepared, self.clock), self._event_loop())
+            future = asyncio.run_coroutine_threadsafe(run_async(prepared, self.clock, self._dump), self._event_loop())
             future.add_done_callback(partial(self._async_done, running))
             return True
-        outcome = run_sync(prepared, self.clock)
+        outcome = run_sync(prepared, self.clock, self._dump)
         self._done(running, outcome)
         with self._lock:
             if not running.abandoned:

@@ -89,7 +89,13 @@ def insert_many(rows: Sequence[NewJob], now: float) -> Iterator[tuple[sa.TextCla
     """One JSON-array insert per chunk of ``INSERT_CHUNK`` rows."""
     for start in range(0, len(rows), INSERT_CHUNK):
         part = rows[start : start + INSERT_CHUNK]
-        packed = json.dumps([[r.name, r.queue, r.priority, r.args, r.run_at, r.max_retries] for r in part])
+        # ensure_ascii=False: text goes in as UTF-8 and ->> copies it out, so no \u escape is ever
+        # decoded by SQLite (which would turn a lone surrogate into invalid UTF-8 and a \u0000 into a
+        # truncated name). Names are validated before this (no NUL, no surrogates), and the args are
+        # JSON text already, so SQLite stores exactly what PostgreSQL stores.
+        packed = json.dumps(
+            [[r.name, r.queue, r.priority, r.args, r.run_at, r.max_retries] for r in part], ensure_ascii=False
+        )
         yield INSERT_MANY, {"rows": packed, "now": now}
 
 
