@@ -249,7 +249,8 @@ class Worker:
                 # it meets ends failed after max_crashes instead of going round for ever.
                 log.warning("job %s %s did not stop within the shutdown grace; counted as a crash", *_ids(running))
                 error = WorkerLost(f"did not stop within the shutdown grace of worker {self.id}")
-                crash = Crashed(error_entry(error, running.job.attempt, self.clock.now()), attempt_spent=False)
+                entry = {**error_entry(error, running.job.attempt, self.clock.now()), "worker": self.id}
+                crash = Crashed(entry | {"reason": "shutdown"}, attempt_spent=False)
                 self.completer.submit(self._finished_item(running, crash))
         self.completer.stop()
         self._control_stop.set()

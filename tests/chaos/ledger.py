@@ -153,8 +153,8 @@ def check(
 
     for info in jobs:
         for entry in info.errors:
-            if entry.get("type") != "WorkerLost":
-                continue
+            if entry.get("type") != "WorkerLost" or entry.get("reason") == "shutdown":
+                continue  # a job that overran a shutdown is charged a crash by its own worker, not rescued
             worker = str(entry.get("worker"))
             if worker not in crashed:
                 if repeats == "crashed":

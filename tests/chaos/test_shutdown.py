@@ -15,7 +15,7 @@ GRACE = 2.0
 
 
 def test_sigterm_finishes_short_jobs_and_releases_long_ones(queue: JobQueue, cluster: Cluster) -> None:
-    """Jobs done within the grace complete; the rest (cooperative or not) go back to pending; exit 0 within grace + 2 s."""
+    """Jobs done within the grace complete; the rest go back to pending (a stubborn one as a crash); exit 0 in grace + 2 s."""
     worker = cluster.start(shutdown_grace=GRACE, concurrency=4)
     short_a, short_b, polite, stubborn, waiting_a, waiting_b = Work.perform_all_later(
         [
@@ -45,9 +45,14 @@ def test_sigterm_finishes_short_jobs_and_releases_long_ones(queue: JobQueue, clu
         rescue_after=RESCUE_AFTER,
         heartbeat=HEARTBEAT,
     )
-    for job_id in released + never_started:
+    for job_id in [polite.id, *never_started]:
         info = queue.job_info(job_id)
         assert info is not None and (info.attempt, info.worker_id, info.errors) == (0, None, []), info
+    # The stubborn job ignored its token past the grace: handed back as a crash, its attempt kept, so a job
+    # that wedges every worker it meets ends failed after max_crashes instead of going round for ever.
+    info = queue.job_info(stubborn.id)
+    assert info is not None and (info.attempt, info.worker_id, info.crashes) == (0, None, 1), info
+    assert [e["type"] for e in info.errors] == ["WorkerLost"] and info.errors[0]["reason"] == "shutdown"
     runs = load(cluster.ledger)
     assert runs[polite.id][0].cancelled == "shutdown"
     assert not any(runs.get(i) for i in never_started)
