@@ -20,6 +20,7 @@ from jobkit._queue import JobQueue, configure
 from jobkit._settings import Settings
 from jobkit.errors import (
     ConfigurationError,
+    DatabaseUnavailable,
     Discard,
     EnqueueError,
     JobCancelled,
@@ -30,6 +31,7 @@ from jobkit.errors import (
     JobNotFound,
     JobTimeout,
     ResultTimeout,
+    SchemaMissing,
     Snooze,
     WorkerLost,
 )
@@ -42,6 +44,7 @@ __all__ = [
     "Checkpoint",
     "ConfigurationError",
     "ConfiguredJob",
+    "DatabaseUnavailable",
     "Discard",
     "EnqueueError",
     "FakeClock",
@@ -57,6 +60,7 @@ __all__ = [
     "JobQueue",
     "JobTimeout",
     "ResultTimeout",
+    "SchemaMissing",
     "Settings",
     "Snooze",
     "SystemClock",
