@@ -81,9 +81,8 @@ def _check_sqlite(parsed: sa.URL, shown: str, *, require_schema: bool, timeout: 
         if not os.access(directory, os.W_OK):
             raise DatabaseUnavailable(shown, f"the directory {directory} is not writable")
         return
-    if not require_schema:
-        return
-    # Read-only, so that the check never creates or changes a file.
+    # Read-only, so that the check never creates or changes a file; reading the catalogue also
+    # tells a database from a file that is not one.
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=timeout)
@@ -95,6 +94,8 @@ def _check_sqlite(parsed: sa.URL, shown: str, *, require_schema: bool, timeout: 
                     (JOBS_TABLE, VERSION_TABLE),
                 )
             }
+            if not require_schema:
+                return
             if JOBS_TABLE not in tables:
                 raise SchemaMissing(shown)
             row = (

@@ -306,6 +306,16 @@ def test_missing_sqlite_directory_exits_3(tmp_path: Path, auto_migrate: str) -> 
     assert took < FAIL_FAST
 
 
+def test_a_file_that_is_not_a_database_exits_3(tmp_path: Path) -> None:
+    """A database URL pointing at a file that is not SQLite: one line and exit 3, the file untouched."""
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database\n" * 100)
+    status, _, stderr, _ = run_jobkit(f"sqlite:///{path}", "worker", "--app", "tests.jobs")
+    assert status == 3, stderr
+    assert "file is not a database" in one_line(stderr)
+    assert path.read_text() == "not a database\n" * 100
+
+
 # -- signals during start-up --------------------------------------------------------------------------
 
 
