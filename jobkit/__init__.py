@@ -20,6 +20,7 @@ from jobkit._queue import JobQueue, configure
 from jobkit._settings import Settings
 from jobkit.errors import (
     ConfigurationError,
+    DatabaseUnavailable,
     Discard,
     EnqueueError,
     JobCancelled,
@@ -31,6 +32,7 @@ from jobkit.errors import (
     JobTimeout,
     PayloadError,
     ResultTimeout,
+    SchemaMissing,
     Snooze,
     WorkerLost,
 )
@@ -43,6 +45,7 @@ __all__ = [
     "Checkpoint",
     "ConfigurationError",
     "ConfiguredJob",
+    "DatabaseUnavailable",
     "Discard",
     "EnqueueError",
     "FakeClock",
@@ -59,6 +62,7 @@ __all__ = [
     "JobTimeout",
     "PayloadError",
     "ResultTimeout",
+    "SchemaMissing",
     "Settings",
     "Snooze",
     "SystemClock",

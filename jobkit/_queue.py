@@ -429,31 +429,76 @@ class JobQueue:
             total += ran
         return total
 
-    def run(self) -> None:
-        """Run the worker until SIGINT or SIGTERM; a second signal shortens the shutdown grace."""
-        stop = threading.Event()
+    def run(self) -> int:
+        """Run the worker until SIGINT or SIGTERM, or until it stops on its own; returns an exit status.
+
+        The handlers are installed first, so a signal is honoured at every moment, also while the
+        worker is still registering. The first signal drains (running jobs get ``shutdown_grace``
+        seconds), a second shortens the drain; the status is then 0. A worker that decides to stop
+        on its own (its ``fatal`` event: jobkit's tables disappeared, too many stuck executor
+        threads) is drained the same way and its ``exit_code`` returned (2 and 4).
+
+        Example::
+
+            raise SystemExit(jobkit.configure(concurrency=10).run())
+        """
+        worker = self.worker
         received: list[int] = []
 
         def on_signal(signum: int, _frame: Any) -> None:
+            # This runs in the main thread between two bytecodes, perhaps inside a lock the main
+            # thread holds: it only records the signal, and sets an event the main thread never
+            # waits on, so it cannot deadlock. Logging and stopping happen in the loop below.
             received.append(signum)
-            if len(received) == 1:
-                log.info(
-                    "received %s; draining (grace %.0fs)", signal.Signals(signum).name, self.settings.shutdown_grace
-                )
-                stop.set()
-            else:
-                log.info("second signal; shortening the shutdown")
-                self.worker.hurry()
+            if len(received) > 1:
+                worker.hurry()
 
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        failure: list[BaseException] = []
+
+        def start() -> None:
+            try:
+                self.start()
+            except BaseException as exc:  # re-raised in the calling thread below
+                failure.append(exc)
+
+        fatal = worker.fatal  # set by the worker when it decides to stop on its own
+        previous: dict[int, Any] = {}
         try:
-            self.start()
-            while not stop.wait(0.5):
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, on_signal)
+            # Registration waits for the database for as long as it takes; the main thread stays
+            # free meanwhile, so a signal can end the start-up as well as the run.
+            starter = threading.Thread(target=start, name="jobkit-start", daemon=True)
+            starter.start()
+            while not received and not failure and not fatal.wait(0.1):
                 pass
+            if failure:
+                self.stop(grace=0)
+                raise failure[0]
+            status = 0
+            if received and not fatal.is_set():
+                log.info(
+                    "received %s; draining (grace %.0fs)",
+                    signal.Signals(received[0]).name,
+                    self.settings.shutdown_grace,
+                )
+            else:
+                status = worker.exit_code or 1
+                log.error("worker stopping on its own: %s", worker.fatal_reason or "no reason given")
+            if starter.is_alive():
+                # Still registering: make the registration give up, then stop what start() began.
+                worker.request_stop()
+                starter.join(timeout=2.0)
+            if starter.is_alive():
+                # Blocked in a database call that retries on its own: the producer has not started, so
+                # nothing was claimed and there is nothing to drain. Stopping now would race with start().
+                log.warning("start-up is still waiting for the database; stopping without waiting for it")
+                return status
             self.stop()
+            return status
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def close(self) -> None:
         """Stop the worker if running and release every database connection."""

@@ -6,23 +6,115 @@ import dataclasses
 import importlib
 import json
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from jobkit._clock import to_datetime
 from jobkit._handle import JobInfo
 from jobkit._queue import JobQueue
 from jobkit._registry import all_types
-from jobkit._settings import load_settings
-from jobkit.errors import ConfigurationError, JobNotFound, ResultTimeout
+from jobkit._settings import Settings, load_settings
+from jobkit._store import check_database
+from jobkit.errors import ConfigurationError, DatabaseUnavailable, JobNotFound, ResultTimeout, SchemaMissing
 
 console = Console()
+
+T = TypeVar("T")
+
+#: Exit statuses of ``jobkit worker`` and of every command that needs the database.
+EXIT_OK = 0
+EXIT_SCHEMA_MISSING = 2
+EXIT_UNAVAILABLE = 3
+EXIT_STUCK = 4
+
+
+def fatal(message: str, exit_code: int) -> NoReturn:
+    """End the command with one ``jobkit: ...`` line on stderr and ``exit_code`` (no traceback)."""
+    click.echo(f"jobkit: {message}", err=True)
+    raise click.exceptions.Exit(exit_code)
+
+
+def preflight(settings: Settings, *, require_schema: bool | None = None) -> None:
+    """Reach the database once, quickly, before anything retries: one line and exit 3 or 2 if that fails.
+
+    ``require_schema`` defaults to "auto-migration is off": with it on, missing tables are created.
+    """
+    required = not settings.auto_migrate if require_schema is None else require_schema
+    try:
+        check_database(settings.database_url, require_schema=required)
+    except SchemaMissing as exc:
+        fatal(str(exc), EXIT_SCHEMA_MISSING)
+    except DatabaseUnavailable as exc:
+        fatal(str(exc), EXIT_UNAVAILABLE)
+
+
+class StopRequested(BaseException):
+    """Raised in the main thread by SIGTERM or SIGINT during the worker's start-up.
+
+    A BaseException, like KeyboardInterrupt, so that an ``except Exception`` in an imported
+    module cannot swallow the operator's stop.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, _frame: Any) -> None:
+    raise StopRequested(signum)
+
+
+@contextmanager
+def stop_on_signal() -> Iterator[None]:
+    """SIGTERM and SIGINT raise StopRequested while the block runs (importing apps, migrating)."""
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def off_main_thread(step: Callable[[], T]) -> T:
+    """Run a slow start-up step (connecting, migrating) on a helper thread and wait for it.
+
+    A signal is handled only when the main thread runs Python code; a database call blocked in C
+    (SQLite's busy wait on a locked file) would hold it off for seconds. Waiting here instead, the
+    main thread takes the signal at once and the helper, a daemon, ends with the process; an
+    unfinished migration is rolled back by the database.
+    """
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(step())
+        except BaseException as exc:  # re-raised in the main thread below
+            failure.append(exc)
+
+    helper = threading.Thread(target=run, name="jobkit-startup", daemon=True)
+    helper.start()
+    while helper.is_alive():
+        helper.join(0.1)
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def cell(value: object) -> Text:
+    """A table cell that shows ``value`` literally: stored text is data, never Rich markup."""
+    return Text("-" if value is None else str(value))
 
 
 def _fmt_time(value: datetime | float | None) -> str:
@@ -32,13 +124,22 @@ def _fmt_time(value: datetime | float | None) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S") if when else "-"
 
 
+def _settings(**given: Any) -> Settings:
+    try:
+        return load_settings(**given)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _open_queue(settings: Settings) -> JobQueue:
+    preflight(settings)
+    return JobQueue(settings)
+
+
 def _queue(ctx: click.Context) -> JobQueue:
     obj = ctx.ensure_object(dict)
     if "queue" not in obj:
-        try:
-            obj["queue"] = JobQueue(load_settings(database_url=obj.get("database_url")))
-        except ConfigurationError as exc:
-            raise click.ClickException(str(exc)) from exc
+        obj["queue"] = _open_queue(_settings(database_url=obj.get("database_url")))
     queue: JobQueue = obj["queue"]
     return queue
 
@@ -86,27 +187,42 @@ def worker(
     poll_interval: float | None,
     shutdown_grace: float | None,
 ) -> None:
-    """Run a worker until SIGTERM/SIGINT (a second signal shortens the drain)."""
+    """Run a worker until SIGTERM/SIGINT (a second signal shortens the drain).
+
+    Exit status: 0 after a requested stop (also during start-up), 2 when jobkit's tables are
+    missing (auto-migration off) or disappear, 3 when the database cannot be reached at start-up,
+    4 when too many executor threads are stuck in jobs that ignore their timeout.
+    """
     logging.getLogger("jobkit").setLevel(logging.INFO)
-    sys.path.insert(0, "")
-    load_apps(apps)
+    status: int | None = None
     try:
-        settings = load_settings(
-            database_url=database_url or ctx.obj.get("database_url"),
-            concurrency=concurrency,
-            queues=queues,
-            poll_interval=poll_interval,
-            shutdown_grace=shutdown_grace,
-        )
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from exc
-    queue = JobQueue(settings)
-    JobQueue.set_instance(queue)
-    click.echo(
-        f"jobkit worker {queue.worker.id}: {len(queue.job_types())} job types, concurrency {settings.concurrency}"
-    )
-    queue.run()
-    queue.store.close()
+        # From the first moment to the last a signal stops the process: here by raising StopRequested
+        # (importing, connecting, migrating), inside run() by draining the worker.
+        with stop_on_signal():
+            sys.path.insert(0, "")
+            load_apps(apps)
+            settings = _settings(
+                database_url=database_url or ctx.obj.get("database_url"),
+                concurrency=concurrency,
+                queues=queues,
+                poll_interval=poll_interval,
+                shutdown_grace=shutdown_grace,
+            )
+            queue = off_main_thread(lambda: _open_queue(settings))
+            JobQueue.set_instance(queue)
+            running = queue.worker
+            click.echo(
+                f"jobkit worker {running.id}: {len(queue.job_types())} job types, concurrency {settings.concurrency}"
+            )
+            status = queue.run()
+            queue.store.close()
+    except StopRequested as stop:
+        if status is None:
+            click.echo(f"jobkit: stopped by {stop} during start-up", err=True)
+            ctx.exit(EXIT_OK)
+    if status:
+        reason = running.fatal_reason or "the worker stopped on its own"
+        fatal(f"{reason} (exit {status})", status)
 
 
 @main.group()
@@ -118,7 +234,8 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Create or upgrade jobkit's tables to the newest migration."""
-    settings = load_settings(database_url=ctx.obj.get("database_url"), auto_migrate=False)
+    settings = _settings(database_url=ctx.obj.get("database_url"), auto_migrate=False)
+    preflight(settings, require_schema=False)
     queue = JobQueue(settings)
     queue.store.migrate()
     click.echo("jobkit schema is up to date")
@@ -129,18 +246,22 @@ def db_upgrade(ctx: click.Context) -> None:
 def workers(ctx: click.Context) -> None:
     """List live and dead workers with their last heartbeat and running jobs."""
     queue = _queue(ctx)
-    table = Table("id", "host", "pid", "state", "last heartbeat", "concurrency", "running jobs")
-    for w in queue.workers():
+    records = queue.workers()
+    # stuck: executor threads abandoned to jobs that ignored their token past kill_grace.
+    table = Table("id", "host", "pid", "state", "last heartbeat", "concurrency", "running jobs", "stuck")
+    for w in records:
         state = "stopped" if w.stopped_at else ("alive" if w.alive else "dead")
-        table.add_row(
-            w.id,
-            w.host,
-            str(w.pid),
-            state,
-            _fmt_time(w.heartbeat_at),
-            str(w.concurrency),
-            ", ".join(map(str, w.running)) or "-",
-        )
+        row = [
+            cell(w.id),
+            cell(w.host),
+            cell(w.pid),
+            cell(state),
+            cell(_fmt_time(w.heartbeat_at)),
+            cell(w.concurrency),
+            cell(", ".join(map(str, w.running)) or "-"),
+            cell(w.stuck),
+        ]
+        table.add_row(*row)
     console.print(table)
 
 
@@ -158,7 +279,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     table = Table("job type", "status", "count")
     for name, counts in sorted(data["by_type"].items()):
         for status, count in sorted(counts.items()):
-            table.add_row(name, status, str(count))
+            table.add_row(cell(name), cell(status), cell(count))
     console.print(table)
     age = data["oldest_pending_age"]
     click.echo(f"running: {data['running']}  oldest due pending: {'-' if age is None else f'{age:.1f}s'}")
@@ -179,14 +300,14 @@ def types(apps: tuple[str, ...], as_json: bool) -> None:
     table = Table("name", "queue", "priority", "max retries", "backoff", "timeout", "retry on", "discard on")
     for name, options in described.items():
         table.add_row(
-            name,
-            options["queue"],
-            str(options["priority"]),
-            str(options["max_retries"]),
-            str(options["backoff"]),
-            "-" if options["timeout"] is None else f"{options['timeout']:g}s",
-            ", ".join(options["retry_on"]) or "-",
-            ", ".join(options["discard_on"]) or "-",
+            cell(name),
+            cell(options["queue"]),
+            cell(options["priority"]),
+            cell(options["max_retries"]),
+            cell(options["backoff"]),
+            cell("-" if options["timeout"] is None else f"{options['timeout']:g}s"),
+            cell(", ".join(options["retry_on"]) or "-"),
+            cell(", ".join(options["discard_on"]) or "-"),
         )
     console.print(table)
 
@@ -207,7 +328,13 @@ def jobs_list(ctx: click.Context, status: str | None, name: str | None, queue_na
     table = Table("id", "type", "queue", "status", "attempt", "run at", "progress")
     for info in _queue(ctx).jobs(status=status, name=name, queue=queue_name, limit=limit):
         table.add_row(
-            str(info.id), info.name, info.queue, info.status, str(info.attempt), _fmt_time(info.run_at), _progress(info)
+            cell(info.id),
+            cell(info.name),
+            cell(info.queue),
+            cell(info.status),
+            cell(info.attempt),
+            cell(_fmt_time(info.run_at)),
+            cell(_progress(info)),
         )
     console.print(table)
 
@@ -216,7 +343,12 @@ def _progress(info: JobInfo) -> str:
     progress = info.progress
     if not progress:
         return "-"
-    return f"{progress.get('percent', 0):.0f}% {progress.get('stage') or ''} {progress.get('message') or ''}".strip()
+    if not isinstance(progress, dict):
+        return str(progress)
+    # A damaged row may hold anything here: show it, never fail the whole listing on it.
+    percent = progress.get("percent", 0)
+    shown = f"{percent:.0f}%" if isinstance(percent, int | float) else str(percent)
+    return f"{shown} {progress.get('stage') or ''} {progress.get('message') or ''}".strip()
 
 
 @jobs.command("show")
@@ -290,7 +422,7 @@ def jobs_watch(ctx: click.Context, job_id: int, timeout: float | None, until_pau
 #: What each action's refusal means, by the status the job was found in.
 _REFUSALS = {
     "retry": "only failed or cancelled jobs can be retried",
-    "discard": "only pending or paused jobs can be discarded (cancel a running one)",
+    "discard": "only jobs that have not ended can be discarded",
     "delete": "only completed, failed or cancelled jobs can be deleted",
 }
 
@@ -318,14 +450,46 @@ def _state_action(verb: str, fn_name: str, done: tuple[str, ...], doc: str) -> c
     return click.command(verb)(command)
 
 
-jobs.add_command(
-    _state_action(
-        "cancel",
-        "cancel_job",
-        ("cancelled", "cancelling"),
-        "Cancel a job: pending or paused at once, running through its cancellation token.",
-    )
-)
+@jobs.command("cancel")
+@click.argument("job_id", type=int)
+@click.pass_context
+def jobs_cancel(ctx: click.Context, job_id: int) -> None:
+    """Cancel a job: pending or paused at once; running through its token, and ended within kill_grace."""
+    queue = _queue(ctx)
+    status = queue.cancel_job(job_id)
+    if status is None:
+        raise click.ClickException(f"job {job_id} does not exist")
+    if status == "cancelling":
+        click.echo(
+            f"job {job_id}: cancelling (its worker was asked; the job stops at its next token check and ends "
+            f"cancelled within kill_grace, {queue.settings.kill_grace:g}s, even if it ignores its token)"
+        )
+        return
+    if status in ("killing", "discarding"):
+        click.echo(f"job {job_id}: {status} (a stronger request already stands)")
+        return
+    if status != "cancelled":
+        raise click.ClickException(f"job {job_id} is {status}: nothing to cancel")
+    click.echo(f"job {job_id}: cancelled")
+
+
+@jobs.command("kill")
+@click.argument("job_id", type=int)
+@click.pass_context
+def jobs_kill(ctx: click.Context, job_id: int) -> None:
+    """End a job now, whatever it is doing: pending or paused at once, running without waiting for its token."""
+    queue = _queue(ctx)
+    status = queue.kill_job(job_id)
+    if status is None:
+        raise click.ClickException(f"job {job_id} does not exist")
+    if status == "killing":
+        click.echo(f"job {job_id}: killing (its worker ends the attempt now and records it cancelled)")
+        return
+    if status != "cancelled":
+        raise click.ClickException(f"job {job_id} is {status}: nothing to kill")
+    click.echo(f"job {job_id}: cancelled")
+
+
 jobs.add_command(
     _state_action(
         "pause",
@@ -360,10 +524,13 @@ def jobs_retry(ctx: click.Context, job_id: int) -> None:
 @click.option("--reason", default="discarded by an operator", help="Recorded in the job's error history.")
 @click.pass_context
 def jobs_discard(ctx: click.Context, job_id: int, reason: str) -> None:
-    """Force a pending (or retrying) or paused job to failed."""
+    """Force a job to failed: pending (or retrying) or paused at once, running by asking its worker."""
     queue = _queue(ctx)
     if not queue.discard_job(job_id, reason):
         _status_or_fail(queue, job_id, "discard")
+    if queue.job_status(job_id) == "running":
+        click.echo(f"job {job_id}: discarding (its worker was asked; the job ends failed with the reason)")
+        return
     click.echo(f"job {job_id}: failed")
 
 

@@ -167,3 +167,38 @@ class JobCancelled(JobError):
 
 class ResultTimeout(JobError, TimeoutError):
     """``JobHandle.result(timeout=...)`` gave up before the job ended."""
+
+
+class DatabaseUnavailable(JobError):
+    """The database could not be reached when jobkit started (refused, timed out, or missing).
+
+    ``url`` is the database URL with its password hidden; ``reason`` is the driver's reason in one
+    line. ``jobkit worker`` and every other command that needs the database exit with status 3.
+
+    Example::
+
+        jobkit.errors.DatabaseUnavailable: cannot reach the database at
+        postgresql+psycopg://jobs:***@db/app: Connection refused
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach the database at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class SchemaMissing(JobError):
+    """The database has no jobkit tables, or older ones, and auto-migration is off.
+
+    Run ``jobkit db upgrade`` (or turn ``auto_migrate`` on). ``url`` has its password hidden.
+    ``jobkit worker`` exits with status 2, also when the tables disappear under a running worker.
+
+    Example::
+
+        the database at sqlite:///jobs.sqlite3 has no jobkit tables: run `jobkit db upgrade`
+    """
+
+    def __init__(self, url: str, detail: str = "has no jobkit tables") -> None:
+        super().__init__(f"the database at {url} {detail}: run `jobkit db upgrade`")
+        self.url = url
+        self.detail = detail

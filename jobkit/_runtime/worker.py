@@ -198,6 +198,7 @@ class Worker:
         self._started = True
         self._register()
         if not self._registered:
+            self._started = False
             return  # stopped (or failed for good) while registering
         self.completer.start()
         for _ in range(self.concurrency):

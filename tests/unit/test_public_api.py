@@ -66,3 +66,13 @@ def test_sqlalchemy_only_inside_the_store() -> None:
             if isinstance(node, ast.Import | ast.ImportFrom):
                 names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
                 assert not any(n.startswith("sqlalchemy") for n in names), f"{path} imports SQLAlchemy"
+
+
+def test_start_up_errors_are_exported_job_errors() -> None:
+    """DatabaseUnavailable and SchemaMissing are public JobErrors whose message names the URL."""
+    assert issubclass(jobkit.DatabaseUnavailable, jobkit.JobError)
+    assert issubclass(jobkit.SchemaMissing, jobkit.JobError)
+    missing = jobkit.SchemaMissing("sqlite:///jobs.sqlite3")
+    assert str(missing) == "the database at sqlite:///jobs.sqlite3 has no jobkit tables: run `jobkit db upgrade`"
+    down = jobkit.DatabaseUnavailable("postgresql+psycopg://u:***@h/db", "Connection refused")
+    assert str(down) == "cannot reach the database at postgresql+psycopg://u:***@h/db: Connection refused"

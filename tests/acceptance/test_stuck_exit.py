@@ -1,0 +1,39 @@
+"""A real worker process whose threads are stuck past max_stuck_threads stops claiming and exits 4."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from jobkit import JobFailed, JobQueue
+from tests.acceptance.test_cli_worker import ROOT, env_for, producer  # noqa: F401 - the fixture
+from tests.wedge_jobs import IgnoresToken
+
+
+def test_a_worker_with_too_many_stuck_threads_exits_4(db_url: str, producer: JobQueue) -> None:  # noqa: F811
+    """With max_stuck_threads=0 one job that ignores its timeout makes `jobkit worker` drain and exit 4."""
+    env = {**env_for(db_url), "JOBKIT_KILL_GRACE": "0.3", "JOBKIT_MAX_STUCK_THREADS": "0"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "jobkit", "worker", "--app", "tests.wedge_jobs", "--shutdown-grace", "1"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        handle = IgnoresToken.perform_later(seconds=30)
+        try:
+            handle.result(timeout=20)
+        except JobFailed as failed:
+            assert failed.error_type == "JobTimeout"
+        started = time.monotonic()
+        output, _ = worker.communicate(timeout=20)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 4, output
+    assert time.monotonic() - started < 15
+    assert "max_stuck_threads=0" in output
