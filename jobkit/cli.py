@@ -22,6 +22,7 @@ from rich.text import Text
 
 from jobkit._clock import to_datetime
 from jobkit._handle import JobInfo
+from jobkit._payload import redact
 from jobkit._queue import JobQueue
 from jobkit._registry import all_types
 from jobkit._settings import Settings, load_settings
@@ -313,8 +314,17 @@ def types(apps: tuple[str, ...], as_json: bool) -> None:
 
 
 @main.group()
-def jobs() -> None:
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    help="Module(s) that declare your jobs: their schemas' secret fields are shown masked.",
+)
+def jobs(apps: tuple[str, ...]) -> None:
     """Inspect and control jobs: every action works on a job run by any worker, by id."""
+    if apps:
+        sys.path.insert(0, "")
+        load_apps(apps)
 
 
 @jobs.command("list")
@@ -367,7 +377,7 @@ def jobs_show(ctx: click.Context, job_id: int) -> None:
         "priority": info.priority,
         "attempt": info.attempt,
         "max_retries": info.max_retries,
-        "args": info.args,
+        "args": _shown_args(info),
         "run_at": info.run_at.isoformat(),
         "created_at": info.created_at.isoformat(),
         "started_at": None if info.started_at is None else info.started_at.isoformat(),
@@ -379,8 +389,15 @@ def jobs_show(ctx: click.Context, job_id: int) -> None:
         "crashes": info.crashes,
         "worker": info.worker_id,
         "cancel_requested": info.cancel_requested,
+        "damaged": info.damaged,
     }
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _shown_args(info: JobInfo) -> Any:
+    """A job's arguments as people may see them: secret fields of its schema masked (when its type is imported)."""
+    job_type = all_types().get(info.name)
+    return redact(info.args, job_type.options.schema if job_type else None)
 
 
 @jobs.command("watch")

@@ -112,3 +112,18 @@ def test_show_and_watch_print_the_error_literally(db_url: str, stored: tuple[Job
     )
     assert done.returncode == 1, done.stderr  # watch exits 1 for a job that did not complete
     assert f"failed: ValueError: {ERROR}" in done.stdout
+
+
+def test_jobs_show_masks_secret_fields_of_known_types(db_url: str) -> None:
+    """`jobs --app M show` prints a SecretStr argument masked; the stored value is the real one."""
+    from tests.integration.test_input_matrix import PlaceOrder
+
+    queue = jobkit.configure(database_url=db_url)
+    try:
+        handle = PlaceOrder.perform_later(to="a@b.c", token="s3cret")
+        assert handle.refresh().args["token"] == "s3cret"  # stored as given, for perform
+    finally:
+        queue.close()
+        JobQueue.set_instance(None)
+    shown = json.loads(cli(db_url, "jobs", "--app", "tests.integration.test_input_matrix", "show", str(handle.id)))
+    assert shown["args"]["token"] == "**********" and shown["args"]["to"] == "a@b.c"
