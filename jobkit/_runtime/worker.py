@@ -519,6 +519,10 @@ class Worker:
             room = self._claim_room()
             if room > 0 and not self._fenced and not self.fatal.is_set():
                 self.claims += 1
+                if not self.settings.prefetch:
+                    # The set-up for jobs that may kill their worker: write the outcomes already held before
+                    # taking the next job, so a crash in it cannot take a finished job's completion along.
+                    self.completer.wait_idle(1.0)
                 try:
                     names = sorted(self.types())
                     jobs = self.store.claim(self.id, room, names, self.queues, self.clock.now())
