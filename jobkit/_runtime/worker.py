@@ -660,9 +660,12 @@ class Worker:
         """
         if self._withdraw(running, reason):
             return
-        if running.token.cancel(reason) and reason != "shutdown":
-            grace = 0.0 if reason in ("kill", "discard") else self.settings.kill_grace
-            self._deadline(running, grace, "abandon")
+        fired = running.token.cancel(reason)
+        if reason in ("kill", "discard"):
+            # At once, also when an earlier request (a cancel, a timeout) already fired the token.
+            self._deadline(running, 0.0, "abandon")
+        elif fired and reason != "shutdown":
+            self._deadline(running, self.settings.kill_grace, "abandon")
 
     def _withdraw(self, running: Running, reason: str) -> bool:
         """End a held job that has not started with ``Cancelled(reason)``; False if it started already."""

@@ -202,3 +202,22 @@ def test_job_logger_records_carry_id_name_and_attempt(queue: JobQueue, caplog: p
     record = next(r for r in caplog.records if r.name == "jobkit.job.tests.logs")
     assert (record.job_id, record.job_name, record.attempt) == (handle.id, "tests.logs", 1)  # type: ignore[attr-defined]
     assert f"job {handle.id}" in record.getMessage()
+
+
+@pytest.mark.parametrize("first", [None, "cancel"], ids=["kill", "cancel-then-kill"])
+def test_kill_ends_a_job_that_ignores_its_token_at_once(wedge_queue: JobQueue, first: str | None) -> None:
+    """kill() does not wait for kill_grace, also after a cancel the job ignored; the slot is free again."""
+    handle = IgnoresCancel.perform_later(seconds=8)
+    deadline = time.monotonic() + 10
+    while handle.status() != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    if first == "cancel":
+        assert handle.cancel() == "cancelling"
+        time.sleep(0.2)  # the cancel reaches the job's token, which it ignores
+    asked = time.monotonic()
+    assert handle.kill() == "killing"
+    with pytest.raises(JobCancelled):
+        handle.result(timeout=5)
+    assert time.monotonic() - asked < KILL_GRACE, "kill waited for kill_grace"
+    assert_full_concurrency(wedge_queue)
