@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import jobkit
 from jobkit import JobQueue
 from tests.jobs import AddOne
 from tests.long_jobs import STAGES, FailsUntilFixed, ImportDocument, RaisesDiscard, expected_result, ran
@@ -46,15 +45,6 @@ def jobkit_cli(db_url: str, *args: str, ok: bool = True) -> subprocess.Completed
     if ok:
         assert done.returncode == 0, f"jobkit {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done
-
-
-@pytest.fixture
-def producer(db_url: str) -> Iterator[JobQueue]:
-    """A queue in the test process that enqueues and inspects (its worker is not started)."""
-    queue = jobkit.configure(database_url=db_url)
-    yield queue
-    queue.close()
-    JobQueue.set_instance(None)
 
 
 @pytest.fixture

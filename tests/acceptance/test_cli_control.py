@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-import jobkit
 from jobkit import JobHandle, JobQueue
 from jobkit._store import workers as worker_sql
 from tests.jobs import AddOne, Sleepy
@@ -48,15 +47,6 @@ def cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
-
-
-@pytest.fixture
-def producer(db_url: str) -> Iterator[JobQueue]:
-    """A queue in the test process that only enqueues and inspects."""
-    queue = jobkit.configure(database_url=db_url)
-    yield queue
-    queue.close()
-    JobQueue.set_instance(None)
 
 
 @pytest.fixture

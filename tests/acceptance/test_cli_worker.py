@@ -7,12 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-import jobkit
 from jobkit import JobQueue
 from tests.jobs import AddOne, Sleepy
 
@@ -29,15 +25,6 @@ def env_for(db_url: str) -> dict[str, str]:
         "JOBKIT_HEARTBEAT_INTERVAL": "0.5",
         "JOBKIT_RESCUE_AFTER": "3",
     }
-
-
-@pytest.fixture
-def producer(db_url: str) -> Iterator[JobQueue]:
-    """A queue in the test process that only enqueues and inspects."""
-    queue = jobkit.configure(database_url=db_url)
-    yield queue
-    queue.close()
-    JobQueue.set_instance(None)
 
 
 def start_worker(db_url: str, *args: str) -> subprocess.Popen[str]:

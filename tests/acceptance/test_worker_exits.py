@@ -7,11 +7,11 @@ import sys
 import time
 
 from jobkit import JobFailed, JobQueue
-from tests.acceptance.test_cli_worker import ROOT, env_for, producer  # noqa: F401 - the fixture
+from tests.acceptance.test_cli_worker import ROOT, env_for
 from tests.wedge_jobs import IgnoresToken
 
 
-def test_a_worker_with_too_many_stuck_threads_exits_4(db_url: str, producer: JobQueue) -> None:  # noqa: F811
+def test_a_worker_with_too_many_stuck_threads_exits_4(db_url: str, producer: JobQueue) -> None:
     """With max_stuck_threads=0 one job that ignores its timeout makes `jobkit worker` drain and exit 4."""
     env = {**env_for(db_url), "JOBKIT_KILL_GRACE": "0.3", "JOBKIT_MAX_STUCK_THREADS": "0"}
     worker = subprocess.Popen(
@@ -39,7 +39,7 @@ def test_a_worker_with_too_many_stuck_threads_exits_4(db_url: str, producer: Job
     assert "max_stuck_threads=0" in output
 
 
-def test_a_worker_whose_tables_are_dropped_exits_2(db_url: str, producer: JobQueue) -> None:  # noqa: F811
+def test_a_worker_whose_tables_are_dropped_exits_2(db_url: str, producer: JobQueue) -> None:
     """Tables dropped under a running worker: it stops with exit 2 and says to run `jobkit db upgrade`."""
     from tests.jobs import AddOne
 
