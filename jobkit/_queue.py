@@ -16,7 +16,7 @@ from jobkit._events import EventBus, Listener
 from jobkit._handle import JobHandle, JobInfo, JobWatch
 from jobkit._job import CallOptions
 from jobkit._payload import loads, to_json_args
-from jobkit._registry import JobType, all_types, handler_type, register
+from jobkit._registry import MAX_QUEUE, JobType, all_types, handler_type, name_problem, register
 from jobkit._runtime.worker import Worker
 from jobkit._settings import Settings, load_settings
 from jobkit._store import JobRecord, NewJob, Store
@@ -341,6 +341,9 @@ class JobQueue:
 
     def pause_queue(self, name: str) -> None:
         """Every worker everywhere stops claiming from queue ``name`` until it is resumed."""
+        problem = name_problem("queue", name, MAX_QUEUE)
+        if problem is not None:
+            raise ValueError(problem)  # checked as enqueue checks it: the name is stored
         admin_sql.pause_queue(self.store, name, self.clock.now())
 
     def resume_queue(self, name: str) -> bool:

@@ -614,7 +614,10 @@ def queues() -> None:
 @click.pass_context
 def queues_pause(ctx: click.Context, name: str) -> None:
     """Stop every worker from claiming jobs of queue NAME (running jobs finish)."""
-    _queue(ctx).pause_queue(name)
+    try:
+        _queue(ctx).pause_queue(name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"queue {name} paused")
 
 

@@ -302,3 +302,11 @@ def test_snooze_that_cannot_be_stored_fails_the_job_and_the_worker_goes_on(queue
     assert failed.value.error_type == "ValueError"
     assert "Snooze seconds must be a finite number" in failed.value.errors[-1]["message"]
     assert good.result(timeout=15) == {"after": "snooze"}
+
+
+@pytest.mark.parametrize("name", ["q\x00", "q\ud800", "x" * 101, ""], ids=["nul", "surrogate", "too-long", "empty"])
+def test_pause_queue_checks_the_name_it_stores(queue: JobQueue, name: str) -> None:
+    """A paused queue's name is stored too: the same check as enqueue, nothing stored on refusal."""
+    with pytest.raises(ValueError, match="queue"):
+        queue.pause_queue(name)
+    assert queue.paused_queues() == []
