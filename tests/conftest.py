@@ -16,6 +16,7 @@ import pytest
 
 import jobkit
 from jobkit import FakeClock, JobQueue
+from jobkit._store import Store
 
 PG_ADMIN = os.environ.get("JOBKIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 _pg_state: dict[str, bool] = {}
@@ -79,6 +80,16 @@ FAST = {
     "cancel_check_interval": 0.1,
     "shutdown_grace": 5.0,
 }
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """A migrated store on a fresh database (no queue, no worker)."""
+    s = Store(db_url)
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 @pytest.fixture

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 
-import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-import jobkit
 from jobkit import JobQueue
 from jobkit._queue import UNREADABLE
 from jobkit._store import Store
 from jobkit._store.workers import register_worker, rescue
 from jobkit.cli import main
-from tests.conftest import FAST
 from tests.jobs import AddOne, Flaky
 
 #: column -> SQL value that damages it, for both databases.
@@ -43,17 +39,6 @@ DAMAGE: dict[str, tuple[str, str]] = {
     "started_at far future": ("started_at", "1e300"),
     "finished_at far past": ("finished_at", "-1e300"),
 }
-
-
-@pytest.fixture
-def app_queue(db_url: str) -> Iterator[JobQueue]:
-    """A queue on a fresh database (no worker started)."""
-    q = jobkit.configure(database_url=db_url, **FAST)
-    try:
-        yield q
-    finally:
-        q.close()
-        JobQueue.set_instance(None)
 
 
 def damage(store: Store, job_id: int, column: str, value_sql: str) -> None:
@@ -81,48 +66,48 @@ def damaged_ids(queue: JobQueue) -> dict[str, int]:
     return ids
 
 
-def test_readers_never_raise_on_damaged_rows(app_queue: JobQueue) -> None:
+def test_readers_never_raise_on_damaged_rows(queue: JobQueue) -> None:
     """refresh(), job_info() and jobs() read every damaged row, each noting what was damaged."""
-    ids = damaged_ids(app_queue)
-    listed = {info.id: info for info in app_queue.jobs(limit=1000)}
+    ids = damaged_ids(queue)
+    listed = {info.id: info for info in queue.jobs(limit=1000)}
     for label, job_id in ids.items():
-        info = app_queue.handle(job_id).refresh()
+        info = queue.handle(job_id).refresh()
         assert info.damaged, f"{label}: no damage noted"
-        assert app_queue.job_info(job_id) == info
+        assert queue.job_info(job_id) == info
         assert listed[job_id].damaged == info.damaged
         assert isinstance(info.errors, list) and all(isinstance(e, dict) for e in info.errors)
         assert isinstance(info.args, dict)
         assert info.progress is None or isinstance(info.progress, dict)
 
 
-def test_damage_is_shown_explicitly(app_queue: JobQueue) -> None:
+def test_damage_is_shown_explicitly(queue: JobQueue) -> None:
     """Unreadable JSON keeps its raw text under a marker; a time out of range is clamped or None, and noted."""
-    ids = damaged_ids(app_queue)
-    info = app_queue.handle(ids["args invalid JSON"]).refresh()
+    ids = damaged_ids(queue)
+    info = queue.handle(ids["args invalid JSON"]).refresh()
     assert info.args == {UNREADABLE: '{"n": '}
     assert len(info.damaged) == 1 and info.damaged[0].startswith("args: not readable as JSON (")
-    history = app_queue.handle(ids["errors not a list"]).refresh().errors
+    history = queue.handle(ids["errors not a list"]).refresh().errors
     assert history[0]["type"] == "DamagedHistory" and history[0]["raw"] == '{"type": "Boom"}'
-    far = app_queue.handle(ids["run_at far future"]).refresh()
+    far = queue.handle(ids["run_at far future"]).refresh()
     assert far.run_at.year == 9999 and far.damaged == ["run_at: out of range (1e+300)"]
-    assert app_queue.handle(ids["started_at far future"]).refresh().started_at is None
+    assert queue.handle(ids["started_at far future"]).refresh().started_at is None
     sound = AddOne.perform_later(n=2).refresh()
     assert sound.damaged == []
 
 
-def test_streaming_a_damaged_job_does_not_raise(app_queue: JobQueue) -> None:
+def test_streaming_a_damaged_job_does_not_raise(queue: JobQueue) -> None:
     """A handle's stream reads a job whose progress is damaged; it ends when the job does."""
-    ids = damaged_ids(app_queue)
-    handle = app_queue.handle(ids["progress not an object"])
+    ids = damaged_ids(queue)
+    handle = queue.handle(ids["progress not an object"])
     assert handle.cancel() == "cancelled"
     assert [event.type for event in handle.stream(timeout=5)][-1] == "cancelled"
 
 
-def test_cli_lists_and_shows_damaged_rows(app_queue: JobQueue) -> None:
+def test_cli_lists_and_shows_damaged_rows(queue: JobQueue) -> None:
     """`jobkit jobs list` and `jobkit jobs show` print damaged rows instead of failing."""
-    ids = damaged_ids(app_queue)
+    ids = damaged_ids(queue)
     runner = CliRunner()
-    url = app_queue.settings.database_url
+    url = queue.settings.database_url
     listed = runner.invoke(main, ["--database-url", url, "jobs", "list", "--limit", "1000"])
     assert listed.exit_code == 0, listed.output
     for job_id in ids.values():
@@ -142,50 +127,50 @@ def lost_jobs(queue: JobQueue, count: int) -> list[int]:
     return [h.id for h in handles]
 
 
-def test_rescue_survives_damaged_histories_and_rescues_them_too(app_queue: JobQueue) -> None:
+def test_rescue_survives_damaged_histories_and_rescues_them_too(queue: JobQueue) -> None:
     """Damaged errors values never stop a rescue pass: every lost job is rescued, the raw text kept."""
-    store = app_queue.store
-    sound, bad_json, not_list = lost_jobs(app_queue, 3)
+    store = queue.store
+    sound, bad_json, not_list = lost_jobs(queue, 3)
     damage(store, bad_json, "errors", "'[{oops'")
     damage(store, not_list, "errors", "'42'")
     rescued = {item["job_id"]: item["status"] for item in rescue(store, 3.0, 3, store.now())}
     assert rescued == {sound: "pending", bad_json: "pending", not_list: "pending"}
     for job_id, raw in ((bad_json, "[{oops"), (not_list, "42")):
-        info = app_queue.handle(job_id).refresh()
+        info = queue.handle(job_id).refresh()
         assert [e["type"] for e in info.errors] == ["DamagedHistory", "WorkerLost"]
         assert info.errors[0]["raw"] == raw
 
 
-def test_a_running_job_with_no_worker_id_is_rescued(app_queue: JobQueue) -> None:
+def test_a_running_job_with_no_worker_id_is_rescued(queue: JobQueue) -> None:
     """A running row whose worker_id is NULL belongs to nobody: it is rescued."""
-    [job_id] = lost_jobs(app_queue, 1)
-    damage(app_queue.store, job_id, "worker_id", "NULL")
-    [item] = app_queue.worker.rescue_once()
+    [job_id] = lost_jobs(queue, 1)
+    damage(queue.store, job_id, "worker_id", "NULL")
+    [item] = queue.worker.rescue_once()
     assert (item["job_id"], item["status"], item["worker"]) == (job_id, "pending", None)
-    assert app_queue.handle(job_id).status() == "pending"
+    assert queue.handle(job_id).status() == "pending"
 
 
-def test_a_row_whose_rescue_fails_is_isolated(app_queue: JobQueue) -> None:
+def test_a_row_whose_rescue_fails_is_isolated(queue: JobQueue) -> None:
     """A row the rescue update cannot write (a counter at its limit) is failed on its own; the others go back."""
-    store = app_queue.store
-    first, poisoned, last = lost_jobs(app_queue, 3)
+    store = queue.store
+    first, poisoned, last = lost_jobs(queue, 3)
     top = 2**31 - 1 if store.is_postgres else 2**63 - 1
     damage(store, poisoned, "crashes", str(top))
     damage(store, poisoned, "errors", "'not json'")
     rescued = {item["job_id"]: item["status"] for item in rescue(store, 3.0, 10**9, store.now())}
     assert rescued[first] == rescued[last] == "pending"
-    info = app_queue.handle(poisoned).refresh()
+    info = queue.handle(poisoned).refresh()
     assert rescued[poisoned] == info.status
     assert info.status in ("pending", "failed") and info.errors[-1]["type"] == "WorkerLost"
     assert rescue(store, 3.0, 10**9, store.now()) == []
 
 
-def test_a_damaged_run_at_does_not_stop_rescue_or_claims(app_queue: JobQueue) -> None:
+def test_a_damaged_run_at_does_not_stop_rescue_or_claims(queue: JobQueue) -> None:
     """A pending row with run_at out of range sits beside lost jobs: they are rescued and then claimed."""
-    store = app_queue.store
+    store = queue.store
     odd = AddOne.perform_later(n=1)
     damage(store, odd.id, "run_at", "1e300")
-    lost = lost_jobs(app_queue, 2)
+    lost = lost_jobs(queue, 2)
     register_worker(store, "worker-b", "host", os.getpid(), None, 4)
     assert sorted(item["job_id"] for item in rescue(store, 3.0, 3, store.now())) == sorted(lost)
     claimed = store.claim("worker-b", 10, ["tests.add_one", "tests.flaky"], None, store.now())

@@ -17,7 +17,6 @@ import json
 import os
 import random
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,16 +42,6 @@ RESCUE_AFTER = 60.0
 
 #: Every fenced write a worker can make, with the values it carries (``now`` is the write's time).
 WRITE_KINDS = ("complete", "retry", "fail", "cancel", "release", "snooze", "pause", "progress", "checkpoint")
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    """A migrated store on a fresh database."""
-    s = Store(db_url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def values_for(kind: str, now: float, tag: str = "x") -> dict[str, Any]:

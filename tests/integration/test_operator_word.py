@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -54,16 +53,6 @@ EXPECTED = {
     ("pause", "snooze"): "paused",
     ("pause", "release"): "paused",
 }
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    """A migrated store on a fresh database."""
-    s = Store(db_url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def running_job(store: Store, worker: str = "worker-a") -> tuple[int, int]:
@@ -203,18 +192,7 @@ def test_discarding_a_job_with_a_damaged_history_keeps_the_text(store: Store) ->
     assert [e["type"] for e in history] == ["DamagedHistory", "Discard"] and history[0]["raw"] == "{oops"
 
 
-@pytest.fixture
-def app_queue(db_url: str) -> Iterator[JobQueue]:
-    """A queue on a fresh database (no worker started)."""
-    q = jobkit.configure(database_url=db_url)
-    try:
-        yield q
-    finally:
-        q.close()
-        JobQueue.set_instance(None)
-
-
-def test_handle_kill_cancels_a_pending_job(app_queue: JobQueue) -> None:
+def test_handle_kill_cancels_a_pending_job(queue: JobQueue) -> None:
     """handle.kill() on a pending job ends it cancelled at once; result() raises JobCancelled."""
     handle = AddOne.perform_later(n=1)
     assert handle.kill() == "cancelled"
@@ -222,13 +200,13 @@ def test_handle_kill_cancels_a_pending_job(app_queue: JobQueue) -> None:
         handle.result(timeout=5)
 
 
-def test_queue_kill_job_asks_a_running_jobs_worker(app_queue: JobQueue) -> None:
+def test_queue_kill_job_asks_a_running_jobs_worker(queue: JobQueue) -> None:
     """queue.kill_job() on a running job records a kill request (its worker abandons the attempt)."""
     handle = AddOne.perform_later(n=1)
-    register_worker(app_queue.store, "worker-a", "host", os.getpid(), None, 1)
-    [claimed] = app_queue.store.claim("worker-a", 1, ["tests.add_one"], None, app_queue.clock.now())
+    register_worker(queue.store, "worker-a", "host", os.getpid(), None, 1)
+    [claimed] = queue.store.claim("worker-a", 1, ["tests.add_one"], None, queue.clock.now())
     assert claimed.id == handle.id
-    assert app_queue.kill_job(handle.id) == "killing"
+    assert queue.kill_job(handle.id) == "killing"
     assert handle.refresh().cancel_requested == "kill"
-    assert app_queue.discard_job(handle.id) is True  # asked already, more strongly: still ending
+    assert queue.discard_job(handle.id) is True  # asked already, more strongly: still ending
     assert handle.refresh().cancel_requested == "kill"

@@ -13,7 +13,6 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +22,13 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-import jobkit
 from jobkit import JobQueue
 from jobkit._store import NewJob, Store, is_transient
 from jobkit._store.engine import SQLITE_JOURNAL_SIZE_LIMIT
 from jobkit._store.store import MIGRATIONS
 from jobkit._store.workers import heartbeat_held, list_workers, register_worker
-from tests.conftest import FAST
 
 NAME = "tests.health_probe"
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    """A migrated store on a fresh database."""
-    s = Store(db_url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def caught(fn: Any) -> BaseException:
@@ -162,22 +149,11 @@ def test_a_dropped_table_surfaces_at_once(store: Store) -> None:
 # -- SQLite housekeeping -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def app_queue(db_url: str) -> Iterator[JobQueue]:
-    """A queue on a fresh database (the worker is created, not started)."""
-    q = jobkit.configure(database_url=db_url, **FAST)
-    try:
-        yield q
-    finally:
-        q.close()
-        JobQueue.set_instance(None)
-
-
-def test_the_wal_shrinks_after_a_long_reader_ends(app_queue: JobQueue) -> None:
+def test_the_wal_shrinks_after_a_long_reader_ends(queue: JobQueue) -> None:
     """A reader holding a snapshot lets the WAL grow; once it ends, the idle worker's housekeeping truncates it."""
-    store = app_queue.store
+    store = queue.store
     if store.is_postgres:
-        assert app_queue.worker.housekeep_once() is True  # nothing to do, nothing to fail
+        assert queue.worker.housekeep_once() is True  # nothing to do, nothing to fail
         return
     path = store.url.removeprefix("sqlite:///")
     assert store.scalar("PRAGMA journal_size_limit") == SQLITE_JOURNAL_SIZE_LIMIT
@@ -193,7 +169,7 @@ def test_the_wal_shrinks_after_a_long_reader_ends(app_queue: JobQueue) -> None:
     finally:
         reader.rollback()
         reader.close()
-    assert app_queue.worker.housekeep_once() is True
+    assert queue.worker.housekeep_once() is True
     assert os.path.getsize(path + "-wal") == 0
     assert int(store.scalar("SELECT count(*) FROM jobkit_jobs")) == 4000
 
