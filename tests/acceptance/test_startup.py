@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -334,6 +335,19 @@ def test_signal_while_importing_the_app_exits_0_promptly(
     assert f"stopped by {signal.Signals(signum).name} during start-up" in output
 
 
+def stop_while_held(worker: Worker, holder: Any) -> str:
+    """SIGTERM the worker while ``holder`` keeps it waiting; it must exit 0 promptly. Returns its output."""
+    try:
+        status, took = worker.signal_and_wait(signal.SIGTERM)
+    finally:
+        holder.rollback()
+        holder.close()
+    output = "".join(worker.output)
+    assert status == 0, output
+    assert took < PROMPT, output
+    return output
+
+
 def test_sigterm_while_migrating_exits_0_promptly(db_url: str, workers: Callable[..., Worker]) -> None:
     """SIGTERM while the migration waits for another process's lock ends the worker at once, exit 0."""
     if db_url.startswith("sqlite"):
@@ -350,14 +364,7 @@ def test_sigterm_while_migrating_exits_0_promptly(db_url: str, workers: Callable
         url, name = tagged(db_url)
         worker = workers(url)
         wait_until(pg_backend_waits(name, "SELECT pg_advisory_xact_lock"), "the worker to wait for the migration lock")
-    try:
-        status, took = worker.signal_and_wait(signal.SIGTERM)
-    finally:
-        holder.rollback()
-        holder.close()
-    output = "".join(worker.output)
-    assert status == 0, output
-    assert took < PROMPT, output
+    output = stop_while_held(worker, holder)
     assert "stopped by SIGTERM during start-up" in output
 
 
@@ -377,11 +384,4 @@ def test_sigterm_while_registering_exits_0_promptly(db_url: str, workers: Callab
         url, name = tagged(db_url)
         worker = workers(url)
         wait_until(pg_backend_waits(name, "INSERT INTO jobkit_workers"), "the worker's registration to wait")
-    try:
-        status, took = worker.signal_and_wait(signal.SIGTERM)
-    finally:
-        holder.rollback()
-        holder.close()
-    output = "".join(worker.output)
-    assert status == 0, output
-    assert took < PROMPT, output
+    stop_while_held(worker, holder)
