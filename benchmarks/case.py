@@ -2,13 +2,15 @@
 
 Workloads (see shared/BENCHMARKS.md): W1 one-by-one enqueue, W1b bulk enqueue, W2 drain with one worker
 process at concurrency 10, W2p2/W2p4 the same with 2 and 4 processes, W3 enqueue-to-start latency on an
-idle worker, W4c10/W4c50 10 ms sleeping jobs, W5 idle cost then memory under load.
+idle worker, W4c10/W4c50 10 ms sleeping jobs, W5 idle cost then memory under load, W7-W2/W7-W3 the same
+as W2/W3 with 1,000,000 finished and 100,000 future rows already in the table (benchmarks/history.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -127,6 +129,9 @@ def run_limit(db: str, workload: str, n: int, quick: bool, workdir: Path) -> dic
     result: dict[str, Any] = {"lib": "limit", "db": db, "workload": workload}
     if workload == "insert-loop":
         result.update(value=limits.insert_loop(db, n, workdir), unit="inserts/s", note="1 client, Python")
+    elif workload == "claim-loop":
+        note = f"batches of {limits.CLAIM_BATCH} (the worker's claim in W2), 1 client, Python"
+        result.update(value=limits.claim_loop(db, n, workdir), unit="jobs/s", note=note)
     else:
         clients = int(workload.removeprefix("pgbench-c"))
         result.update(limits.pgbench(clients, 2 if quick else 10))
@@ -136,9 +141,16 @@ def run_limit(db: str, workload: str, n: int, quick: bool, workdir: Path) -> dic
 def run_case(lib: str, db: str, workload: str, n: int, idle: float, settle: float, workdir: Path) -> dict[str, Any]:
     adapter = libs.load(lib, db, workdir)
     result: dict[str, Any] = {"lib": lib, "db": db, "workload": workload}
-    if adapter.note:
-        result["note"] = adapter.note
-    adapter.setup()
+    notes = [adapter.note] if adapter.note else []
+    # W7-W2 and W7-W3 are W2 and W3 on a table that already holds a history.
+    with_history = workload.startswith("W7-")
+    workload = workload.removeprefix("W7-")
+    if with_history:
+        notes.append(adapter.setup_with_history() + "; jobkit only, peers not seeded")
+    else:
+        adapter.setup()
+    if notes:
+        result["note"] = "; ".join(notes)
     workers: Workers | None = None
     try:
         if workload == "W1":
@@ -155,6 +167,10 @@ def run_case(lib: str, db: str, workload: str, n: int, idle: float, settle: floa
                 return result
             adapter.enqueue_many(items(2, start=-2))
             batch = items(n)
+            # The timed window is tens of milliseconds: a collection of garbage left by the set-up
+            # (import, migrations) landing in it or not would decide the figure. Collect it first,
+            # the same for every library.
+            gc.collect()
             start = time.perf_counter()
             adapter.enqueue_many(batch)
             result["value"] = n / (time.perf_counter() - start)

@@ -7,6 +7,10 @@ from this interpreter, the peers from ``benchmarks/.venv-peers`` (created from
 needs it; otherwise with this interpreter, and oban is skipped). Repetitions are interleaved (every
 library runs repetition 1 of a workload before any runs repetition 2) so that drift on a shared
 machine hits all libraries alike. One Markdown table is printed and saved under ``benchmarks/results/``.
+
+W7 (W2 and W3 again on a table holding 1,000,000 finished and 100,000 future rows, jobkit only) is part
+of the full run, not of ``--quick``; ``--workloads W7`` stands for W7-W2,W7-W3. Its seeded database
+is built once and cached (benchmarks/history.py), so only the first run pays the seeding.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
-from benchmarks.libs import LIBRARIES
+from benchmarks.libs import LIBRARIES, SEEDS_HISTORY
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
@@ -33,11 +37,16 @@ PEERS_REQUIREMENTS = BENCH / "requirements-peers.txt"
 RESULTS = BENCH / "results"
 
 WORKLOADS = ("W1", "W1b", "W2", "W2p2", "W2p4", "W3", "W4c10", "W4c50", "W5")
+#: W7 runs W2 and W3 again on a table with a history; in the full run, not in --quick
+HISTORY_WORKLOADS = ("W7-W2", "W7-W3")
+ALIASES = {"W7": HISTORY_WORKLOADS}
 LIMIT_CASES = (
     ("sqlite", "insert-loop"),
     ("postgres", "insert-loop"),
     ("postgres", "pgbench-c1"),
     ("postgres", "pgbench-c10"),
+    ("sqlite", "claim-loop"),
+    ("postgres", "claim-loop"),
 )
 DB_LABEL = {"sqlite": "SQLite", "postgres": "PostgreSQL", "redis": "Redis"}
 
@@ -151,6 +160,8 @@ def cases(args: argparse.Namespace, available: dict[str, bool]) -> list[tuple[st
     chosen = []
     for workload in args.workloads:
         for lib in args.libs:
+            if workload in HISTORY_WORKLOADS and lib not in SEEDS_HISTORY:
+                continue
             for db in LIBRARIES[lib][1]:
                 if db in args.dbs or (db == "redis" and "redis" in args.dbs):
                     chosen.append((lib, db, workload))
@@ -186,7 +197,7 @@ def figure(r: dict[str, Any]) -> str:
     if "error" in r:
         return f"failed: {r['error'][:120]}"
     w = r["workload"]
-    if w == "W3":
+    if w in ("W3", "W7-W3"):
         return f"{r['p50']:.1f} / {r['p95']:.1f} / {r['p99']:.1f} ms"
     if w.startswith("W4"):
         return f"{r['value']:,.0f} jobs/s ({100 * r['of_ideal']:.0f}% of {r['ideal']:,.0f})"
@@ -203,7 +214,7 @@ def figure(r: dict[str, Any]) -> str:
 
 
 def higher_is_better(workload: str) -> bool:
-    return workload not in ("W3", "W5")
+    return workload not in ("W3", "W7-W3", "W5")
 
 
 def ratios(results: list[dict[str, Any]]) -> list[str]:
@@ -234,7 +245,39 @@ def ratios(results: list[dict[str, Any]]) -> list[str]:
                     f"| W1 vs insert loop | {DB_LABEL[r['db']]} | {figure(r)} | limit: {figure(limit)} | "
                     f"{limit['value'] / r['value']:.2f}x slower than the loop |"
                 )
+    for r in ok:
+        if r["lib"] == "jobkit" and r["workload"] == "W2":
+            loop = next(
+                (p for p in ok if p["lib"] == "limit" and p["workload"] == "claim-loop" and p["db"] == r["db"]), None
+            )
+            if loop:
+                rows.append(
+                    f"| W2 vs claim loop | {DB_LABEL[r['db']]} | {figure(r)} | limit: {figure(loop)} | "
+                    f"{r['value'] / loop['value']:.2f} of the loop |"
+                )
     return rows
+
+
+def history_ratios(results: list[dict[str, Any]]) -> list[str]:
+    """W7: jobkit on a table with a history against the same workload on an empty table (target: within 10%)."""
+    rows = [
+        "| workload | database | empty table | 1,000,000 finished + 100,000 future rows | with history / empty |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    ok = [r for r in results if "error" not in r and "skipped" not in r and r.get("value") is not None]
+    for r in ok:
+        if r["workload"] not in HISTORY_WORKLOADS:
+            continue
+        base = r["workload"].removeprefix("W7-")
+        empty = next((p for p in ok if (p["lib"], p["db"], p["workload"]) == (r["lib"], r["db"], base)), None)
+        if empty is None:
+            continue
+        if base == "W3":
+            ratio = f"p50 {r['p50'] / empty['p50']:.2f}x, p99 {r['p99'] / empty['p99']:.2f}x (lower is better)"
+        else:
+            ratio = f"{r['value'] / empty['value']:.2f}x (higher is better)"
+        rows.append(f"| {r['workload']} | {DB_LABEL[r['db']]} | {figure(empty)} | {figure(r)} | {ratio} |")
+    return rows if len(rows) > 2 else []
 
 
 def table(results: list[dict[str, Any]]) -> list[str]:
@@ -257,7 +300,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small N, one run, short idle: a smoke test")
     parser.add_argument("--libs", default=",".join(LIBRARIES), help="comma-separated libraries")
     parser.add_argument("--dbs", default="sqlite,postgres,redis", help="comma-separated databases")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated workloads")
+    parser.add_argument(
+        "--workloads",
+        default=None,
+        help="comma-separated workloads; W7 stands for W7-W2,W7-W3 (default: all; --quick: all but W7)",
+    )
     parser.add_argument("--no-limits", dest="limits", action="store_false", help="skip the physical-limit rows")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per case (default 600)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the saved table")
@@ -269,7 +316,14 @@ def main() -> None:
     args.timeout = args.timeout or (180.0 if args.quick else 600.0)
     args.libs = [name.strip() for name in args.libs.split(",") if name.strip()]
     args.dbs = [name.strip() for name in args.dbs.split(",") if name.strip()]
-    args.workloads = [name.strip() for name in args.workloads.split(",") if name.strip()]
+    if args.workloads is None:
+        args.workloads = ",".join(WORKLOADS if args.quick else (*WORKLOADS, *HISTORY_WORKLOADS))
+    args.workloads = [
+        expanded
+        for name in args.workloads.split(",")
+        if name.strip()
+        for expanded in ALIASES.get(name.strip(), (name.strip(),))
+    ]
     unknown = [lib for lib in args.libs if lib not in LIBRARIES]
     if unknown:
         parser.error(f"unknown libraries: {unknown}")
@@ -279,6 +333,8 @@ def main() -> None:
     for db, ok in available.items():
         if not ok and db in args.dbs:
             log.append(f"{DB_LABEL[db]} is unreachable: its cases are skipped")
+    if any(w in HISTORY_WORKLOADS for w in args.workloads) and any(lib not in SEEDS_HISTORY for lib in args.libs):
+        log.append("W7 runs jobkit only: seeding a peer's history would mean writing its private tables by hand")
     peers = [lib for lib in args.libs if lib != "jobkit"]
     peer_python = peers_python(log) if peers else None
 
@@ -320,6 +376,10 @@ def main() -> None:
         "",
         *ratios(results),
     ]
+    if any(r["workload"] in HISTORY_WORKLOADS for r in results):
+        history = history_ratios(results)
+        lines += ["", "## W7: jobkit with a history in the table against the empty table", ""]
+        lines += history or ["(no W2/W3 on an empty table in this run to compare with: add W2,W3 to --workloads)"]
     if log:
         lines += ["", "## Notes", "", *[f"- {entry}" for entry in log]]
     text = "\n".join(lines) + "\n"

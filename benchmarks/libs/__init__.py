@@ -17,6 +17,10 @@ LIBRARIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "celery": ("benchmarks.libs.celery_lib", ("redis",)),
 }
 
+#: libraries whose adapter can seed W7's finished and future rows (``setup_with_history``); seeding
+#: a peer would mean writing its private tables by hand, so W7 measures jobkit alone
+SEEDS_HISTORY = ("jobkit",)
+
 
 def load(name: str, db: str, workdir: Path) -> Any:
     """Import a library's adapter module and build its adapter for ``db``."""

@@ -35,6 +35,13 @@ class BaseAdapter:
         if self.db == "postgres":
             common.recreate_pg_database(self.pg_database)
 
+    def setup_with_history(self) -> str:
+        """Like :meth:`setup`, with W7's finished and future rows already stored; returns a note on them.
+
+        Only libraries named in ``benchmarks.libs.SEEDS_HISTORY`` implement it.
+        """
+        raise NotImplementedError
+
     def teardown(self) -> None:
         """Remove what :meth:`setup` made."""
         if self.db == "postgres":
