@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck bench chaos clean
+.PHONY: demo test check lint typecheck layers bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-check: lint typecheck
+# ruff, mypy --strict and import-linter (the layering contract in pyproject.toml), as .ci/run runs them.
+check: lint typecheck layers
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check jobkit
@@ -26,6 +27,9 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict jobkit
+
+layers: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 
 chaos: $(STAMP)
 	$(BIN)/python -m pytest -q -m chaos

@@ -14,10 +14,12 @@ Example::
 
 from jobkit._cancel import CancelToken
 from jobkit._clock import FakeClock, SystemClock
+from jobkit._enqueue import ConfiguredJob
 from jobkit._handle import JobEvent, JobHandle, JobInfo
-from jobkit._job import BaseJob, Checkpoint, ConfiguredJob, job
+from jobkit._job import BaseJob, Checkpoint, job
 from jobkit._queue import JobQueue, configure
 from jobkit._settings import Settings
+from jobkit._vocabulary import CancelReason, Event, EventType, JobState
 from jobkit.errors import (
     ConfigurationError,
     DatabaseUnavailable,
@@ -41,6 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BaseJob",
+    "CancelReason",
     "CancelToken",
     "Checkpoint",
     "ConfigurationError",
@@ -48,6 +51,8 @@ __all__ = [
     "DatabaseUnavailable",
     "Discard",
     "EnqueueError",
+    "Event",
+    "EventType",
     "FakeClock",
     "JobCancelled",
     "JobCancelledError",
@@ -59,6 +64,7 @@ __all__ = [
     "JobInfo",
     "JobNotFound",
     "JobQueue",
+    "JobState",
     "JobTimeout",
     "PayloadError",
     "ResultTimeout",

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal, TypeAlias
+from typing import Literal, TypeAlias
 
 import tenacity
 from tenacity.wait import wait_base
 
 BackoffName: TypeAlias = Literal["exponential", "linear", "fixed"]
+#: What ``@job(backoff=...)`` takes: a policy name, a tenacity wait strategy, or ``attempt -> seconds``.
 BackoffSpec: TypeAlias = "BackoffName | wait_base | Callable[[int], float]"
+#: A policy ready to evaluate (what :func:`make_wait` returns); other modules name it by this alias
+#: so that tenacity stays imported here only.
+Wait: TypeAlias = wait_base
 
 BACKOFF_NAMES: tuple[str, ...] = ("exponential", "linear", "fixed")
 
@@ -36,8 +40,11 @@ class _wait_callable(wait_base):
         return float(self.fn(retry_state.attempt_number))
 
 
-def make_wait(spec: Any) -> wait_base:
-    """Turn a ``backoff=`` option into a tenacity wait strategy; raises ValueError for unknown specs."""
+def make_wait(spec: object) -> wait_base:
+    """Turn a ``backoff=`` option into a tenacity wait strategy; raises ValueError for unknown specs.
+
+    Takes any object: this is where a user's untyped ``backoff=`` is checked.
+    """
     if isinstance(spec, wait_base):
         return spec
     if spec == "exponential":

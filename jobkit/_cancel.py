@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from jobkit._vocabulary import CancelReason
 from jobkit.errors import JobCancelledError
 
 
@@ -26,7 +27,7 @@ class CancelToken:
 
     def __init__(self) -> None:
         self._cancelled = False
-        self._reason: str | None = None
+        self._reason: CancelReason | None = None
         self._event: threading.Event | None = None
         self._callbacks: list[Callable[[str], None]] | None = None
 
@@ -36,23 +37,27 @@ class CancelToken:
         return self._cancelled
 
     @property
-    def reason(self) -> str | None:
-        """Why the token fired: ``cancel``, ``timeout``, ``pause``, ``shutdown`` or ``lease_lost``."""
+    def reason(self) -> CancelReason | None:
+        """Why the token fired (a :class:`CancelReason`: ``cancel``, ``timeout``, ``pause``, ``shutdown`` …)."""
         return self._reason
 
-    def cancel(self, reason: str = "cancel") -> bool:
-        """Fire the token; returns False when it had already fired (first reason wins)."""
+    def cancel(self, reason: str = CancelReason.CANCEL) -> bool:
+        """Fire the token; returns False when it had already fired (first reason wins).
+
+        ``reason`` must name a :class:`CancelReason`; any other text is a ValueError, so a typo
+        can never turn into a plain cancel.
+        """
         with self._lock:
             if self._cancelled:
                 return False
-            self._reason = reason
+            self._reason = CancelReason.parse(reason)
             self._cancelled = True
             if self._event is not None:
                 self._event.set()
             callbacks = self._callbacks or []
             self._callbacks = None
         for callback in callbacks:
-            callback(reason)
+            callback(self._reason)
         return True
 
     def on_cancel(self, callback: Callable[[str], None]) -> None:
@@ -63,7 +68,7 @@ class CancelToken:
                     self._callbacks = []
                 self._callbacks.append(callback)
                 return
-            reason = self._reason or "cancel"
+            reason = self._reason or CancelReason.CANCEL
         callback(reason)
 
     def wait(self, timeout: float | None = None) -> bool:

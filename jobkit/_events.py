@@ -11,31 +11,42 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from jobkit._vocabulary import Event
 
 log = logging.getLogger("jobkit.events")
 
-Listener = Callable[[dict[str, Any]], None]
+#: A subscriber: called with each :class:`~jobkit._vocabulary.Event` (a read-only mapping).
+Listener: TypeAlias = Callable[[Event], None]
+#: What the bus carries: the events jobkit emits, or any mapping a test hands it.
+_Item: TypeAlias = Mapping[str, Any]
 
 #: Events buffered per listener before new ones are dropped (and the drop logged).
 MAX_BACKLOG = 10_000
 
-_FLUSH = "__flush__"
+
+@dataclass(frozen=True, slots=True)
+class _Flush:
+    """A marker put behind the events emitted so far; set once the delivery thread reaches it."""
+
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class _Subscription:
     """One listener, its backlog and its delivery thread."""
 
-    def __init__(self, listener: Listener, backlog: int) -> None:
+    def __init__(self, listener: Callable[[Any], None], backlog: int) -> None:
         self.listener = listener
-        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(backlog)
+        self.queue: queue.Queue[_Item | _Flush | None] = queue.Queue(backlog)
         self.dropped = 0
         self.closed = False
         self.thread = threading.Thread(target=self._deliver, name="jobkit-events", daemon=True)
         self.thread.start()
 
-    def offer(self, event: dict[str, Any]) -> None:
+    def offer(self, event: _Item) -> None:
         try:
             self.queue.put_nowait(event)
         except queue.Full:
@@ -48,8 +59,8 @@ class _Subscription:
             event = self.queue.get()
             if event is None:
                 return
-            if event.get("type") == _FLUSH:
-                event["done"].set()
+            if isinstance(event, _Flush):
+                event.done.set()
                 continue
             if self.closed:
                 return  # unsubscribed: nothing more reaches the listener
@@ -72,7 +83,7 @@ class EventBus:
     def __init__(self, backlog: int = MAX_BACKLOG) -> None:
         self._backlog = backlog
         self._subscriptions: list[_Subscription] = []
-        self._taps: list[Callable[[dict[str, Any]], None]] = []
+        self._taps: list[Callable[[_Item], None]] = []
         self._lock = threading.Lock()
 
     @property
@@ -82,7 +93,7 @@ class EventBus:
             return sum(s.dropped for s in self._subscriptions)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Add a listener (called on its own thread with each event dict); returns a function that removes it."""
+        """Add a listener (called on its own thread with each event); returns a function that removes it."""
         subscription = _Subscription(listener, self._backlog)
         with self._lock:
             self._subscriptions = [*self._subscriptions, subscription]
@@ -100,13 +111,17 @@ class EventBus:
 
         return unsubscribe
 
-    def tap(self, hook: Callable[[dict[str, Any]], None]) -> None:
+    def tap(self, hook: Callable[[_Item], None]) -> None:
         """Call ``hook(event)`` synchronously in the emitting thread (internal wake-ups; must be quick, never raise)."""
         with self._lock:
             self._taps = [*self._taps, hook]
 
-    def emit(self, event: dict[str, Any]) -> None:
-        """Hand an event to every subscriber; never blocks the caller."""
+    def emit(self, event: Event | _Item) -> None:
+        """Hand an event to every subscriber; never blocks the caller.
+
+        An :class:`Event` is immutable and shared by every subscriber; any other mapping is
+        copied for each, so one listener cannot change what the next one sees.
+        """
         # Reading the lists without the lock is safe: they are replaced, never mutated.
         for hook in self._taps:
             try:
@@ -114,7 +129,7 @@ class EventBus:
             except Exception:
                 log.exception("internal event hook raised")
         for subscription in self._subscriptions:
-            subscription.offer(dict(event))
+            subscription.offer(event if isinstance(event, Event) else dict(event))
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until every event emitted so far has been delivered to every listener (for tests)."""
@@ -122,11 +137,11 @@ class EventBus:
             subscriptions = list(self._subscriptions)
         marks = []
         for subscription in subscriptions:
-            done = threading.Event()
+            mark = _Flush()
             try:
-                subscription.queue.put({"type": _FLUSH, "done": done}, timeout=timeout)
+                subscription.queue.put(mark, timeout=timeout)
             except queue.Full:
                 continue
-            marks.append(done)
+            marks.append(mark.done)
         for done in marks:
             done.wait(timeout)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from jobkit._vocabulary import TERMINAL_STATES, EventType, JobState
 from jobkit.errors import JobCancelled, JobFailed, JobNotFound, ResultTimeout
 
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ class JobInfo:
     @property
     def terminal(self) -> bool:
         """True for completed, failed and cancelled."""
-        return self.status in TERMINAL
+        return self.status in TERMINAL_STATES
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,8 @@ class JobEvent:
     ``result`` on completed, ``error`` (the last error entry) on failed.
     """
 
-    type: str
+    #: An :class:`EventType` (a ``str``: ``event.type == "progress"`` holds).
+    type: EventType
     job_id: int
     percent: float | None = None
     stage: str | None = None
@@ -127,6 +129,11 @@ class HandleBackend(Protocol):
 #: While changes are pushed, a waiting handle still re-reads this often, for changes nobody
 #: announced (a rescue by another worker) and in case the push connection silently died.
 PUSHED_RECHECK = 1.0
+
+#: The longest poll delay while changes are not pushed: ``result`` reads the status only,
+#: ``stream`` the whole job, and a stream should show progress promptly.
+RESULT_POLL_CAP = 0.1
+STREAM_POLL_CAP = 0.05
 
 
 def _poll_delays(start: float = 0.005, cap: float = 0.1) -> Iterator[float]:
@@ -209,9 +216,9 @@ class JobHandle:
         return self._backend.retry_job(self.id)
 
     def _outcome(self, info: JobInfo) -> Any:
-        if info.status == "completed":
+        if info.status == JobState.COMPLETED:
             return info.result
-        if info.status == "failed":
+        if info.status == JobState.FAILED:
             raise JobFailed(self.id, info.errors)
         raise JobCancelled(self.id)
 
@@ -220,41 +227,21 @@ class JobHandle:
 
         A paused job has not ended: ``result`` keeps waiting for it to be resumed and finish.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        watch = self._backend.watch(self.id)
-        try:
-            for delay in _poll_delays():
-                live = watch.live  # read before the status: a change after it is then pushed
-                status = self.status()
-                if status in TERMINAL:
+        with _Wait(self, timeout, RESULT_POLL_CAP) as wait:
+            while True:
+                status = wait.read(self.status)
+                if status in TERMINAL_STATES:
                     return self._outcome(self.refresh())
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise ResultTimeout(f"job {self.id} still {status} after {timeout}s")
-                pause = PUSHED_RECHECK if live else delay
-                watch.wait(pause if remaining is None else min(pause, remaining))
-        finally:
-            watch.close()
-        raise AssertionError("unreachable")
+                wait.pause(status)
 
     async def wait(self, timeout: float | None = None) -> Any:
         """Async twin of :meth:`result`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        watch = self._backend.watch(self.id)
-        try:
-            for delay in _poll_delays():
-                live = watch.live
-                status = await asyncio.to_thread(self.status)
-                if status in TERMINAL:
+        with _Wait(self, timeout, RESULT_POLL_CAP) as wait:
+            while True:
+                status = await wait.read_async(self.status)
+                if status in TERMINAL_STATES:
                     return self._outcome(await asyncio.to_thread(self.refresh))
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise ResultTimeout(f"job {self.id} still {status} after {timeout}s")
-                pause = PUSHED_RECHECK if live else delay
-                await watch.wait_async(pause if remaining is None else min(pause, remaining))
-        finally:
-            watch.close()
-        raise AssertionError("unreachable")
+                await wait.pause_async(status)
 
     def stream(self, timeout: float | None = None, *, until_paused: bool = False) -> Iterator[JobEvent]:
         """Yield progress events, every stage in order, then the final event; stops when the job ends.
@@ -263,44 +250,76 @@ class JobHandle:
         ``cancelled``. A pause yields a ``paused`` event and the stream goes on waiting for
         the job to be resumed, unless ``until_paused`` is set, which ends the stream there.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
         tracker = _EventTracker(self.id)
-        watch = self._backend.watch(self.id)
-        try:
-            for delay in _poll_delays(cap=0.05):
-                live = watch.live
-                info = self.refresh()
+        with _Wait(self, timeout, STREAM_POLL_CAP) as wait:
+            while True:
+                info = wait.read(self.refresh)
                 yield from tracker.feed(info)
-                if info.terminal or (until_paused and info.status == "paused"):
+                if info.terminal or (until_paused and info.status == JobState.PAUSED):
                     return
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise ResultTimeout(f"job {self.id} still {info.status} after {timeout}s")
-                pause = PUSHED_RECHECK if live else delay
-                watch.wait(pause if remaining is None else min(pause, remaining))
-        finally:
-            watch.close()
+                wait.pause(info.status)
 
     async def events(self, timeout: float | None = None, *, until_paused: bool = False) -> AsyncIterator[JobEvent]:
         """Async twin of :meth:`stream`: ``async for event in handle.events(): ...``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         tracker = _EventTracker(self.id)
-        watch = self._backend.watch(self.id)
-        try:
-            for delay in _poll_delays(cap=0.05):
-                live = watch.live
-                info = await asyncio.to_thread(self.refresh)
+        with _Wait(self, timeout, STREAM_POLL_CAP) as wait:
+            while True:
+                info = await wait.read_async(self.refresh)
                 for event in tracker.feed(info):
                     yield event
-                if info.terminal or (until_paused and info.status == "paused"):
+                if info.terminal or (until_paused and info.status == JobState.PAUSED):
                     return
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise ResultTimeout(f"job {self.id} still {info.status} after {timeout}s")
-                pause = PUSHED_RECHECK if live else delay
-                await watch.wait_async(pause if remaining is None else min(pause, remaining))
-        finally:
-            watch.close()
+                await wait.pause_async(info.status)
+
+
+class _Wait:
+    """The one wait loop of a handle: read the job, and pause until it may have changed or the deadline.
+
+    Each round reads whether changes are pushed *before* reading the job (a change after the
+    read is then pushed, and ends the pause at once), then pauses: for ``PUSHED_RECHECK``
+    while pushed, else for a poll delay that grows from 5 ms to ``cap``; never past the
+    deadline, where :meth:`pause` raises ResultTimeout instead.
+    """
+
+    def __init__(self, handle: JobHandle, timeout: float | None, cap: float) -> None:
+        self._job_id = handle.id
+        self._timeout = timeout
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._delays = _poll_delays(cap=cap)
+        self._watch = handle._backend.watch(handle.id)
+        self._live = False
+
+    def __enter__(self) -> _Wait:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._watch.close()
+
+    def read(self, read: Callable[[], T]) -> T:
+        """Begin a round: note whether changes are pushed, then read the job with ``read``."""
+        self._live = self._watch.live
+        return read()
+
+    async def read_async(self, read: Callable[[], T]) -> T:
+        """Async twin of :meth:`read` (``read`` runs in a thread)."""
+        self._live = self._watch.live
+        return await asyncio.to_thread(read)
+
+    def pause(self, status: str) -> None:
+        """End the round: wait for a change or the next poll; raise ResultTimeout past the deadline."""
+        self._watch.wait(self._next_pause(status))
+
+    async def pause_async(self, status: str) -> None:
+        """Async twin of :meth:`pause`."""
+        await self._watch.wait_async(self._next_pause(status))
+
+    def _next_pause(self, status: str) -> float:
+        delay = next(self._delays)
+        remaining = None if self._deadline is None else self._deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise ResultTimeout(f"job {self._job_id} still {status} after {self._timeout}s")
+        pause = PUSHED_RECHECK if self._live else delay
+        return pause if remaining is None else min(pause, remaining)
 
 
 class _EventTracker:
@@ -332,11 +351,13 @@ class _EventTracker:
             count = raw_count if isinstance(raw_count, int) and raw_count >= len(stages) else len(stages)
             first = count - len(stages)  # stage number of stages[0]
             for number in range(max(self.stages_seen, first), count - 1):
-                yield JobEvent(type="progress", job_id=self.job_id, stage=stages[number - first], name=info.name)
+                yield JobEvent(
+                    type=EventType.PROGRESS, job_id=self.job_id, stage=stages[number - first], name=info.name
+                )
             self.stages_seen = max(self.stages_seen, count)
             self.key = key
             yield JobEvent(
-                type="progress",
+                type=EventType.PROGRESS,
                 job_id=self.job_id,
                 percent=progress.get("percent"),
                 stage=progress.get("stage"),
@@ -344,16 +365,19 @@ class _EventTracker:
                 data=progress["data"] if isinstance(progress.get("data"), dict) else {},
                 name=info.name,
             )
-        if info.status == "paused" and not self.paused_seen:
+        if info.status == JobState.PAUSED and not self.paused_seen:
             self.paused_seen = True
-            yield JobEvent(type="paused", job_id=self.job_id, name=info.name)
-        elif info.status != "paused":
+            yield JobEvent(type=EventType.PAUSED, job_id=self.job_id, name=info.name)
+        elif info.status != JobState.PAUSED:
             self.paused_seen = False
-        if info.status == "completed":
-            yield JobEvent(type="completed", job_id=self.job_id, result=info.result, name=info.name)
-        elif info.status == "failed":
+        if info.status == JobState.COMPLETED:
+            yield JobEvent(type=EventType.COMPLETED, job_id=self.job_id, result=info.result, name=info.name)
+        elif info.status == JobState.FAILED:
             yield JobEvent(
-                type="failed", job_id=self.job_id, error=info.errors[-1] if info.errors else None, name=info.name
+                type=EventType.FAILED,
+                job_id=self.job_id,
+                error=info.errors[-1] if info.errors else None,
+                name=info.name,
             )
-        elif info.status == "cancelled":
-            yield JobEvent(type="cancelled", job_id=self.job_id, name=info.name)
+        elif info.status == JobState.CANCELLED:
+            yield JobEvent(type=EventType.CANCELLED, job_id=self.job_id, name=info.name)

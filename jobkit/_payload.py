@@ -1,17 +1,14 @@
 """The only pydantic import outside settings: validate, dump and load job payloads.
 
-Everything stored is strict JSON text: no NaN or Infinity, string keys only, no lone
-surrogates, nothing coerced behind the caller's back (a datetime, set or bytes value is
-refused, not turned into something else), within a nesting and a size limit. The same
-text is stored on SQLite and PostgreSQL, and nothing is ever pickled, so reading a row can
-never execute code.
+Job arguments are validated against the job's schema and stored as strict JSON text
+(``jobkit._json`` owns what "strict" means, and the limits); a model anywhere in a value is
+dumped by alias with its secrets as given, and :func:`redact` masks those secrets wherever
+people read arguments. ``dumps`` and ``loads`` here are the strict codec that knows models.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import math
 import types
 import typing
 from collections.abc import Mapping, Sequence, Set
@@ -25,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError, Wr
 from pydantic.types import _SecretBase
 from pydantic_core import to_jsonable_python
 
-from jobkit.errors import PayloadError
+from jobkit._json import DEFAULT_BYTES, DEFAULT_DEPTH, StrictJSON, loads
 
 __all__ = [
     "DEFAULT_BYTES",
@@ -44,9 +41,6 @@ __all__ = [
     "validate",
 ]
 
-#: The defaults of the ``max_payload_depth`` and ``max_payload_bytes`` settings.
-DEFAULT_DEPTH = 64
-DEFAULT_BYTES = 16 * 1024 * 1024
 #: What a secret is shown as where people read arguments.
 MASK = "**********"
 
@@ -178,6 +172,16 @@ def _model_json(model: BaseModel) -> Any:
     return dumped
 
 
+def _json_form(value: Any) -> Any:
+    """The data a model stands for, for the strict codec; NotImplemented for anything else."""
+    return _model_json(value) if isinstance(value, BaseModel) else NotImplemented
+
+
+_JSON = StrictJSON(_json_form)
+#: Strict JSON text of a value that may hold models (see :meth:`jobkit._json.StrictJSON.dumps`).
+dumps = _JSON.dumps
+
+
 def _secret_json(secret: _SecretBase[Any]) -> Any:
     value = secret.get_secret_value()
     if isinstance(value, bytes):
@@ -297,224 +301,3 @@ def _redact(value: Any, annotation: Any) -> Any:
             return [_redact(v, a) for v, a in zip(value, args, strict=False)] + value[len(args) :]
         return [_redact(v, args[0]) for v in value]
     return _redact(value, args[0]) if origin is typing.Annotated else value
-
-
-# -- strict JSON ------------------------------------------------------------------------------------
-
-
-class _Refused(Exception):
-    """A value that is not strict JSON; the path is collected while the check unwinds."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.path: list[str | int] = []
-
-
-def _check(value: Any, depth: int) -> None:
-    """Raise _Refused unless ``value`` is strict JSON no deeper than ``depth`` containers."""
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return
-    if kind is float:
-        if not math.isfinite(value):
-            name = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-            raise _Refused(f"{name} is not allowed in JSON")
-        return
-    if kind is dict:
-        if depth <= 0:
-            raise _Refused("nested too deep")
-        for key, item in value.items():
-            if type(key) is not str and not isinstance(key, str):
-                refused = _Refused(
-                    f"key {_short(key)} is {type(key).__name__}: JSON object keys must be strings"
-                    " (convert it, and mind that 1 and '1' would collide)"
-                )
-                raise refused
-            try:
-                _check(item, depth - 1)
-            except _Refused as exc:
-                exc.path.append(key)
-                raise
-        return
-    if kind is list or kind is tuple:
-        if depth <= 0:
-            raise _Refused("nested too deep")
-        for index, item in enumerate(value):
-            try:
-                _check(item, depth - 1)
-            except _Refused as exc:
-                exc.path.append(index)
-                raise
-        return
-    _check_other(value, depth)
-
-
-def _check_other(value: Any, depth: int) -> None:
-    # Subclasses of the JSON types (str and int enums) encode as their plain value; a pydantic
-    # model is dumped the way a schema would dump it. Anything else would be coerced: refused.
-    if isinstance(value, bool | int | str):
-        return
-    if isinstance(value, float):
-        _check(float(value), depth)
-        return
-    if isinstance(value, BaseModel):
-        _check(_model_json(value), depth)
-        return
-    if isinstance(value, Mapping | list | tuple):
-        _check(dict(value) if isinstance(value, Mapping) else list(value), depth)
-        return
-    raise _Refused(
-        f"{type(value).__name__} is not JSON ({_short(value)}); convert it first "
-        "(e.g. a datetime to an ISO string, a set to a list, bytes to base64 text)"
-    )
-
-
-def _encode_default(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return _model_json(value)
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON")  # _check has refused it already
-
-
-def _make_encoder() -> Any:
-    # json.JSONEncoder.encode builds its C encoder again on every call, which costs more than
-    # encoding a small dict; the C encoder is built once here (json.dumps is the fallback).
-    # ensure_ascii is off: text is stored as UTF-8 as given, and a lone surrogate cannot hide
-    # in an escape; allow_nan is off as a second guard behind _check.
-    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-    if c_make_encoder is not None:
-        encode_chunks = c_make_encoder(
-            None, _encode_default, json.encoder.encode_basestring, None, ":", ",", False, False, False
-        )
-        return lambda value: "".join(encode_chunks(value, 0))
-    encoder = json.JSONEncoder(
-        allow_nan=False, ensure_ascii=False, check_circular=False, separators=(",", ":"), default=_encode_default
-    )
-    return encoder.encode
-
-
-_encode = _make_encoder()
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # a repr that raises must not hide the real problem
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def dumps(value: Any, *, max_depth: int = DEFAULT_DEPTH, max_bytes: int = DEFAULT_BYTES) -> str:
-    """Dump ``value`` as compact strict JSON, or raise :class:`~jobkit.errors.PayloadError` naming the path.
-
-    Example::
-
-        dumps({"items": [{"price": 1.5}]})          # '{"items":[{"price":1.5}]}'
-        dumps({"items": [{"price": float("nan")}]})  # PayloadError: items[0].price: nan is not allowed in JSON
-    """
-    if value is None:
-        return "null"  # the result of most jobs
-    try:
-        # The nesting limit also ends a cycle: check_circular is off because this check comes first.
-        _check(value, max_depth)
-    except _Refused as exc:
-        exc.path.reverse()
-        reason = exc.reason if exc.reason != "nested too deep" else f"nested deeper than {max_depth} levels"
-        raise PayloadError(reason, tuple(exc.path)) from None
-    try:
-        text: str = _encode(value)
-    except (TypeError, ValueError, RecursionError) as exc:  # e.g. an int past Python's digit limit
-        raise PayloadError(str(exc)) from None
-    if text.isascii():
-        size = len(text)
-    else:
-        try:
-            size = len(text.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise _surrogate_error(value) from None
-    if size > max_bytes:
-        raise PayloadError(f"the JSON text is {size} bytes, more than the limit of {max_bytes} (max_payload_bytes)")
-    return text
-
-
-def _surrogate_error(value: Any) -> PayloadError:
-    """Find the string holding a lone surrogate (only on the error path, so this walk costs nothing else)."""
-    path: list[str | int] = []
-
-    def bad(text: str) -> bool:
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-
-    def find(item: Any) -> str | None:
-        if isinstance(item, BaseModel):
-            item = _model_json(item)
-        if isinstance(item, str):
-            return "string" if bad(item) else None
-        if isinstance(item, Mapping):
-            for key, inner in item.items():
-                if bad(key):
-                    return "key"
-                path.append(key)
-                found = find(inner)
-                if found:
-                    return found
-                path.pop()
-        elif isinstance(item, list | tuple):
-            for index, inner in enumerate(item):
-                path.append(index)
-                found = find(inner)
-                if found:
-                    return found
-                path.pop()
-        return None
-
-    what = find(value) or "string"
-    return PayloadError(f"{what} holds a lone surrogate and is not valid Unicode text", tuple(path))
-
-
-def _no_constant(name: str) -> Any:
-    raise PayloadError(f"{name} is not allowed in JSON")
-
-
-# Built once, like the encoder; NaN and Infinity literals are refused, not read as floats.
-_DECODER = json.JSONDecoder(parse_constant=_no_constant)
-
-
-def loads(text: str | None, *, max_depth: int | None = None) -> Any:
-    """Load stored JSON text (None stays None); raises :class:`~jobkit.errors.PayloadError` if it cannot.
-
-    Never raises RecursionError: text nested too deep for the parser (or deeper than
-    ``max_depth``) is a PayloadError, which is a ValueError.
-    """
-    if text is None:
-        return None
-    try:
-        value = _DECODER.decode(text)
-    except RecursionError:
-        raise PayloadError("the stored JSON is nested too deep to read") from None
-    except (ValueError, TypeError) as exc:
-        if isinstance(exc, PayloadError):
-            raise
-        raise PayloadError(f"the stored text is not valid JSON: {exc}") from None
-    # Counting brackets (C speed) bounds the depth from above, so the walk runs only for deep text.
-    if max_depth is not None and text.count("[") + text.count("{") > max_depth and _depth(value) > max_depth:
-        raise PayloadError(f"the stored JSON is nested deeper than {max_depth} levels")
-    return value
-
-
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        elif not isinstance(item, list):
-            continue
-        deepest = max(deepest, level)
-        stack.extend((inner, level + 1) for inner in item)
-    return deepest

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import logging
-import math
-import signal
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from jobkit import _job
-from jobkit._clock import Clock, SystemClock, to_datetime
+from jobkit._clock import Clock, SystemClock
 from jobkit._events import EventBus, Listener
 from jobkit._handle import JobHandle, JobInfo, JobWatch
 from jobkit._job import CallOptions
-from jobkit._payload import loads, to_json_args
+from jobkit._payload import to_json_args
 from jobkit._registry import MAX_QUEUE, JobType, all_types, handler_type, name_problem, register
+from jobkit._runtime.signals import serve
 from jobkit._runtime.worker import Worker
 from jobkit._settings import Settings, load_settings
-from jobkit._store import JobRecord, NewJob, Store
-from jobkit._store import admin as admin_sql
-from jobkit._store import events as event_sql
-from jobkit._store import workers as worker_sql
+from jobkit._snapshots import info_of, older_than_cutoff
+from jobkit._store import NewJob, open_notifier, open_store
+from jobkit._vocabulary import Event, EventType, JobState
 from jobkit.errors import EnqueueError, PayloadError
 
 if TYPE_CHECKING:
@@ -31,113 +29,6 @@ if TYPE_CHECKING:
     from jobkit._store import WorkerRecord
 
 log = logging.getLogger("jobkit")
-
-
-#: Key under which a stored JSON value that cannot be read is shown, with its raw text.
-UNREADABLE = "__unreadable__"
-
-_EPOCH_MIN = datetime.min.replace(tzinfo=UTC)
-_EPOCH_MAX = datetime.max.replace(tzinfo=UTC)
-
-
-def _safe_loads(text: Any, column: str, damaged: list[str]) -> Any:
-    # A malformed row must stay readable by admin tools: show the raw text rather than raise.
-    if text is None:
-        return None
-    try:
-        return loads(text)
-    except (ValueError, TypeError, RecursionError) as exc:
-        damaged.append(f"{column}: not readable as JSON ({type(exc).__name__})")
-        return {UNREADABLE: text if isinstance(text, str) else repr(text)}
-
-
-def _safe_object(text: Any, column: str, damaged: list[str]) -> dict[str, Any] | None:
-    """A JSON object column (args, progress, checkpoint): anything else is shown under UNREADABLE."""
-    value = _safe_loads(text, column, damaged)
-    if value is None or isinstance(value, dict):
-        return value
-    damaged.append(f"{column}: a JSON {type(value).__name__}, not an object")
-    return {UNREADABLE: text}
-
-
-def _safe_errors(text: Any, damaged: list[str]) -> list[dict[str, Any]]:
-    value = _safe_loads(text, "errors", damaged)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        if UNREADABLE not in (value if isinstance(value, dict) else {}):
-            damaged.append(f"errors: a JSON {type(value).__name__}, not a list")
-        return [{"type": "DamagedHistory", "message": "the stored error history is not a JSON list", "raw": text}]
-    entries: list[dict[str, Any]] = []
-    for item in value:
-        if isinstance(item, dict):
-            entries.append(item)
-        else:
-            damaged.append("errors: an entry that is not a JSON object")
-            entries.append(
-                {"type": "DamagedEntry", "message": "a stored error entry is not a JSON object", "raw": item}
-            )
-    return entries
-
-
-def _safe_time(value: Any, column: str, damaged: list[str], *, required: bool) -> datetime | None:
-    """Epoch seconds as an aware datetime; damage is noted and shown clamped (required) or as None."""
-    if value is None:
-        if required:
-            damaged.append(f"{column}: missing")
-            return _EPOCH_MIN
-        return None
-    try:
-        return to_datetime(float(value))
-    except (TypeError, ValueError, OverflowError, OSError):
-        pass
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    damaged.append(f"{column}: out of range ({value!r})")
-    if not required:
-        return None
-    return _EPOCH_MAX if number > 0 else _EPOCH_MIN  # NaN and the far past alike show as the earliest time
-
-
-def _info(record: JobRecord) -> JobInfo:
-    """A row as a JobInfo, never raising: damaged values are shown as such and listed in ``damaged``."""
-    damaged: list[str] = []
-    run_at = _safe_time(record.run_at, "run_at", damaged, required=True)
-    created = _safe_time(record.created_at, "created_at", damaged, required=True)
-    assert run_at is not None and created is not None
-    return JobInfo(
-        id=record.id,
-        name=record.name,
-        queue=record.queue,
-        priority=record.priority,
-        status=record.status,
-        args=_safe_object(record.args, "args", damaged) or {},
-        run_at=run_at,
-        created_at=created,
-        attempt=record.attempt,
-        max_retries=record.max_retries,
-        started_at=_safe_time(record.started_at, "started_at", damaged, required=False),
-        finished_at=_safe_time(record.finished_at, "finished_at", damaged, required=False),
-        result=_safe_loads(record.result, "result", damaged),
-        errors=_safe_errors(record.errors, damaged),
-        progress=_safe_object(record.progress, "progress", damaged),
-        checkpoint=_safe_object(record.checkpoint, "checkpoint", damaged),
-        cancel_requested=record.cancel_requested,
-        crashes=record.crashes,
-        worker_id=record.worker_id,
-        damaged=damaged,
-    )
-
-
-def _older_than(value: timedelta | float | datetime | None, now: float) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    return now - seconds
 
 
 class JobQueue:
@@ -159,14 +50,15 @@ class JobQueue:
         self.clock: Clock = clock or SystemClock()
         # On the real clock every time that decides eligibility is the database's (PostgreSQL); a
         # fake clock (tests) keeps its own time everywhere.
-        self.store = Store(
+        self.store = open_store(
             self.settings.database_url,
             auto_migrate=self.settings.auto_migrate,
             db_clock=isinstance(self.clock, SystemClock),
         )
         self.events = EventBus()
         self._worker: Worker | None = None
-        self._job_watcher = event_sql.JobWatcher(self.store)
+        # One notifier for this queue: wake-ups for its worker and watches for its handles.
+        self._notifier = open_notifier(self.store)
         self.events.tap(self._wake_watchers)
 
     # -- the process-wide queue ------------------------------------------------------------------
@@ -215,11 +107,11 @@ class JobQueue:
                 where = f"argument {exc.where()}" if exc.path else "arguments"
                 raise EnqueueError(f"{options.name}: {item}{where}: {exc.reason}") from None
             rows.append(NewJob(options.name, text, queue, priority, run_at, options.max_retries))
-        ids = self.store.enqueue(rows, connection, now)
-        if self._worker is not None:
-            self._worker.notify(repr(run_at) if run_at > now else "")
-        for job_id in ids:
-            self.events.emit({"type": "enqueued", "job_id": job_id, "name": options.name, "queue": queue})
+        ids = self.store.enqueue(rows, now=now, connection=connection)
+        self._notifier.announce(repr(run_at) if run_at > now else "", committed=connection is None)
+        name = options.name
+        for job_id in ids:  # built directly: this runs once per enqueued job
+            self.events.emit(Event(EventType.ENQUEUED, job_id, {"name": name, "queue": queue}))
         return [JobHandle(job_id, self) for job_id in ids]
 
     def handle(self, job_id: int) -> JobHandle:
@@ -231,7 +123,7 @@ class JobQueue:
     def job_info(self, job_id: int) -> JobInfo | None:
         """The job's current snapshot, or None."""
         record = self.store.get(job_id)
-        return None if record is None else _info(record)
+        return None if record is None else info_of(record)
 
     def job_status(self, job_id: int) -> str | None:
         """The job's status, or None."""
@@ -239,56 +131,56 @@ class JobQueue:
 
     def cancel_job(self, job_id: int) -> str | None:
         """Cancel a job from any process; returns cancelled, cancelling, its terminal status, or None."""
-        status = admin_sql.cancel_job(self.store, job_id, self.clock.now())
-        if status == "cancelled":
-            self._emit_admin("cancelled", job_id)
+        status = self.store.cancel_job(job_id, now=self.clock.now())
+        if status == JobState.CANCELLED:
+            self._emit_admin(EventType.CANCELLED, job_id)
         return status
 
     def kill_job(self, job_id: int) -> str | None:
         """End a job whatever it is doing, from any process: a pending or paused one at once (``cancelled``),
         a running one by having its worker abandon the attempt now (``killing``); it wins over every
         other request. Otherwise returns the job's terminal status, or None."""
-        status = admin_sql.kill_job(self.store, job_id, self.clock.now())
-        if status == "cancelled":
-            self._emit_admin("cancelled", job_id)
+        status = self.store.kill_job(job_id, now=self.clock.now())
+        if status == JobState.CANCELLED:
+            self._emit_admin(EventType.CANCELLED, job_id)
         return status
 
     def pause_job(self, job_id: int) -> str | None:
         """Pause a job from any process; returns paused, pausing, its current status, or None."""
-        status = admin_sql.pause_job(self.store, job_id, self.clock.now())
-        if status == "paused":
-            self._emit_admin("paused", job_id)
+        status = self.store.pause_job(job_id, now=self.clock.now())
+        if status == JobState.PAUSED:
+            self._emit_admin(EventType.PAUSED, job_id)
         return status
 
     def resume_job(self, job_id: int) -> str | None:
         """Resume a paused job; returns pending (or its current status)."""
-        status = admin_sql.resume_job(self.store, job_id, self.clock.now())
-        if status == "pending":
-            self._emit_admin("resumed", job_id)
-            if self._worker is not None:
-                self._worker.notify()
+        status = self.store.resume_job(job_id, now=self.clock.now())
+        if status == JobState.PENDING:
+            self._emit_admin(EventType.RESUMED, job_id)
+            self._notifier.announce()
         return status
 
     def retry_job(self, job_id: int) -> bool:
         """A failed or cancelled job back to pending now, its history kept."""
-        took = admin_sql.retry_job(self.store, job_id, self.clock.now())
+        took = self.store.retry_job(job_id, now=self.clock.now())
         if took:
-            self._emit_admin("retried", job_id)
-            if self._worker is not None:
-                self._worker.notify()
+            self._emit_admin(EventType.RETRIED, job_id)
+            self._notifier.announce()
         return took
 
     def watch(self, job_id: int) -> JobWatch:
         """Watch a job for changes (PostgreSQL NOTIFY from any process, in-process events on both)."""
-        return self._job_watcher.watch(job_id)
+        self._notifier.start()
+        return self._notifier.watch(job_id)
 
-    def _wake_watchers(self, event: dict[str, Any]) -> None:
-        job_id = event.get("job_id")
+    def _wake_watchers(self, event: Mapping[str, Any]) -> None:
+        # Every event of the process passes here: read a typed event's field, not the mapping.
+        job_id = event.job_id if isinstance(event, Event) else event.get("job_id")
         if isinstance(job_id, int):
-            self._job_watcher.signal(job_id)
+            self._notifier.signal(job_id)
 
-    def _emit_admin(self, kind: str, job_id: int, **extra: Any) -> None:
-        self.events.emit({"type": kind, "job_id": job_id, **extra})
+    def _emit_admin(self, kind: EventType, job_id: int, **extra: Any) -> None:
+        self.events.emit(Event.of(kind, job_id, **extra))
 
     # -- admin ------------------------------------------------------------------------------
 
@@ -298,16 +190,16 @@ class JobQueue:
         A pending (or retrying) or paused job fails at once; a running one is asked to end, and
         ends ``failed`` with a Discard entry whatever its attempt turns into.
         """
-        state = admin_sql.discard_job(self.store, job_id, self.clock.now(), reason)
-        if state == "failed":
-            self._emit_admin("failed", job_id, error={"type": "Discard", "message": reason})
-        return state in ("failed", "discarding", "killing")
+        state = self.store.discard_job(job_id, now=self.clock.now(), reason=reason)
+        if state == JobState.FAILED:
+            self._emit_admin(EventType.FAILED, job_id, error={"type": "Discard", "message": reason})
+        return state in (JobState.FAILED, "discarding", "killing")
 
     def delete_job(self, job_id: int) -> bool:
         """Delete a terminal job with its checkpoint, progress and history; False if it is not terminal."""
-        took = admin_sql.delete_job(self.store, job_id)
+        took = self.store.delete_job(job_id)
         if took:
-            self._emit_admin("deleted", job_id)
+            self._emit_admin(EventType.DELETED, job_id)
         return took
 
     def clear_completed(
@@ -318,8 +210,8 @@ class JobQueue:
         queue: str | None = None,
     ) -> int:
         """Delete completed jobs (optionally finished before ``older_than`` ago, of a type or queue)."""
-        before = _older_than(older_than, self.clock.now())
-        return admin_sql.clear(self.store, "completed", finished_before=before, name=name, queue=queue)
+        before = older_than_cutoff(older_than, self.clock.now())
+        return self.store.clear(JobState.COMPLETED, finished_before=before, name=name, queue=queue)
 
     def clear_failed(
         self,
@@ -329,14 +221,14 @@ class JobQueue:
         queue: str | None = None,
     ) -> int:
         """Delete failed jobs (optionally older ones, of a type or queue)."""
-        before = _older_than(older_than, self.clock.now())
-        return admin_sql.clear(self.store, "failed", finished_before=before, name=name, queue=queue)
+        before = older_than_cutoff(older_than, self.clock.now())
+        return self.store.clear(JobState.FAILED, finished_before=before, name=name, queue=queue)
 
     def retry_failed(self, *, name: str | None = None, queue: str | None = None) -> int:
         """Every failed job (of a type or queue) back to pending; returns how many."""
-        count = admin_sql.retry_failed(self.store, self.clock.now(), name=name, queue=queue)
-        if count and self._worker is not None:
-            self._worker.notify()
+        count = self.store.retry_failed(now=self.clock.now(), name=name, queue=queue)
+        if count:
+            self._notifier.announce()
         return count
 
     def pause_queue(self, name: str) -> None:
@@ -344,28 +236,27 @@ class JobQueue:
         problem = name_problem("queue", name, MAX_QUEUE)
         if problem is not None:
             raise ValueError(problem)  # checked as enqueue checks it: the name is stored
-        admin_sql.pause_queue(self.store, name, self.clock.now())
+        self.store.pause_queue(name, now=self.clock.now())
 
     def resume_queue(self, name: str) -> bool:
         """Let workers claim from queue ``name`` again."""
-        resumed = admin_sql.resume_queue(self.store, name)
-        if self._worker is not None:
-            self._worker.notify()
+        resumed = self.store.resume_queue(name)
+        self._notifier.announce()
         return resumed
 
     def paused_queues(self) -> list[str]:
         """The queues currently paused."""
-        return admin_sql.paused_queues(self.store)
+        return self.store.paused_queues()
 
     def stats(self) -> dict[str, Any]:
         """Counts by status, queue and job type, the oldest due pending job's age, and the running count."""
-        return admin_sql.stats(self.store, self.clock.now())
+        return self.store.stats(now=self.clock.now())
 
     def jobs(
         self, *, status: str | None = None, name: str | None = None, queue: str | None = None, limit: int = 100
     ) -> list[JobInfo]:
         """Jobs filtered by status, type and queue, newest first."""
-        return [_info(r) for r in self.store.list_jobs(status=status, name=name, queue=queue, limit=limit)]
+        return [info_of(r) for r in self.store.list_jobs(status=status, name=name, queue=queue, limit=limit)]
 
     def job_types(self) -> dict[str, dict[str, Any]]:
         """Every registered job type with its options."""
@@ -373,7 +264,7 @@ class JobQueue:
 
     def workers(self) -> list[WorkerRecord]:
         """Registered workers, live and dead, with their last heartbeat and running jobs."""
-        return worker_sql.list_workers(self.store, self.settings.rescue_after)
+        return self.store.list_workers(rescue_after=self.settings.rescue_after)
 
     def register_handler(self, name: str, handler: Any, **options: Any) -> None:
         """Register a job type from a plain callable or an object with ``process(args)`` (and ``on_error``)."""
@@ -405,12 +296,14 @@ class JobQueue:
     def worker(self) -> Worker:
         """This process's worker (created on first use)."""
         if self._worker is None:
-            self._worker = Worker(self.store, self.settings, self.clock, all_types, self.events.emit)
+            self._worker = Worker(self.store, self.settings, self.clock, all_types, self.events.emit, self._notifier)
         return self._worker
 
     def start(self) -> None:
         """Start worker threads in this process; returns at once."""
         self.worker.start()
+        # Once the worker registered: no LISTEN connection is held while registration waits.
+        self._notifier.start()
 
     def stop(self, grace: float | None = None) -> None:
         """Stop claiming, wait up to ``grace`` seconds for running jobs, release what is left."""
@@ -445,68 +338,12 @@ class JobQueue:
 
             raise SystemExit(jobkit.configure(concurrency=10).run())
         """
-        worker = self.worker
-        received: list[int] = []
-
-        def on_signal(signum: int, _frame: Any) -> None:
-            # This runs in the main thread between two bytecodes, perhaps inside a lock the main
-            # thread holds: it only records the signal, and sets an event the main thread never
-            # waits on, so it cannot deadlock. Logging and stopping happen in the loop below.
-            received.append(signum)
-            if len(received) > 1:
-                worker.hurry()
-
-        failure: list[BaseException] = []
-
-        def start() -> None:
-            try:
-                self.start()
-            except BaseException as exc:  # re-raised in the calling thread below
-                failure.append(exc)
-
-        fatal = worker.fatal  # set by the worker when it decides to stop on its own
-        previous: dict[int, Any] = {}
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, on_signal)
-            # Registration waits for the database for as long as it takes; the main thread stays
-            # free meanwhile, so a signal can end the start-up as well as the run.
-            starter = threading.Thread(target=start, name="jobkit-start", daemon=True)
-            starter.start()
-            while not received and not failure and not fatal.wait(0.1):
-                pass
-            if failure:
-                self.stop(grace=0)
-                raise failure[0]
-            status = 0
-            if received and not fatal.is_set():
-                log.info(
-                    "received %s; draining (grace %.0fs)",
-                    signal.Signals(received[0]).name,
-                    self.settings.shutdown_grace,
-                )
-            else:
-                status = worker.exit_code or 1
-                log.error("worker stopping on its own: %s", worker.fatal_reason or "no reason given")
-            if starter.is_alive():
-                # Still registering: make the registration give up, then stop what start() began.
-                worker.request_stop()
-                starter.join(timeout=2.0)
-            if starter.is_alive():
-                # Blocked in a database call that retries on its own: the producer has not started, so
-                # nothing was claimed and there is nothing to drain. Stopping now would race with start().
-                log.warning("start-up is still waiting for the database; stopping without waiting for it")
-                return status
-            self.stop()
-            return status
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+        return serve(self.worker, self.start, self.stop)
 
     def close(self) -> None:
         """Stop the worker if running and release every database connection."""
         self.stop(grace=0)
-        self._job_watcher.close()
+        self._notifier.stop()
         self.store.close()
 
 

@@ -9,9 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from tenacity.wait import wait_base
-
-from jobkit._backoff import delay_for, make_wait
+from jobkit._backoff import BackoffSpec, Wait, delay_for, make_wait
 from jobkit._payload import BaseModel, ExtraArgs, args_model, is_model_class
 from jobkit.errors import JobDefinitionError
 
@@ -66,14 +64,14 @@ class JobOptions:
     name: str
     schema: type[BaseModel] | None = None
     max_retries: int = 3
-    backoff: Any = "exponential"
+    backoff: BackoffSpec = "exponential"
     timeout: float | None = None
     queue: str = "default"
     priority: int = 0
     retry_on: tuple[type[BaseException], ...] = ()
     discard_on: tuple[type[BaseException], ...] = ()
     extra_args: ExtraArgs = "forbid"
-    wait: wait_base = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    wait: Wait = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     #: The model enqueue validates with (``schema``, or a subclass refusing unknown keywords).
     args_model: type[BaseModel] | None = field(default=None, repr=False, compare=False)
 
@@ -107,7 +105,7 @@ def build_options(
     *,
     schema: Any = None,
     max_retries: Any = 3,
-    backoff: Any = "exponential",
+    backoff: BackoffSpec = "exponential",
     timeout: Any = None,
     queue: Any = "default",
     priority: Any = 0,

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from jobkit._clock import FakeClock
+from jobkit._enqueue import CallOptions
 from jobkit._handle import JobHandle, JobInfo
-from jobkit._job import BaseJob, CallOptions
+from jobkit._job import BaseJob
 from jobkit._queue import JobQueue
 from jobkit._registry import JobType
 from jobkit._settings import load_settings

@@ -16,7 +16,8 @@ import pytest
 
 import jobkit
 from jobkit import FakeClock, JobQueue
-from jobkit._store import Store
+from jobkit._store import Store, open_store
+from tests.observe import EventLog
 
 PG_ADMIN = os.environ.get("JOBKIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 _pg_state: dict[str, bool] = {}
@@ -85,7 +86,7 @@ FAST = {
 @pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
     """A migrated store on a fresh database (no queue, no worker)."""
-    s = Store(db_url)
+    s = open_store(db_url)
     try:
         yield s
     finally:
@@ -118,3 +119,19 @@ def clocked_queue(db_url: str, clock: FakeClock) -> Iterator[JobQueue]:
     finally:
         q.close()
         JobQueue.set_instance(None)
+
+
+@pytest.fixture
+def events(queue: JobQueue) -> Iterator[EventLog]:
+    """Every event the queue emits, to wait on."""
+    log = EventLog(queue)
+    yield log
+    log.close()
+
+
+@pytest.fixture
+def control(tmp_path: Path) -> Path:
+    """A directory for the jobs' file controls (holds, one-off failures, their ran.log)."""
+    path = tmp_path / "control"
+    path.mkdir()
+    return path

@@ -15,14 +15,13 @@ import asyncio
 import hashlib
 import json
 import string
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from jobkit import BaseJob, Discard, JobQueue, job
+from jobkit import BaseJob, Discard, job
 
 STAGES = ("extract", "transform", "load")
 
@@ -247,40 +246,6 @@ class ProgressThenHold(BaseJob[HoldArgs]):
 
 
 # -- waiting on events instead of sleeping ---------------------------------------------------------
-
-
-class EventLog:
-    """Records every event a queue emits; tests wait on them with a timeout instead of sleeping."""
-
-    def __init__(self, queue: JobQueue) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._cv = threading.Condition()
-        self.close = queue.subscribe(self._record)
-
-    def _record(self, event: dict[str, Any]) -> None:
-        with self._cv:
-            self.events.append(event)
-            self._cv.notify_all()
-
-    def wait_for(self, job_id: int, kind: str, timeout: float = 15, **fields: Any) -> dict[str, Any]:
-        """The first event of ``kind`` for ``job_id`` whose fields match, waiting up to ``timeout``."""
-
-        def find() -> dict[str, Any] | None:
-            for event in self.events:
-                matches = all(event.get(k) == v for k, v in fields.items())
-                if event.get("job_id") == job_id and event.get("type") == kind and matches:
-                    return event
-            return None
-
-        with self._cv:
-            found = self._cv.wait_for(find, timeout)
-        assert found, f"no {kind} event {fields} for job {job_id} within {timeout}s; saw {self.of(job_id)}"
-        return found
-
-    def of(self, job_id: int, kind: str | None = None) -> list[dict[str, Any]]:
-        """The events recorded so far for one job (of one kind)."""
-        with self._cv:
-            return [e for e in self.events if e.get("job_id") == job_id and kind in (None, e.get("type"))]
 
 
 class FixArgs(BaseModel):

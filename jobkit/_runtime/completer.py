@@ -1,16 +1,16 @@
-"""The completer: turns Outcomes into fenced transitions and writes them in batches.
+"""The completer: writes what the policy decides for each finished job, in batches, and tells listeners.
 
-Outcomes are never dropped: when the database is away the batch is kept and
-written again with backoff until it lands (or until a stop deadline, after
-which rescue takes over, which at-least-once delivery allows).
+What an outcome becomes is :mod:`jobkit._runtime.policy`'s to say; this module batches the
+writes, isolates a write the database refuses to its own job, and emits the events. Outcomes
+are never dropped: when the database is away the batch is kept and written again with backoff
+until it lands (or until a stop deadline, after which rescue takes over, which at-least-once
+delivery allows).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import math
 import queue
 import threading
 import time
@@ -19,123 +19,39 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobkit._clock import Clock
-from jobkit._runtime.outcome import Cancelled, Completed, Crashed, Failed, Outcome, Snoozed, error_entry
-from jobkit._store import ClaimedJob, Store, Transition, is_transient
-from jobkit.errors import Discard
+from jobkit._runtime import policy
+from jobkit._runtime.outcome import Completed, Crashed, Failed, Outcome, error_entry
+from jobkit._store import ClaimedJob, Completion, Store, is_transient
+from jobkit._vocabulary import Event, EventType, TransitionKind
 
 log = logging.getLogger("jobkit.completer")
 #: One line per job start and end; its own logger, so a busy worker can keep it quiet.
 job_log = logging.getLogger("jobkit.jobs")
 
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[Event], None]
 
 
 @dataclass(slots=True)
 class Finished:
-    """A job that ran, with what it produced and the progress still to be written."""
+    """A job that ran, with what it produced and the progress still to be written.
+
+    ``backoff`` is the job type's (attempt -> seconds): an input of the policy, which alone calls it.
+    """
 
     job: ClaimedJob
     outcome: Outcome
-    backoff: Callable[[int], float]
+    backoff: policy.Backoff
     progress: str | None = None
     #: Seconds the job ran in its slot (None: it never started), for the log line.
     ran: float | None = None
 
 
-def _errors_with(job: ClaimedJob, entry: dict[str, Any]) -> str:
-    """The job's error history with ``entry`` appended; a damaged history is kept as text, never fatal."""
-    history: list[Any]
-    try:
-        loaded = json.loads(job.errors) if job.errors else []
-        history = loaded if isinstance(loaded, list) else [{"type": "DamagedHistory", "raw": job.errors}]
-    except (ValueError, RecursionError):
-        history = [{"type": "DamagedHistory", "message": "the stored error history was not JSON", "raw": job.errors}]
-    history.append(entry)
-    return json.dumps(history)
-
-
-def _discarded(job: ClaimedJob, now: float) -> dict[str, Any]:
-    return error_entry(Discard("discarded by an operator while running"), job.attempt, now)
-
-
-def to_transitions(item: Finished, now: float, max_crashes: int = 3) -> tuple[list[Transition], str | None]:
-    """The writes for one finished job and the event it produces (None: nothing to write)."""
-    job = item.job
-    lease = (job.id, job.worker_id, job.lease)
-    writes: list[Transition] = []
-    if item.progress is not None:
-        writes.append(Transition("progress", *lease, {"progress": item.progress}))
-    event: str | None
-    match item.outcome:
-        case Completed(result):
-            writes.append(Transition("complete", *lease, {"result": result}))
-            event = "completed"
-        case Failed(error, retryable) if retryable and job.attempt <= job.max_retries:
-            delay = item.backoff(job.attempt)
-            writes.append(Transition("retry", *lease, {"delay": delay, "errors": _errors_with(job, error)}))
-            event = "retrying"
-        case Failed(error, _):
-            writes.append(Transition("fail", *lease, {"errors": _errors_with(job, error)}))
-            event = "failed"
-        case Cancelled("pause"):
-            writes.append(Transition("pause", *lease))
-            event = "paused"
-        case Cancelled("shutdown" | "requeue"):
-            # Shutdown, or a prefetched job handed back unstarted: the attempt was not spent.
-            writes.append(Transition("release", *lease, {"delay": 0.0}))
-            event = "released"
-        case Cancelled("lease_lost"):
-            # The worker fenced itself (heartbeat lost). If nobody rescued the job meanwhile the lease
-            # still holds and the job goes back to pending; if it was rescued this write is refused.
-            writes.append(Transition("release", *lease, {"delay": 0.0}))
-            event = "released"
-        case Cancelled("discard"):
-            writes.append(Transition("fail", *lease, {"errors": _errors_with(job, _discarded(job, now))}))
-            event = "failed"
-        case Cancelled(_):
-            writes.append(Transition("cancel", *lease, {"errors": job.errors}))
-            event = "cancelled"
-        case Crashed(error, attempt_spent):
-            # Counted exactly as a rescue counts a dead worker's job; a shutdown overrun gives the attempt back.
-            spent = job.crashes + 1 >= max_crashes or (attempt_spent and job.attempt > job.max_retries)
-            kind = "rescue_fail" if spent else ("rescue" if attempt_spent else "release_crash")
-            writes.append(Transition(kind, *lease, {"errors": _errors_with(job, error)}))
-            event = "failed" if spent else "rescued"
-        case Snoozed(seconds):
-            writes.append(Transition("snooze", *lease, {"delay": seconds}))
-            event = "snoozed"
-    return writes, event
-
-
-#: The longest a retry's backoff or a snooze may defer a job (about 100 years).
-MAX_DELAY = 100 * 365.25 * 86400
-
-
-def _sane_delay(item: Finished, now: float) -> Finished:
-    """The item to write: a retry or snooze whose delay is not a sane number becomes a failure.
-
-    A custom backoff may return NaN, a negative or an enormous number; stored, such a run time
-    would fail the write (NOT NULL on SQLite) or park the job where no claim ever finds it.
-    """
-    outcome, job = item.outcome, item.job
-    if isinstance(outcome, Snoozed):
-        delay, what = outcome.seconds, "Snooze"
-    elif isinstance(outcome, Failed) and outcome.retryable and job.attempt <= job.max_retries:
-        try:
-            delay, what = float(item.backoff(job.attempt)), "the backoff"
-        except Exception as exc:
-            delay, what = math.nan, f"the backoff (it raised {type(exc).__name__}: {exc})"
-    else:
-        return item
-    if math.isfinite(delay) and 0 <= delay <= MAX_DELAY:
-        return item
-    error = ValueError(f"{job.name}: {what} gave a delay of {delay!r} seconds; expected 0 to {MAX_DELAY:.0f}")
-    failed = Failed(error_entry(error, job.attempt, now), retryable=False)
-    return Finished(job, failed, item.backoff, item.progress, item.ran)
-
-
 class Completer:
-    """Batches finished jobs into one transaction each few milliseconds; see :func:`to_transitions`."""
+    """Batches finished jobs into one transaction each few milliseconds; see :func:`policy.decide`.
+
+    A service: ``start()`` runs the writer thread, ``stop()`` writes what is left and ends it,
+    ``run_once()`` writes what is queued in the calling thread (a worker that is not started).
+    """
 
     def __init__(
         self,
@@ -191,6 +107,32 @@ class Completer:
         """Block until every submitted job has been written."""
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def run_once(self) -> int:
+        """Write every outcome submitted so far in the calling thread; returns how many were written here.
+
+        A write that fails raises to the caller (``Worker.run_once`` runs jobs in a test's thread).
+        """
+        batch: list[Finished] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)  # a stop is under way: leave its sentinel for the writer thread
+                break
+            batch.append(item)
+        try:
+            for start in range(0, len(batch), self.batch):
+                self.write(batch[start : start + self.batch])
+        finally:
+            with self._idle:
+                self._pending -= len(batch)
+                self._idle.notify_all()
+        if self._thread is not None and self._thread.is_alive():
+            self.wait_idle()  # what the writer thread took meanwhile lands before we return
+        return len(batch)
 
     def _loop(self) -> None:
         stopping = False
@@ -275,38 +217,40 @@ class Completer:
         now = self.clock.now()
         if _only_completions(batch):
             return self._write_completions(batch, now)
-        batch = [_sane_delay(item, now) for item in batch]
-        plan = [to_transitions(item, now, self.max_crashes) for item in batch]
-        flat = [t for writes, _ in plan for t in writes]
-        took = iter(self.store.apply_detailed(flat, now))
+        decisions = [
+            policy.decide(
+                item.job, item.outcome, now, backoff=item.backoff, max_crashes=self.max_crashes, progress=item.progress
+            )
+            for item in batch
+        ]
+        took = iter(self.store.apply_detailed([t for decision in decisions for t in decision.writes], now=now))
         results: list[bool] = []
-        for item, (writes, event) in zip(batch, plan, strict=True):
+        for item, decision in zip(batch, decisions, strict=True):
+            writes = decision.writes
             statuses = [next(took) for _ in writes]
             ok = bool(writes) and all(status is not None for status in statuses)
             results.append(ok)
             if writes and not ok:
                 self._refused(item, writes[-1].kind)
-            elif event is not None:
-                # An operator's cancel, discard or pause that arrived while the job ran ends it in the
-                # same statement as its retry, snooze or release: the event says what really happened.
+            elif decision.event is not None:
                 final = statuses[-1]
-                overridden = _BY_REQUEST.get(final or "")
-                if overridden is not None and overridden != event:
-                    event = overridden
-                    item = Finished(item.job, _REQUESTED[final or ""], item.backoff, item.progress, item.ran)
-                self.emit(_event(item, event))
-                _log_end(item, event)
-                delay = writes[-1].values.get("delay")
-                if self.on_requeued is not None and final == "pending" and delay is not None:
-                    self.on_requeued(now + float(delay))
+                event, outcome = decision.event, decision.outcome
+                told = policy.requested(event, final)
+                if told is not None:
+                    event, outcome = told.event, told.outcome
+                ended = Finished(item.job, outcome, item.backoff, item.progress, item.ran)
+                self.emit(_event(ended, event))
+                _log_end(ended, event, decision.delay)
+                if self.on_requeued is not None and final == "pending" and decision.delay is not None:
+                    self.on_requeued(now + decision.delay)
         return results
 
     def _write_completions(self, batch: list[Finished], now: float) -> list[bool]:
         # The common case, done without building a transition per job: one statement for all.
         done = self.store.complete(
-            batch[0].job.worker_id,
-            [(item.job.id, item.job.lease, item.outcome.result) for item in batch],  # type: ignore[union-attr]
-            now,
+            worker=batch[0].job.worker_id,
+            rows=[Completion(item.job.id, item.job.lease, item.outcome.result) for item in batch],  # type: ignore[union-attr]
+            now=now,
         )
         results: list[bool] = []
         logging_ends = job_log.isEnabledFor(logging.INFO)
@@ -314,11 +258,11 @@ class Completer:
             ok = item.job.id in done
             results.append(ok)
             if ok:
-                self.emit(_event(item, "completed"))
+                self.emit(_event(item, EventType.COMPLETED))
                 if logging_ends:
-                    _log_end(item, "completed")
+                    _log_end(item, EventType.COMPLETED)
             else:
-                self._refused(item, "complete")
+                self._refused(item, TransitionKind.COMPLETE)
         return results
 
     def _refused(self, item: Finished, kind: str) -> None:
@@ -333,35 +277,28 @@ class Completer:
 
 
 def _only_completions(batch: list[Finished]) -> bool:
-    """True when every item completed with no progress left to write, all distinct jobs of one worker."""
+    """True when every item is a plain completion (see the policy), all distinct jobs of one worker."""
     worker = batch[0].job.worker_id
+    plain = policy.plain_completion
     for item in batch:
-        if type(item.outcome) is not Completed or item.progress is not None or item.job.worker_id != worker:
+        if not plain(item.outcome, item.progress) or item.job.worker_id != worker:
             return False
     return len({item.job.id for item in batch}) == len(batch)
 
 
-#: Statuses a write can end in because of an operator's request, and the event each one is.
-_BY_REQUEST = {"cancelled": "cancelled", "failed": "failed", "paused": "paused"}
-_REQUESTED: dict[str, Outcome] = {
-    "cancelled": Cancelled("cancel"),
-    "failed": Failed({"type": "Discard", "message": "discarded by an operator while it ran"}, retryable=False),
-    "paused": Cancelled("pause"),
-}
-
-
-def _event(item: Finished, event: str) -> dict[str, Any]:
-    data: dict[str, Any] = {"type": event, "job_id": item.job.id, "name": item.job.name, "attempt": item.job.attempt}
+def _event(item: Finished, event: EventType) -> Event:
+    job = item.job
     match item.outcome:
         case Completed(result, value):
             # The event carries the stored JSON's value: the object itself when it is plain JSON
             # already, a fresh parse when dumping changed it (a model, a datetime, a tuple).
-            data["result"] = value if _plain_json(value) else json.loads(result)
+            value = value if _plain_json(value) else json.loads(result)
+            return Event.of(event, job.id, name=job.name, attempt=job.attempt, result=value)
         case Failed(error, _):
-            data["error"] = {k: error[k] for k in ("type", "message")}
+            error = {k: error[k] for k in ("type", "message")}
+            return Event.of(event, job.id, name=job.name, attempt=job.attempt, error=error)
         case _:
-            pass
-    return data
+            return Event.of(event, job.id, name=job.name, attempt=job.attempt)
 
 
 def _plain_json(value: Any) -> bool:
@@ -369,10 +306,13 @@ def _plain_json(value: Any) -> bool:
     return value is None or type(value) in (bool, int, float, str)
 
 
-def _log_end(item: Finished, event: str) -> None:
+_LEVELS = {EventType.RETRYING: logging.WARNING, EventType.FAILED: logging.ERROR, EventType.RESCUED: logging.WARNING}
+
+
+def _log_end(item: Finished, event: EventType, delay: float | None = None) -> None:
     """The one line a job's end writes: INFO, WARNING for a retry, ERROR with traceback for a final failure."""
     job = item.job
-    level = {"retrying": logging.WARNING, "failed": logging.ERROR, "rescued": logging.WARNING}.get(event, logging.INFO)
+    level = _LEVELS.get(event, logging.INFO)
     if not job_log.isEnabledFor(level):
         return
     took = "" if item.ran is None else f" after {item.ran:.3f}s"
@@ -382,10 +322,9 @@ def _log_end(item: Finished, event: str) -> None:
         error = outcome.error
         first = str(error.get("message") or "").splitlines()
         why = f": {error.get('type')}: {first[0] if first else ''}"
-        if event == "retrying":
-            with contextlib.suppress(Exception):  # checked before the write; a log line never raises
-                why += f"; next attempt in {item.backoff(job.attempt):.1f}s"
-        if event == "failed" and error.get("traceback"):
+        if event == EventType.RETRYING and delay is not None:
+            why += f"; next attempt in {delay:.1f}s"
+        if event == EventType.FAILED and error.get("traceback"):
             why += "\n" + str(error["traceback"]).rstrip()
         job_log.log(level, "job %s %s %s%s %s%s", job.id, job.name, event, took, where, why)
         return

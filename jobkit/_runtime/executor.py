@@ -1,4 +1,10 @@
-"""Run one claimed job and turn whatever happened into an Outcome; never raises."""
+"""Run one claimed job and turn whatever happened into an Outcome; never raises.
+
+:func:`prepare` binds a claimed row to its job type (a row that does not fit is a failure),
+:func:`run_sync` / :func:`run_async` run it, :func:`classify` names what an exception means and
+:func:`abandoned` what a job left behind past kill_grace ends as. Whether a failure is retried is
+the policy's (:mod:`jobkit._runtime.policy`); this module only reports what happened.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,10 @@ from jobkit._clock import Clock
 from jobkit._job import BaseJob, Checkpoint, Reporter
 from jobkit._payload import ValidationError, dumps, loads, validate
 from jobkit._registry import JobType
+from jobkit._runtime import policy
 from jobkit._runtime.outcome import Cancelled, Completed, Failed, Outcome, Snoozed, error_entry
 from jobkit._store import ClaimedJob
+from jobkit._vocabulary import CancelReason
 from jobkit.errors import Discard, JobCancelledError, JobTimeout, Snooze
 
 log = logging.getLogger("jobkit.executor")
@@ -77,20 +85,29 @@ def classify(prepared: Prepared, exc: BaseException, now: float) -> Outcome:
     if isinstance(exc, Snooze):
         return Snoozed(exc.seconds)
     if token.cancelled:
-        if token.reason == "timeout":
+        if token.reason == CancelReason.TIMEOUT:
             timeout_error = JobTimeout(f"{options.name}: exceeded its timeout of {options.timeout}s")
             timeout_error.__cause__ = exc
             return Failed(error_entry(timeout_error, job.attempt, now), retryable=True)
-        return Cancelled(token.reason or "cancel")
+        return Cancelled(CancelReason.parse(token.reason or CancelReason.CANCEL))
     if isinstance(exc, JobCancelledError | asyncio.CancelledError):
-        return Cancelled("cancel")
+        return Cancelled(CancelReason.CANCEL)
     _on_error(prepared, exc)
-    entry = error_entry(exc, job.attempt, now)
-    if isinstance(exc, Discard) or (options.discard_on and isinstance(exc, options.discard_on)):
-        return Failed(entry, retryable=False)
-    if options.retry_on and not isinstance(exc, options.retry_on):
-        return Failed(entry, retryable=False)
-    return Failed(entry, retryable=True)
+    return Failed(error_entry(exc, job.attempt, now), retryable=policy.retryable(exc, options))
+
+
+def abandoned(job: ClaimedJob, job_type: JobType | None, reason: str | None, kill_grace: float, now: float) -> Outcome:
+    """The outcome of a job that ignored its token (fired for ``reason``) past kill_grace and was left behind."""
+    if reason == CancelReason.TIMEOUT:
+        timeout = job_type.options.timeout if job_type else None
+        error = JobTimeout(
+            f"{job.name}: exceeded its timeout of {timeout}s and did not stop within kill_grace "
+            f"({kill_grace}s); its thread was abandoned"
+        )
+        return Failed(error_entry(error, job.attempt, now), retryable=True)
+    if reason == CancelReason.DISCARD:
+        return Failed(error_entry(Discard("discarded by an operator while running"), job.attempt, now), False)
+    return Cancelled(CancelReason.parse(reason or CancelReason.CANCEL))
 
 
 def _on_error(prepared: Prepared, exc: BaseException) -> None:
@@ -107,9 +124,9 @@ def finish(prepared: Prepared, value: Any, now: float, dump: Callable[[Any], str
     """perform returned ``value``: completed, unless the token fired (its reason decides)."""
     token = prepared.token
     if token.cancelled:
-        if token.reason == "timeout":
+        if token.reason == CancelReason.TIMEOUT:
             return classify(prepared, JobTimeout("timed out"), now)
-        return Cancelled(token.reason or "cancel")
+        return Cancelled(CancelReason.parse(token.reason or CancelReason.CANCEL))
     try:
         return Completed(dump(value), value)
     except Exception as exc:

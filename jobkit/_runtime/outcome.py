@@ -6,6 +6,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from jobkit._vocabulary import CancelReason
+
 
 @dataclass(frozen=True, slots=True)
 class Completed:
@@ -25,9 +27,16 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class Cancelled:
-    """The token fired for ``reason``: cancel, pause, shutdown, lease_lost or requeue (prefetched, never started)."""
+    """The token fired for ``reason``: cancel, pause, shutdown, lease_lost or requeue (prefetched, never started).
 
-    reason: str
+    ``reason`` is a :class:`~jobkit._vocabulary.CancelReason`; text that names none is a
+    ValueError here, never quietly read as a plain cancel.
+    """
+
+    reason: CancelReason
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", CancelReason.parse(self.reason))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +80,15 @@ def error_entry(exc: BaseException, attempt: int, at: float, *, message: str | N
         "traceback": _clip(_safe_traceback(exc), MAX_TRACEBACK),
         "at": at,
     }
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text for a log line (its type name when empty); never raises."""
+    try:
+        text = str(exc).strip()
+    except Exception:
+        return type(exc).__name__
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _type_name(exc: BaseException) -> str:

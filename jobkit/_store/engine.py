@@ -1,142 +1,210 @@
-"""Engines, connection set-up per dialect, and the retry policy for transient database errors."""
+"""Connections, transactions and retries: the Database every store module stands on.
+
+Every public store operation is one transaction, retried as a whole on transient errors (a
+locked SQLite file, a dropped PostgreSQL connection), written with one helper::
+
+    @transaction(WRITE, retry=PATIENT)
+    def resume_queue(self, conn: sa.Connection, queue: str) -> bool: ...
+
+The decorated method receives the open connection (or driver cursor) after ``self``; callers
+never see it. The mode says what is opened (see :data:`WRITE`, :data:`READ`, :data:`BEAT`,
+:data:`HOT`, :data:`HOT_ONE`, :data:`RAW`), ``retry`` for how long transient errors are retried.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import logging
-import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 import tenacity
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
-try:
-    import psycopg
-except ImportError:  # pragma: no cover - the postgres extra is not installed; SQLite needs none of it
-    psycopg = None  # type: ignore[assignment]
+from jobkit._store.diagnosis import is_transient
+from jobkit._store.dialect import Dialect
+from jobkit._store.liveness import HeartbeatObserver
+from jobkit._store.notify import Listener
 
 log = logging.getLogger("jobkit.store")
 
 T = TypeVar("T")
+C = TypeVar("C")
+P = ParamSpec("P")
+DB = TypeVar("DB")
 
-SQLITE_BUSY_TIMEOUT_MS = 10_000
-
-#: After a checkpoint SQLite truncates the write-ahead log to at most this size, so a WAL that grew
-#: while a long reader held a snapshot does not keep its peak size for ever.
-SQLITE_JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
-
-
-#: Session settings for the worker's hot-path connections (PostgreSQL), which run only the claim
-#: and batches of completions.
-#:
-#: - The claim must walk the claim index in priority order and stop after LIMIT rows. Right after
-#:   a bulk enqueue the table's statistics are stale, and the planner then prefers reading every
-#:   pending row and sorting them, which makes each claim cost O(pending).
-#: - Neither statement needs to wait for its WAL flush: if PostgreSQL crashes before the flush,
-#:   the claim or the completion is lost, the job is found pending or rescued, and it runs again,
-#:   which at-least-once delivery allows. Enqueues and every other write stay synchronous.
-HOT_PATH_SESSION_OPTIONS = "-c enable_sort=off -c enable_bitmapscan=off -c synchronous_commit=off"
+#: Seconds a call retries transient errors: a whole outage for callers that must not lose work,
+#: a moment for loops that run again on their own schedule (heartbeat, rescue, progress).
+PATIENT = 15.0
+BRIEF = 1.0
 
 
-def create_hot_path_engine(url: str) -> Engine:
-    """A small autocommit PostgreSQL engine for the claim and completion statements; see above."""
-    parsed = sa.engine.make_url(url)
-    # Keep the URL's own session options (a search_path, say): connect_args would replace them.
-    given = parsed.query.get("options")
-    given = " ".join(given) if isinstance(given, tuple) else given
-    options = f"{given} {HOT_PATH_SESSION_OPTIONS}" if given else HOT_PATH_SESSION_OPTIONS
-    return sa.create_engine(
-        parsed.difference_update_query(["options"]),
-        isolation_level="AUTOCOMMIT",
-        pool_size=2,
-        max_overflow=8,
-        hide_parameters=True,
-        connect_args={**_PG_CONNECT_ARGS, "options": options},
-    )
+class Mode(Generic[C]):
+    """What a :func:`transaction` opens for the method it wraps."""
+
+    def __init__(self, name: str, open: Callable[[Any], AbstractContextManager[C]]) -> None:
+        # ``open`` takes the Database; typed Any because the decorated methods bind ``self`` generically.
+        self.name = name
+        self.open = open
 
 
-def create_engine(url: str, *, autocommit: bool = False, small: bool = False) -> Engine:
-    """An engine tuned for jobkit: WAL and IMMEDIATE transactions on SQLite, keepalives on PostgreSQL.
+#: A write transaction.
+WRITE: Mode[sa.Connection] = Mode("write", lambda db: db.write())
+#: Reads.
+READ: Mode[sa.Connection] = Mode("read", lambda db: db.read())
+#: A heartbeat, on its own pool.
+BEAT: Mode[sa.Connection] = Mode("beat", lambda db: db.beat())
+#: A driver cursor on the hot pool (claims and completions; PostgreSQL's skip the WAL flush).
+HOT: Mode[Any] = Mode("hot", lambda db: db.hot())
+#: A driver cursor on the single-statement pool (an enqueue stays synchronous on PostgreSQL).
+HOT_ONE: Mode[Any] = Mode("hot-one", lambda db: db.hot(db.engines.single))
+#: Nothing opened: the method gets the main engine and manages its own connection (a WAL checkpoint).
+RAW: Mode[sa.Engine] = Mode("raw", lambda db: contextlib.nullcontext(db.engine))
 
-    ``autocommit`` (PostgreSQL) gives a pool of its own whose connections stay in autocommit,
-    for single statements; toggling the mode on shared connections would cost on every checkout.
-    ``small``: a pool of one or two connections, for the heartbeat alone.
 
-    Parameters are left out of error messages: a failed statement may carry a payload of megabytes.
+def transaction(
+    mode: Mode[C], *, retry: float = PATIENT
+) -> Callable[[Callable[Concatenate[DB, C, P], T]], Callable[Concatenate[DB, P], T]]:
+    """Run the decorated method in one transaction of ``mode``, again as a whole on transient errors.
+
+    The method receives what the mode opened right after ``self``; ``retry`` is how many
+    seconds transient errors are retried before the last one is raised.
     """
-    pool: dict[str, int] = {"pool_size": 1, "max_overflow": 1} if small else {}
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            hide_parameters=True,
-            **({"pool_size": 8, "max_overflow": 32} | pool),
-        )
-        _configure_sqlite(engine)
-        return engine
-    if autocommit:
-        return sa.create_engine(
-            url,
-            isolation_level="AUTOCOMMIT",
-            connect_args=dict(_PG_CONNECT_ARGS),
-            hide_parameters=True,
-            **({"pool_size": 4, "max_overflow": 16} | pool),
-        )
-    return sa.create_engine(
-        url,
-        hide_parameters=True,
-        **({"pool_size": 8, "max_overflow": 32} | pool),
-        # No pre-ping: it would double the round trips of every short transaction. A dead pooled
-        # connection fails its statement instead, is invalidated, and the store retries the call.
-        connect_args=dict(_PG_CONNECT_ARGS),
-    )
+
+    def decorate(method: Callable[Concatenate[DB, C, P], T]) -> Callable[Concatenate[DB, P], T]:
+        @functools.wraps(method)
+        def run(self: DB, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            def attempt() -> T:
+                with mode.open(self) as conn:
+                    return method(self, conn, *args, **kwargs)
+
+            return call_with_retry(attempt, retry)
+
+        return run
+
+    return decorate
 
 
-_PG_CONNECT_ARGS: dict[str, Any] = {
-    # Dead peers are noticed in seconds rather than after the kernel's two-hour default.
-    "keepalives": 1,
-    "keepalives_idle": 10,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-    "connect_timeout": 10,
-}
+class Database:
+    """One database's engines, writer turns and channels; the operation classes build on it."""
 
+    def __init__(self, url: str, dialect: Dialect, *, db_clock: bool, process_clock: Callable[[], float]) -> None:
+        self.url = url
+        self.dialect = dialect
+        self.engines = dialect.engines(url)
+        #: The engine of write transactions (everything on SQLite).
+        self.engine = self.engines.main
+        #: The URL as it may be printed: the password hidden.
+        self.safe_url = self.engine.url.render_as_string(hide_password=True)
+        #: Every time that decides eligibility or records a transition is the server's clock (PostgreSQL).
+        self.db_clock = db_clock and dialect.server_clock
+        #: This process's wall clock, which stamps its heartbeats on SQLite (injectable for skew tests).
+        self.process_clock = process_clock
+        #: What this process saw of other workers' heartbeats (SQLite's rescue rule; see liveness).
+        self.heartbeats = HeartbeatObserver()
+        self._write_lock = dialect.writer_turns()
+        # The hot path's statements as the driver's own SQL text, rendered once.
+        self._driver_sql: dict[sa.TextClause, str] = {}
+        self.channel = "jobkit"
+        self.events_channel = "jobkit_events"
 
-def _configure_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
-        # Let SQLAlchemy's begin event, not pysqlite, decide how transactions start.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA journal_size_limit={SQLITE_JOURNAL_SIZE_LIMIT}")
-        cursor.close()
+    @property
+    def is_postgres(self) -> bool:
+        """True on PostgreSQL (for tests; the store itself asks its dialect)."""
+        return self.dialect.name == "postgresql"
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: sa.Connection) -> None:
-        # SQLite has no SKIP LOCKED: BEGIN IMMEDIATE takes the write lock up front, so a
-        # select-then-update inside the transaction is atomic across processes and never
-        # fails half-way with "database is locked" on lock upgrade. Readers start deferred.
-        if conn.get_execution_options().get("jobkit_read"):
-            conn.exec_driver_sql("BEGIN")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    @property
+    def notifies_enqueues(self) -> bool:
+        """True when every enqueue, from any process, wakes this process's workers with its run time."""
+        return self.dialect.notifies_enqueues
+
+    def name_channels(self) -> None:
+        """Learn this database's NOTIFY channels: one for enqueues, one for job changes."""
+        self.channel = self.dialect.channel(self.scalar)
+        self.events_channel = f"{self.channel}_events"
+        if len(self.events_channel) > 63:
+            # PostgreSQL truncates identifiers at 63 bytes; a truncated name could equal the enqueue channel.
+            self.events_channel = "jobkit_events_" + hashlib.sha1(self.channel.encode()).hexdigest()[:16]
+
+    def listener(self) -> Listener:
+        """A fresh listener for a notifier on this database (the dialect's kind, on its channels)."""
+        return self.dialect.listener(self.engine.url, channel=self.channel, events_channel=self.events_channel)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engines.dispose()
+
+    # -- connections -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """One write transaction (BEGIN IMMEDIATE on SQLite), this process's writers taking turns."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    def read(self) -> AbstractContextManager[sa.Connection]:
+        """A connection for reads (readers never queue behind writers)."""
+        return self.dialect.read(self.engines)
+
+    @contextlib.contextmanager
+    def beat(self) -> Iterator[sa.Connection]:
+        """A heartbeat's transaction, on the heartbeat pool and outside this process's writer turns."""
+        with self.engines.heartbeat.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def hot(self, engine: sa.Engine | None = None) -> Iterator[Any]:
+        """A driver cursor for one hot-path transaction on ``engine`` (default: the hot pool).
+
+        The enqueue, claim and completion statements run thousands of times a second. Executing
+        them through SQLAlchemy's Connection costs more Python time than SQLite takes to run them,
+        so they go straight to the pooled DBAPI connection: SQLAlchemy still owns the pool, the
+        dialect set-up (WAL, BEGIN IMMEDIATE, session options) and the SQL rendering.
+        """
+        with self._write_lock, self.dialect.driver(engine or self.engines.hot) as cursor:
+            yield cursor
+
+    def driver_text(self, statement: sa.TextClause) -> str:
+        """``statement`` in the driver's own parameter style, rendered once."""
+        sql = self._driver_sql.get(statement)
+        if sql is None:
+            sql = self._driver_sql[statement] = self.dialect.driver_text(statement, self.engine)
+        return sql
+
+    # -- small shared pieces -----------------------------------------------------------------
+
+    def bind_now(self, now: float) -> float | None:
+        """The value to bind as ``:now`` in statements written with the dialect's ``now``.
+
+        None under ``db_clock``: the statement then takes the server's clock.
+        """
+        return None if self.db_clock else now
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        """Run one read statement and return the first column of its first row."""
+        return self._scalar(sa.text(sql), params)
+
+    @transaction(READ, retry=PATIENT)
+    def _scalar(self, conn: sa.Connection, statement: sa.TextClause, params: dict[str, Any]) -> Any:
+        return conn.execute(statement, params).scalar()
+
+    def notify_jobs(self, conn: sa.Connection, job_ids: Iterable[int]) -> None:
+        """Tell waiting handles in other processes that these jobs changed, at ``conn``'s commit."""
+        self.dialect.notify_jobs(conn, self.events_channel, job_ids)
 
 
 @contextlib.contextmanager
-def driver_connection(engine: Engine, *, immediate: bool) -> Iterator[Any]:
+def driver_connection(engine: sa.Engine, *, immediate: bool) -> Iterator[Any]:
     """A cursor on a pooled DBAPI connection for one transaction of the hot path.
 
     ``immediate`` (SQLite) opens the transaction with BEGIN IMMEDIATE and commits it at the end;
     otherwise the connection is expected to be in autocommit (PostgreSQL's hot-path pools). A
     connection that broke is invalidated, so the pool never hands it out again; the driver's
-    error is raised as it is and :func:`is_transient` knows it.
+    error is raised as it is and :func:`~jobkit._store.diagnosis.is_transient` knows it.
     """
     proxy = engine.raw_connection()
     cursor = None
@@ -166,43 +234,6 @@ def driver_connection(engine: Engine, *, immediate: bool) -> Iterator[Any]:
         proxy.close()
 
 
-#: PostgreSQL error codes worth retrying besides the connection class (08): a transaction that lost a
-#: serialization or deadlock race, a lock wait that timed out, a server shutting down or full of
-#: connections. Everything else the server answers (a data error, a full disk, a missing table) is
-#: permanent: retrying it would only hide it.
-_PG_TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"})
-
-#: SQLite messages of a lock held by another connection (SQLITE_BUSY, SQLITE_LOCKED); anything else
-#: SQLite reports (a full disk, no such table, a constraint) is permanent.
-_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for errors worth retrying: a locked SQLite file, a dropped or refused connection, a lost race.
-
-    Data errors (NOT NULL, invalid text, a number out of range), a full disk and missing tables are
-    permanent: they are raised at once, so the caller can isolate the row or report the fault.
-    """
-    if isinstance(exc, sa.exc.DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        if exc.orig is not None:
-            return is_transient(exc.orig)
-        return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and "connection" in str(exc).lower()
-    if psycopg is not None and isinstance(exc, psycopg.Error):
-        if isinstance(exc, psycopg.InterfaceError):
-            return True  # the client side of a connection that is closed or broken
-        code = exc.sqlstate
-        if code is None:
-            # No answer from the server at all: the connection failed or was cut.
-            return isinstance(exc, psycopg.OperationalError)
-        return code.startswith("08") or code in _PG_TRANSIENT_CODES
-    if isinstance(exc, sqlite3.OperationalError):
-        text = str(exc).lower()
-        return any(marker in text for marker in _SQLITE_TRANSIENT)
-    return False
-
-
 #: Set while some call is retrying a transient error, so an outage is logged once, not per statement.
 _outage = threading.Event()
 
@@ -216,7 +247,7 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
     log.warning("database unavailable (%s); retrying with backoff", exc)
 
 
-def retrying(max_seconds: float = 15.0) -> tenacity.Retrying:
+def retrying(max_seconds: float = PATIENT) -> tenacity.Retrying:
     """The retry policy for one store call: exponential backoff on transient errors, up to ``max_seconds``."""
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_transient),
@@ -227,7 +258,7 @@ def retrying(max_seconds: float = 15.0) -> tenacity.Retrying:
     )
 
 
-def call_with_retry(fn: Callable[[], T], max_seconds: float = 15.0) -> T:
+def call_with_retry(fn: Callable[[], T], max_seconds: float = PATIENT) -> T:
     """Run ``fn`` (one whole transaction) again on transient errors.
 
     The first attempt runs outside tenacity: building a retry state per call would cost more than

@@ -1,4 +1,4 @@
-"""A job's error history (the ``errors`` column): read defensively, appended to in place.
+"""A job's error history (the ``errors`` column) as JSON text: read defensively, entries appended.
 
 The history is a JSON list of entries written by jobkit. A row damaged by hand or by an old bug
 must never stop the statement that touches it, so a value that is not a JSON list is kept as one
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 from typing import Any
-
-import sqlalchemy as sa
 
 DAMAGED = "DamagedHistory"
 
@@ -50,15 +48,3 @@ def with_entry(text: str | None, entry: dict[str, Any]) -> str:
 def discard_entry(now: float, reason: str = "discarded by an operator while it ran") -> dict[str, Any]:
     """The entry recorded when a discard request ends a running job."""
     return {"type": "Discard", "message": reason, "traceback": None, "at": now}
-
-
-def append_error(conn: sa.Connection, job_id: int, entry: dict[str, Any], now_sql: str, now: float | None) -> None:
-    """Append ``entry`` (its attempt filled in from the row) to a job's history, in ``conn``'s transaction."""
-    row = conn.execute(sa.text("SELECT errors, attempt FROM jobkit_jobs WHERE id = :id"), {"id": job_id}).first()
-    if row is None:
-        return
-    entry = {"attempt": int(row[1]), **entry}
-    conn.execute(
-        sa.text(f"UPDATE jobkit_jobs SET errors = :errors, updated_at = {now_sql} WHERE id = :id"),
-        {"id": job_id, "errors": with_entry(row[0], entry), "now": now},
-    )

@@ -1,18 +1,28 @@
-"""Plain records the store hands upward; no SQLAlchemy types leak past the store."""
+"""Plain records the store hands upward, and the column lists that follow from them by name.
+
+No SQLAlchemy type leaks past the store. Every field of a row record names a column of
+:data:`~jobkit._store.schema.jobs` (or ``workers``), checked when this module is imported, and
+the dialects build their column, ``RETURNING`` and bulk-packing lists from these field names:
+a new column is one line in the schema (and a migration); a record that should carry it gains a
+field of the same name, and every statement that reads or writes the record follows.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
+from typing import Any, NamedTuple, TypedDict
 
-CLAIM_COLUMNS = (
-    "id, name, queue, priority, args, attempt, max_retries, errors, checkpoint, crashes, lease, run_at, created_at"
-)
+import sqlalchemy as sa
+
+from jobkit._store import schema
+from jobkit._vocabulary import TransitionKind
 
 
 @dataclass(slots=True)
 class NewJob:
-    """One row to insert."""
+    """One row to insert; each field is the column of the same name."""
 
     name: str
     args: str
@@ -20,19 +30,6 @@ class NewJob:
     priority: int
     run_at: float
     max_retries: int
-
-
-def insert_params(row: NewJob, now: float) -> dict[str, Any]:
-    """Bind values of the one-row insert, shared by both dialects' statements."""
-    return {
-        "name": row.name,
-        "queue": row.queue,
-        "priority": row.priority,
-        "args": row.args,
-        "run_at": row.run_at,
-        "now": now,
-        "max_retries": row.max_retries,
-    }
 
 
 @dataclass(slots=True)
@@ -55,16 +52,24 @@ class ClaimedJob:
     worker_id: str = ""
 
     @classmethod
-    def from_row(cls, row: Any, worker_id: str) -> ClaimedJob:
-        """Build from a claim statement's RETURNING row."""
-        job = cls(*row[:13])
+    def from_row(cls, row: Sequence[Any], worker_id: str) -> ClaimedJob:
+        """Build from a claim's ``RETURNING`` row, which lists :data:`CLAIM_COLUMNS` (this class's own fields) in order.
+
+        The claim is the hot path: building by position from a list derived from the field
+        names costs a fraction of building a dict per row.
+        """
+        job = cls(*row)
         job.worker_id = worker_id
         return job
 
 
 @dataclass(slots=True)
 class JobRecord:
-    """Everything stored about one job, as read by handles and admin commands."""
+    """Everything stored about one job, as read by handles and admin commands.
+
+    ``status`` is the stored text as it is (a damaged row stays readable); compare it with
+    :class:`~jobkit._vocabulary.JobState` members, which are strings.
+    """
 
     id: int
     name: str
@@ -103,5 +108,136 @@ class WorkerRecord:
     stopped_at: float | None
     #: Executor threads abandoned by jobs that overran their timeout, as of the last heartbeat.
     stuck: int = 0
+    #: Not columns: whether the heartbeat is fresh by the database's clock, and the jobs it runs.
     alive: bool = False
     running: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Transition:
+    """One fenced write on a running job; ``values`` are the statement's bind values (see the dialects)."""
+
+    kind: TransitionKind
+    job_id: int
+    worker: str
+    lease: int
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Callers may pass the kind's text; an unknown kind fails here, not in the middle of a batch.
+        self.kind = TransitionKind(self.kind)
+
+
+class Completion(NamedTuple):
+    """One job of a batch completion: each field is the column of the same name."""
+
+    id: int
+    lease: int
+    result: str
+
+
+class HeldJob(NamedTuple):
+    """A job the database says a worker holds: its id, lease and standing request (``cancel_requested``)."""
+
+    id: int
+    lease: int
+    request: str | None
+
+
+class LostJob(NamedTuple):
+    """A running job whose worker a rescue pass judged lost, as stored (counters read defensively)."""
+
+    id: int
+    worker: str | None
+    #: The lease as stored: the rescue's write is fenced on it.
+    lease: Any
+    #: Counters as numbers (0 where the stored value is unreadable), for the policy to judge.
+    attempt: int
+    max_retries: int
+    #: Crashes before this one.
+    crashes: int
+    #: The stored error history (None when absent or not text).
+    errors: str | None
+    #: The attempt as stored, for the error message (it may be damaged).
+    attempt_shown: str
+    #: How the worker was judged lost, re-checked by the write: by watching its heartbeat
+    #: (``observed``, with the value ``seen`` unchanged) or by the database's clock (``rescue_after``).
+    observed: bool
+    seen: Any
+    rescue_after: float
+
+
+class Rescue(NamedTuple):
+    """What the policy decided for one lost job: the write (rescue or rescue_fail) and whether it is a poison pill."""
+
+    job: LostJob
+    kind: TransitionKind
+    poisoned: bool = False
+
+
+class Rescued(TypedDict):
+    """One job a rescue pass took from a lost worker, and what it became."""
+
+    job_id: int
+    status: str
+    worker: str | None
+    crashes: int
+
+
+@dataclass(slots=True)
+class JobPage:
+    """One page of a job listing, newest first; pass ``next_cursor`` back as ``before`` for the next page.
+
+    ``next_cursor`` is the lowest id this page examined (None: nothing older is left). A page
+    with filters examines a bounded window of rows, so it may hold fewer than ``limit`` items
+    while older matches remain: keep paging until ``next_cursor`` is None.
+    """
+
+    items: list[JobRecord]
+    next_cursor: int | None
+
+
+def _columns(record: type[Any], table: sa.Table, *, skip: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The record's field names, each checked to be a column of ``table``."""
+    names = tuple(f.name for f in fields(record) if f.name not in skip)
+    unknown = [name for name in names if name not in table.c]
+    if unknown:
+        raise TypeError(f"{record.__name__}: fields {unknown} are not columns of {table.name}")
+    return names
+
+
+#: The columns of a full job row, read into :class:`JobRecord` by name.
+JOB_COLUMNS = _columns(JobRecord, schema.jobs)
+#: The columns a claim returns, in :class:`ClaimedJob`'s field order.
+CLAIM_COLUMNS = _columns(ClaimedJob, schema.jobs, skip=("worker_id",))
+#: The columns an insert takes from :class:`NewJob`, in its field order (the bulk packers' order).
+INSERT_COLUMNS = _columns(NewJob, schema.jobs)
+#: The columns of a batch completion, in :class:`Completion`'s field order.
+COMPLETION_COLUMNS: tuple[str, ...] = Completion._fields
+#: The stored columns of a worker row.
+WORKER_COLUMNS = _columns(WorkerRecord, schema.workers, skip=("alive", "running"))
+
+if unknown := [name for name in COMPLETION_COLUMNS if name not in schema.jobs.c]:
+    raise TypeError(f"Completion: fields {unknown} are not columns of jobkit_jobs")
+
+#: The bulk packers' order: :data:`INSERT_COLUMNS` with unbounded text (the arguments) last. Each
+#: field of a packed JSON row is extracted by position, and reaching one parses every field before
+#: it, so the long ones go where nothing has to be skipped over them.
+PACKED_COLUMNS = tuple(sorted(INSERT_COLUMNS, key=lambda name: isinstance(schema.jobs.c[name].type, sa.Text)))
+#: The values of one :class:`NewJob` in :data:`PACKED_COLUMNS` order, as a tuple (the bulk packers' row).
+packed_values = attrgetter(*PACKED_COLUMNS)
+
+
+def insert_params(row: NewJob) -> dict[str, Any]:
+    """Bind values of a one-row insert, by column name."""
+    return dict(zip(PACKED_COLUMNS, packed_values(row), strict=True))
+
+
+def job_record(row: Any) -> JobRecord:
+    """A :class:`JobRecord` from a result row that selected :data:`JOB_COLUMNS`, by name."""
+    return JobRecord(**row._mapping)
+
+
+def worker_record(row: Any) -> WorkerRecord:
+    """A :class:`WorkerRecord` from a row that selected :data:`WORKER_COLUMNS` and ``alive``, by name."""
+    return WorkerRecord(**row._mapping)

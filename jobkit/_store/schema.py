@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from jobkit._vocabulary import JobState
+
 metadata = sa.MetaData()
 
 Epoch = sa.Float(precision=53)
 JobId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled", "paused")
-TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+#: SQL for "the row is pending", "running" and "finished" (terminal), as the partial indexes and statements say it.
+IS_PENDING = f"status = '{JobState.PENDING}'"
+#: A pending row the claim index holds: it was due when it was last written, or the stager found it due.
+IS_STAGED = f"{IS_PENDING} AND staged"
+#: A pending row that was written for later: only the stager and the next-run lookup read these.
+IS_SCHEDULED = f"{IS_PENDING} AND NOT staged"
+IS_RUNNING = f"status = '{JobState.RUNNING}'"
+TERMINAL_SQL = ", ".join(f"'{state}'" for state in JobState if state.terminal)
+IS_FINISHED = f"status IN ({TERMINAL_SQL})"
 
 jobs = sa.Table(
     "jobkit_jobs",
@@ -24,7 +33,7 @@ jobs = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("queue", sa.String(100), nullable=False, server_default="default"),
     sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("status", sa.String(16), nullable=False, server_default=JobState.PENDING.value),
     sa.Column("args", sa.Text, nullable=False),
     sa.Column("run_at", Epoch, nullable=False),
     sa.Column("created_at", Epoch, nullable=False),
@@ -38,27 +47,40 @@ jobs = sa.Table(
     sa.Column("errors", sa.Text, nullable=True),
     sa.Column("progress", sa.Text, nullable=True),
     sa.Column("checkpoint", sa.Text, nullable=True),
-    # 'cancel' or 'pause' requested by another process, delivered by the worker's cancel check.
+    # A Request (pause, cancel, discard, kill) made by another process, delivered by the worker's cancel check.
     sa.Column("cancel_requested", sa.String(16), nullable=True),
     sa.Column("crashes", sa.Integer, nullable=False, server_default="0"),
     # Bumped by every claim and never decremented: (worker_id, lease) fences every later write,
     # even after a release gave the attempt back.
     sa.Column("lease", sa.Integer, nullable=False, server_default="0"),
     sa.Column("updated_at", Epoch, nullable=True),
+    # Which of the two pending indexes holds the row (migration 0004): true when the row was due as
+    # it was written, or once the stager (run before every claim) found it due. It is only ever a
+    # hint: the claim still checks run_at, and a due row not yet staged waits one claim at most.
+    # Without it, the claim index also held every job scheduled for later, and a claim finding
+    # fewer due jobs than it asked for walked all of them (100,000 future rows: 8 ms a claim).
+    sa.Column("staged", sa.Boolean(create_constraint=False), nullable=False, server_default=sa.false()),
     sa.Index(
-        # Matches the claim query exactly: pending rows in priority, run_at, id order.
+        # Matches the claim query exactly: due pending rows in priority, run_at, id order.
         "jobkit_jobs_claim",
         "priority",
         "run_at",
         "id",
-        sqlite_where=sa.text("status = 'pending'"),
-        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text(IS_STAGED),
+        postgresql_where=sa.text(IS_STAGED),
+    ),
+    sa.Index(
+        # Rows written for later, in the order they fall due: the stager and next_run_at read its head.
+        "jobkit_jobs_scheduled",
+        "run_at",
+        sqlite_where=sa.text(IS_SCHEDULED),
+        postgresql_where=sa.text(IS_SCHEDULED),
     ),
     sa.Index(
         "jobkit_jobs_running",
         "worker_id",
-        sqlite_where=sa.text("status = 'running'"),
-        postgresql_where=sa.text("status = 'running'"),
+        sqlite_where=sa.text(IS_RUNNING),
+        postgresql_where=sa.text(IS_RUNNING),
     ),
     # Finished rows only (migration 0002): pruning and admin filters use these, and the claim
     # cannot be planned through them instead of jobkit_jobs_claim.
@@ -66,15 +88,15 @@ jobs = sa.Table(
         "jobkit_jobs_finished",
         "status",
         "finished_at",
-        sqlite_where=sa.text("status IN ('completed', 'failed', 'cancelled')"),
-        postgresql_where=sa.text("status IN ('completed', 'failed', 'cancelled')"),
+        sqlite_where=sa.text(IS_FINISHED),
+        postgresql_where=sa.text(IS_FINISHED),
     ),
     sa.Index(
         "jobkit_jobs_name_finished",
         "name",
         "status",
-        sqlite_where=sa.text("status IN ('completed', 'failed', 'cancelled')"),
-        postgresql_where=sa.text("status IN ('completed', 'failed', 'cancelled')"),
+        sqlite_where=sa.text(IS_FINISHED),
+        postgresql_where=sa.text(IS_FINISHED),
     ),
     sqlite_autoincrement=True,
 )

@@ -64,14 +64,6 @@ def worker(db_url: str) -> Iterator[subprocess.Popen[str]]:
     assert process.returncode == 0, output
 
 
-@pytest.fixture
-def control(tmp_path: Path) -> Path:
-    """A directory for the jobs' file controls."""
-    path = tmp_path / "control"
-    path.mkdir()
-    return path
-
-
 def test_cli_pauses_and_resumes_a_job_in_a_worker_process(
     db_url: str, producer: JobQueue, worker: subprocess.Popen[str], control: Path
 ) -> None:

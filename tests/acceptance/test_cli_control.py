@@ -16,11 +16,9 @@ from pathlib import Path
 import pytest
 
 from jobkit import JobHandle, JobQueue
-from jobkit._store import workers as worker_sql
 from tests.jobs import AddOne, Sleepy
 
 ROOT = Path(__file__).resolve().parents[2]
-
 
 
 def env_for(db_url: str) -> dict[str, str]:
@@ -132,7 +130,7 @@ def test_kill_of_an_unknown_or_finished_job_is_refused(db_url: str, producer: Jo
 
 def test_workers_shows_the_stuck_column(db_url: str, producer: JobQueue) -> None:
     """`jobkit workers` has a stuck column once workers record their stuck threads."""
-    worker_sql.register_worker(producer.store, "w-stuck-test", "host", 1, None, 1)
+    producer.store.register_worker("w-stuck-test", host="host", pid=1, queues=None, concurrency=1)
     done = cli(db_url, "workers")
     assert done.returncode == 0, done.stderr
     header = next(line for line in done.stdout.splitlines() if "host" in line)

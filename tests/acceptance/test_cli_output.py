@@ -18,7 +18,6 @@ import pytest
 
 import jobkit
 from jobkit import BaseJob, JobQueue, job
-from jobkit._store import workers as worker_sql
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +46,7 @@ def stored(db_url: str) -> Iterator[tuple[JobQueue, int]]:
     handle = MarkupJob.perform_later()
     assert queue.run_once() == 1
     assert handle.status() == "failed"
-    worker_sql.register_worker(queue.store, WORKER, HOST, 1, [QUEUE], 1)
+    queue.store.register_worker(WORKER, host=HOST, pid=1, queues=[QUEUE], concurrency=1)
     try:
         yield queue, handle.id
     finally:

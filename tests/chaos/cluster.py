@@ -56,6 +56,8 @@ class WorkerProcess:
     log: Path
     started: float = field(default_factory=time.time)
     worker_id: str = ""
+    #: When its start-up line was seen: from then on its rescue passes watch the heartbeats.
+    registered: float = 0.0
 
     @property
     def pid(self) -> int:
@@ -121,7 +123,23 @@ class Cluster:
             return found.group(1) if found else ""
 
         worker.worker_id = wait_until(registered, timeout, f"worker {worker.pid} to start")
+        worker.registered = time.time()
         return worker.worker_id
+
+    def rescue_clock(self) -> dict[str, float]:
+        """For each crashed worker, the time its rescue delay is measured from.
+
+        On PostgreSQL that is the crash: heartbeats are judged by the server's clock. On SQLite a
+        rescuer judges a heartbeat by watching it stand still, so one started after the crash
+        counts from its own start (docs/guarantees.md, "How long rescue takes").
+        """
+        if not self.database_url.startswith("sqlite"):
+            return dict(self.crashed)
+        clock: dict[str, float] = {}
+        for crashed, when in self.crashed.items():
+            watchers = [w.registered for w in self.workers if w.worker_id != crashed and w.registered]
+            clock[crashed] = max(when, min(watchers)) if watchers else when
+        return clock
 
     def alive(self) -> list[WorkerProcess]:
         """The workers still running."""

@@ -112,7 +112,9 @@ def check(
     """Check the ledger against the stored rows; raise AssertionError listing every broken rule.
 
     ``expected`` maps job id to the status it must end in; ``crashed`` maps the
-    worker id of every worker the test killed or froze to when it did so.
+    worker id of every worker the test killed or froze to the time its rescue
+    delay is measured from (``Cluster.rescue_clock()``: the crash, or on SQLite
+    the start of the first rescuer that was not yet watching).
     ``repeats``: ``"crashed"`` allows a second execution only when the first ran
     in a crashed worker; ``"any"`` allows (and counts) any repeat.
     """

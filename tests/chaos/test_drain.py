@@ -49,7 +49,7 @@ def test_chaos_drain_survives_repeated_sigkill(queue: JobQueue, cluster: Cluster
         cluster.ledger,
         queue.jobs(limit=JOBS * 2),
         expected={h.id: "completed" for h in handles},
-        crashed=cluster.crashed,
+        crashed=cluster.rescue_clock(),
         rescue_after=RESCUE_AFTER,
         heartbeat=HEARTBEAT,
     )

@@ -62,7 +62,7 @@ def finish_drain(queue: JobQueue, cluster: Cluster, ids: list[int]) -> Verdict:
         cluster.ledger,
         queue.jobs(limit=JOBS * 2),
         expected=dict.fromkeys(ids, "completed"),
-        crashed=cluster.crashed,
+        crashed=cluster.rescue_clock(),
         rescue_after=RESCUE_AFTER,
         heartbeat=HEARTBEAT,
         repeats="any",
@@ -71,9 +71,7 @@ def finish_drain(queue: JobQueue, cluster: Cluster, ids: list[int]) -> Verdict:
 
 def longest_stall(queue: JobQueue, after: float) -> float:
     """The longest time after ``after`` during which no job completed."""
-    ends = sorted(
-        info.finished_at.timestamp() for info in queue.jobs(limit=JOBS * 2) if info.finished_at is not None
-    )
+    ends = sorted(info.finished_at.timestamp() for info in queue.jobs(limit=JOBS * 2) if info.finished_at is not None)
     ends = [after] + [t for t in ends if t >= after]
     return max((b - a for a, b in itertools.pairwise(ends)), default=0.0)
 

@@ -41,7 +41,7 @@ def test_frozen_worker_cannot_write_after_its_jobs_were_rescued(queue: JobQueue,
         cluster.ledger,
         queue.jobs(),
         expected={i: "completed" for i in ids},
-        crashed=cluster.crashed,
+        crashed=cluster.rescue_clock(),
         rescue_after=RESCUE_AFTER,
         heartbeat=HEARTBEAT,
     )
@@ -80,7 +80,7 @@ def test_thawed_worker_cancels_its_rescued_job_at_once(queue: JobQueue, cluster:
         cluster.ledger,
         queue.jobs(),
         expected={handle.id: "cancelled"},
-        crashed=cluster.crashed,
+        crashed=cluster.rescue_clock(),
         rescue_after=RESCUE_AFTER,
         heartbeat=HEARTBEAT,
     )

@@ -40,7 +40,8 @@ def test_sigterm_finishes_short_jobs_and_releases_long_ones(queue: JobQueue, clu
     check(
         cluster.ledger,
         queue.jobs(),
-        expected={short_a.id: "completed", short_b.id: "completed"} | dict.fromkeys(released + never_started, "pending"),
+        expected={short_a.id: "completed", short_b.id: "completed"}
+        | dict.fromkeys(released + never_started, "pending"),
         crashed={},
         rescue_after=RESCUE_AFTER,
         heartbeat=HEARTBEAT,

@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 import jobkit
 from jobkit import FakeClock, JobQueue
 from tests.conftest import FAST
 from tests.jobs import AddOne, Flaky, Sleepy
-from tests.long_jobs import EventLog, FailsUntilFixed, ImportDocument, RaisesDiscard, TightProgress
+from tests.long_jobs import FailsUntilFixed, ImportDocument, RaisesDiscard, TightProgress
+from tests.observe import EventLog
 
 TERMINAL = {"completed", "failed", "cancelled"}
-
-
-@pytest.fixture
-def events(queue: JobQueue) -> Any:
-    """Every event the queue emits, to wait on."""
-    log = EventLog(queue)
-    yield log
-    log.close()
-
-
-@pytest.fixture
-def control(tmp_path: Path) -> Path:
-    """A directory for the jobs' file controls."""
-    path = tmp_path / "control"
-    path.mkdir()
-    return path
 
 
 def started_ids(ledger: Path) -> set[int]:
@@ -432,3 +418,19 @@ def test_admin_actions_from_threads_leave_every_job_consistent(queue: JobQueue) 
             assert info.result == info.args["n"] + 1
         if info.status == "failed":
             assert info.errors[-1]["type"] == "Discard"
+
+
+def test_a_stored_request_that_names_nothing_is_logged_and_never_taken_for_a_cancel(
+    queue: JobQueue, events: EventLog, control: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A running job whose cancel_requested holds an unknown word keeps running and completes; the word is logged."""
+    handle = hold_running(queue, events, control)
+    with queue.store.write() as conn:  # type: ignore[attr-defined]
+        conn.execute(sa.text("UPDATE jobkit_jobs SET cancel_requested = 'stop-it' WHERE id = :id"), {"id": handle.id})
+    caplog.set_level(logging.ERROR, logger="jobkit.worker")
+    queue.worker.lease.reconcile_once()
+    assert "the request is ignored" in caplog.text
+    assert handle.status() == "running"
+    (control / "hold-extract").unlink()
+    handle.result(timeout=20)
+    assert handle.status() == "completed"

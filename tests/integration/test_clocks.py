@@ -21,9 +21,8 @@ import sqlalchemy as sa
 
 import jobkit
 from jobkit import FakeClock, JobQueue
-from jobkit._store import NewJob, Store, Transition
-from jobkit._store.liveness import HeartbeatObserver
-from jobkit._store.workers import heartbeat_held, register_worker, rescue
+from jobkit._runtime.maintenance import rescue
+from jobkit._store import HeartbeatObserver, NewJob, Store, Transition, open_store
 
 NAME = "tests.clock_probe"
 SKEW = 600.0
@@ -42,7 +41,7 @@ def stores(db_url: str) -> Iterator[Callable[..., Store]]:
     made: list[Store] = []
 
     def make(**kwargs: object) -> Store:
-        store = Store(db_url, **kwargs)  # type: ignore[arg-type]
+        store = open_store(db_url, **kwargs)  # type: ignore[arg-type]
         made.append(store)
         return store
 
@@ -66,7 +65,7 @@ class Beating:
 
     def run(self) -> None:
         while not self.stop.is_set():
-            assert heartbeat_held(self.store, self.worker_id) is not None
+            assert self.store.heartbeat(self.worker_id) is not None
             self.last = time.monotonic()
             self.stop.wait(INTERVAL)
 
@@ -79,10 +78,10 @@ class Beating:
 
 def hold_jobs(store: Store, worker_id: str, count: int) -> list[int]:
     """Register ``worker_id`` and have it claim ``count`` fresh jobs."""
-    register_worker(store, worker_id, "host", os.getpid(), None, count)
+    store.register_worker(worker_id, host="host", pid=os.getpid(), queues=None, concurrency=count)
     now = time.time()
     ids = store.enqueue([NewJob(NAME, "{}", "default", 0, now - 1, 3) for _ in range(count)], now=now)
-    claimed = store.claim(worker_id, count, [NAME], None, now)
+    claimed = store.claim(worker=worker_id, limit=count, names=[NAME], queues=None, now=now)
     assert sorted(c.id for c in claimed) == sorted(ids)
     return ids
 
@@ -103,9 +102,9 @@ def test_skewed_workers_keep_their_jobs_and_a_dead_fast_one_is_rescued_in_time(
         while not done.is_set():
             for item in rescue(
                 store,
-                RESCUE_AFTER,
-                3,
-                store.process_clock(),
+                rescue_after=RESCUE_AFTER,
+                max_crashes=3,
+                now=store.process_clock(),
                 exclude_worker=name,
                 observer=store.heartbeats,
                 margin=INTERVAL,  # as a worker passes it: min(heartbeat_interval, rescue_interval, ...)
@@ -151,15 +150,18 @@ def test_a_new_rescuer_waits_to_see_a_heartbeat_stand_still(stores: Callable[...
     make_stale(store, "quiet-worker")
     ticks = [0.0]
     observer = HeartbeatObserver(monotonic=lambda: ticks[0])
-    first = rescue(store, RESCUE_AFTER, 3, time.time(), observer=observer)
+    first = rescue(store, rescue_after=RESCUE_AFTER, max_crashes=3, now=time.time(), observer=observer)
     if store.is_postgres:
         assert [item["job_id"] for item in first] == ids
         return
     assert first == []
     ticks[0] += RESCUE_AFTER - 0.01
-    assert rescue(store, RESCUE_AFTER, 3, time.time(), observer=observer) == []
+    assert rescue(store, rescue_after=RESCUE_AFTER, max_crashes=3, now=time.time(), observer=observer) == []
     ticks[0] += 0.01
-    assert [item["job_id"] for item in rescue(store, RESCUE_AFTER, 3, time.time(), observer=observer)] == ids
+    assert [
+        item["job_id"]
+        for item in rescue(store, rescue_after=RESCUE_AFTER, max_crashes=3, now=time.time(), observer=observer)
+    ] == ids
 
 
 def test_a_heartbeat_that_changes_keeps_the_worker_alive_for_the_observer(stores: Callable[..., Store]) -> None:
@@ -176,7 +178,7 @@ def test_a_heartbeat_that_changes_keeps_the_worker_alive_for_the_observer(stores
                 sa.text("UPDATE jobkit_workers SET heartbeat_at = :at WHERE id = 'odd-worker'"),
                 {"at": 1000.0 + (-1) ** step * step},
             )
-        assert rescue(store, RESCUE_AFTER, 3, time.time(), observer=observer) == []
+        assert rescue(store, rescue_after=RESCUE_AFTER, max_crashes=3, now=time.time(), observer=observer) == []
         ticks[0] += RESCUE_AFTER
 
 
@@ -187,10 +189,34 @@ def test_a_worker_never_rescues_its_own_jobs(stores: Callable[..., Store]) -> No
     make_stale(store, "busy-worker")
     ticks = [0.0]
     observer = HeartbeatObserver(monotonic=lambda: ticks[0])
-    rescue(store, RESCUE_AFTER, 3, time.time(), exclude_worker="busy-worker", observer=observer)
+    rescue(
+        store,
+        rescue_after=RESCUE_AFTER,
+        max_crashes=3,
+        now=time.time(),
+        exclude_worker="busy-worker",
+        observer=observer,
+    )
     ticks[0] += 2 * RESCUE_AFTER
-    assert rescue(store, RESCUE_AFTER, 3, time.time(), exclude_worker="busy-worker", observer=observer) == []
-    taken = rescue(store, RESCUE_AFTER, 3, time.time(), exclude_worker="other-worker", observer=observer)
+    assert (
+        rescue(
+            store,
+            rescue_after=RESCUE_AFTER,
+            max_crashes=3,
+            now=time.time(),
+            exclude_worker="busy-worker",
+            observer=observer,
+        )
+        == []
+    )
+    taken = rescue(
+        store,
+        rescue_after=RESCUE_AFTER,
+        max_crashes=3,
+        now=time.time(),
+        exclude_worker="other-worker",
+        observer=observer,
+    )
     assert sorted(item["job_id"] for item in taken) == ids
 
 
@@ -202,7 +228,7 @@ def pg_store(db_url: str) -> Iterator[Store]:
     """A store on the server's clock (PostgreSQL only; SQLite has no server clock)."""
     if not db_url.startswith("postgresql"):
         pytest.skip("SQLite has no server clock: every process uses its own (see the observation tests)")
-    store = Store(db_url, db_clock=True)
+    store = open_store(db_url, db_clock=True)
     try:
         yield store
     finally:
@@ -218,7 +244,7 @@ def test_immediate_enqueue_and_claim_use_the_server_clock(pg_store: Store) -> No
     for job_id in [one, *many]:
         row = pg_store.get(job_id)
         assert row is not None and abs(row.run_at - server) < 5 and abs(row.created_at - server) < 5
-    claimed = pg_store.claim("slow-worker", 10, [NAME], None, time.time() - SKEW)
+    claimed = pg_store.claim(worker="slow-worker", limit=10, names=[NAME], queues=None, now=time.time() - SKEW)
     assert sorted(c.id for c in claimed) == sorted([one, *many])
 
 
@@ -235,11 +261,11 @@ def test_requeued_jobs_run_at_comes_from_the_server(pg_store: Store, kind: str) 
     """A completer 10 min fast writes a retry, snooze or release: run_at is the server's now plus the delay."""
     now = time.time()
     [job_id] = pg_store.enqueue([NewJob(NAME, "{}", "default", 0, now, 3)], now=now)
-    [claimed] = pg_store.claim("fast-worker", 1, [NAME], None, now)
+    [claimed] = pg_store.claim(worker="fast-worker", limit=1, names=[NAME], queues=None, now=now)
     values: dict[str, object] = {"delay": 30.0}
     if kind == "retry":
         values["errors"] = "[]"
-    assert pg_store.transition(Transition(kind, job_id, "fast-worker", claimed.lease, values), now + SKEW)
+    assert pg_store.transition(Transition(kind, job_id, "fast-worker", claimed.lease, values), now=now + SKEW)
     row = pg_store.get(job_id)
     assert row is not None and abs(row.run_at - (pg_store.now() + 30.0)) < 5
 
@@ -248,11 +274,15 @@ def test_rescued_jobs_run_at_comes_from_the_server(pg_store: Store) -> None:
     """A rescuer 10 min fast puts a lost job back due at the server's now, so it runs at once."""
     now = time.time()
     [job_id] = pg_store.enqueue([NewJob(NAME, "{}", "default", 0, now, 3)], now=now)
-    pg_store.claim("ghost-worker", 1, [NAME], None, now)
-    assert [item["job_id"] for item in rescue(pg_store, RESCUE_AFTER, 3, now + SKEW)] == [job_id]
+    pg_store.claim(worker="ghost-worker", limit=1, names=[NAME], queues=None, now=now)
+    assert [item["job_id"] for item in rescue(pg_store, rescue_after=RESCUE_AFTER, max_crashes=3, now=now + SKEW)] == [
+        job_id
+    ]
     row = pg_store.get(job_id)
     assert row is not None and abs(row.run_at - pg_store.now()) < 5
-    assert [c.id for c in pg_store.claim("slow-worker", 1, [NAME], None, now - SKEW)] == [job_id]
+    assert [c.id for c in pg_store.claim(worker="slow-worker", limit=1, names=[NAME], queues=None, now=now - SKEW)] == [
+        job_id
+    ]
 
 
 def test_the_queue_uses_the_server_clock_only_on_the_real_clock(db_url: str) -> None:

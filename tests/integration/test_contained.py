@@ -70,7 +70,12 @@ def test_snooze_nan_ends_failed_not_running(queue: JobQueue) -> None:
 def test_a_permanently_refused_outcome_fails_only_its_job(queue: JobQueue) -> None:
     """A batch with one outcome that cannot be written: the others land, the bad one fails with the reason."""
     good, bad = AddOne.perform_later(n=1), AddOne.perform_later(n=2)
-    claimed = {j.id: j for j in queue.store.claim("w-test", 2, ["tests.add_one"], None, queue.clock.now())}
+    claimed = {
+        j.id: j
+        for j in queue.store.claim(
+            worker="w-test", limit=2, names=["tests.add_one"], queues=None, now=queue.clock.now()
+        )
+    }
     events: list[dict[str, Any]] = []
     seen = threading.Lock()
 

@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from jobkit import JobQueue
-from jobkit._queue import UNREADABLE
+from jobkit._runtime.maintenance import rescue
+from jobkit._snapshots import UNREADABLE
 from jobkit._store import Store
-from jobkit._store.workers import register_worker, rescue
 from jobkit.cli import main
 from tests.jobs import AddOne, Flaky
 
@@ -122,7 +122,9 @@ def test_cli_lists_and_shows_damaged_rows(queue: JobQueue) -> None:
 def lost_jobs(queue: JobQueue, count: int) -> list[int]:
     """``count`` jobs running under a worker that has no row (lost at once)."""
     handles = [Flaky.perform_later(times=0, key=str(i)) for i in range(count)]
-    claimed = queue.store.claim("ghost-worker", count, ["tests.flaky"], None, queue.clock.now())
+    claimed = queue.store.claim(
+        worker="ghost-worker", limit=count, names=["tests.flaky"], queues=None, now=queue.clock.now()
+    )
     assert sorted(c.id for c in claimed) == sorted(h.id for h in handles)
     return [h.id for h in handles]
 
@@ -133,7 +135,9 @@ def test_rescue_survives_damaged_histories_and_rescues_them_too(queue: JobQueue)
     sound, bad_json, not_list = lost_jobs(queue, 3)
     damage(store, bad_json, "errors", "'[{oops'")
     damage(store, not_list, "errors", "'42'")
-    rescued = {item["job_id"]: item["status"] for item in rescue(store, 3.0, 3, store.now())}
+    rescued = {
+        item["job_id"]: item["status"] for item in rescue(store, rescue_after=3.0, max_crashes=3, now=store.now())
+    }
     assert rescued == {sound: "pending", bad_json: "pending", not_list: "pending"}
     for job_id, raw in ((bad_json, "[{oops"), (not_list, "42")):
         info = queue.handle(job_id).refresh()
@@ -157,12 +161,14 @@ def test_a_row_whose_rescue_fails_is_isolated(queue: JobQueue) -> None:
     top = 2**31 - 1 if store.is_postgres else 2**63 - 1
     damage(store, poisoned, "crashes", str(top))
     damage(store, poisoned, "errors", "'not json'")
-    rescued = {item["job_id"]: item["status"] for item in rescue(store, 3.0, 10**9, store.now())}
+    rescued = {
+        item["job_id"]: item["status"] for item in rescue(store, rescue_after=3.0, max_crashes=10**9, now=store.now())
+    }
     assert rescued[first] == rescued[last] == "pending"
     info = queue.handle(poisoned).refresh()
     assert rescued[poisoned] == info.status
     assert info.status in ("pending", "failed") and info.errors[-1]["type"] == "WorkerLost"
-    assert rescue(store, 3.0, 10**9, store.now()) == []
+    assert rescue(store, rescue_after=3.0, max_crashes=10**9, now=store.now()) == []
 
 
 def test_a_damaged_run_at_does_not_stop_rescue_or_claims(queue: JobQueue) -> None:
@@ -171,8 +177,12 @@ def test_a_damaged_run_at_does_not_stop_rescue_or_claims(queue: JobQueue) -> Non
     odd = AddOne.perform_later(n=1)
     damage(store, odd.id, "run_at", "1e300")
     lost = lost_jobs(queue, 2)
-    register_worker(store, "worker-b", "host", os.getpid(), None, 4)
-    assert sorted(item["job_id"] for item in rescue(store, 3.0, 3, store.now())) == sorted(lost)
-    claimed = store.claim("worker-b", 10, ["tests.add_one", "tests.flaky"], None, store.now())
+    store.register_worker("worker-b", host="host", pid=os.getpid(), queues=None, concurrency=4)
+    assert sorted(item["job_id"] for item in rescue(store, rescue_after=3.0, max_crashes=3, now=store.now())) == sorted(
+        lost
+    )
+    claimed = store.claim(
+        worker="worker-b", limit=10, names=["tests.add_one", "tests.flaky"], queues=None, now=store.now()
+    )
     assert sorted(c.id for c in claimed) == sorted(lost)
     assert odd.refresh().damaged == ["run_at: out of range (1e+300)"]

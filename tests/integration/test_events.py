@@ -13,15 +13,8 @@ import pytest
 from jobkit import JobQueue
 from jobkit._events import EventBus
 from tests.jobs import AddOne, Flaky
-from tests.long_jobs import EventLog, ImportDocument, QuickStages
-
-
-@pytest.fixture
-def events(queue: JobQueue) -> Any:
-    """Every event the queue emits, to wait on."""
-    log = EventLog(queue)
-    yield log
-    log.close()
+from tests.long_jobs import ImportDocument, QuickStages
+from tests.observe import EventLog
 
 
 def test_subscriber_sees_a_jobs_life_in_order(queue: JobQueue, events: EventLog) -> None:
@@ -80,7 +73,9 @@ def test_cancelling_a_running_job_emits_cancelled(queue: JobQueue, events: Event
 def test_job_of_a_lost_worker_emits_rescued(queue: JobQueue, events: EventLog) -> None:
     """A running job whose worker is gone is rescued back to pending, with a 'rescued' event."""
     handle = Flaky.perform_later(times=0)
-    [claimed] = queue.store.claim("ghost-worker", 1, ["tests.flaky"], None, queue.clock.now())
+    [claimed] = queue.store.claim(
+        worker="ghost-worker", limit=1, names=["tests.flaky"], queues=None, now=queue.clock.now()
+    )
     assert claimed.id == handle.id and handle.status() == "running"
     queue.worker.rescue_once()
     rescued = events.wait_for(handle.id, "rescued")

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from example_app.db import engine, outbox, subscribers
 from example_app.pipeline import ImportSubscribers
 from jobkit import JobFailed, JobQueue
-from tests.long_jobs import EventLog
+from tests.observe import EventLog
 
 NEW = 40
 
@@ -28,14 +28,6 @@ def app_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[sa.Engine]:
     yield eng
     eng.dispose()
     engine.cache_clear()
-
-
-@pytest.fixture
-def events(queue: JobQueue) -> Iterator[EventLog]:
-    """Every event the queue emits, to wait on."""
-    log = EventLog(queue)
-    yield log
-    log.close()
 
 
 @pytest.fixture

@@ -33,11 +33,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from jobkit._runtime.maintenance import rescue
 from jobkit._store import ClaimedJob, JobRecord, NewJob, Store, Transition
-from jobkit._store.schema import JOB_STATUSES
-from jobkit._store.workers import heartbeat, held_jobs, register_worker, rescue
+from jobkit._vocabulary import JobState
 
 NAME = "tests.lease_probe"
+JOB_STATUSES = tuple(JobState)
 RESCUE_AFTER = 60.0
 
 #: Every fenced write a worker can make, with the values it carries (``now`` is the write's time).
@@ -86,20 +87,20 @@ def enqueue(store: Store, now: float, count: int = 1, max_retries: int = 3, run_
 
 def claim_one(store: Store, worker: str, now: float) -> ClaimedJob:
     """Claim exactly one probe job for ``worker``."""
-    [claimed] = store.claim(worker, 1, [NAME], None, now)
+    [claimed] = store.claim(worker=worker, limit=1, names=[NAME], queues=None, now=now)
     return claimed
 
 
 def make_stale(store: Store, worker: str) -> None:
     """Push a worker's heartbeat far into the past, by the database's clock: it now looks dead."""
-    sql = sa.text(f"UPDATE jobkit_workers SET heartbeat_at = {store.db_now} - :back WHERE id = :id")
+    sql = sa.text(f"UPDATE jobkit_workers SET heartbeat_at = {store.dialect.db_now} - :back WHERE id = :id")
     with store.write() as conn:
         conn.execute(sql, {"back": 100 * RESCUE_AFTER, "id": worker})
 
 
 def register(store: Store, worker: str) -> None:
     """Register a worker row for this test process."""
-    register_worker(store, worker, "test-host", os.getpid(), None, 4)
+    store.register_worker(worker, host="test-host", pid=os.getpid(), queues=None, concurrency=4)
 
 
 # -- 1. fenced writes, one kind at a time ------------------------------------------------------------------
@@ -115,22 +116,24 @@ def test_stale_lease_write_is_refused_and_current_one_takes(store: Store, kind: 
 
     # Another worker presenting the current lease number.
     before = store.get(job_id)
-    assert not store.transition(Transition(kind, job_id, "worker-b", first.lease, values_for(kind, now + 1)), now + 1)
+    assert not store.transition(
+        Transition(kind, job_id, "worker-b", first.lease, values_for(kind, now + 1)), now=now + 1
+    )
     assert store.get(job_id) == before
 
     # The same worker, after its job was released and claimed again: the old lease number is stale.
-    assert store.transition(Transition("release", job_id, "worker-a", first.lease, {"run_at": now}), now + 2)
+    assert store.transition(Transition("release", job_id, "worker-a", first.lease, {"run_at": now}), now=now + 2)
     second = claim_one(store, "worker-a", now + 3)
     assert (second.id, second.lease, second.attempt) == (job_id, 2, 1)
     before = store.get(job_id)
     assert before is not None
     stale = Transition(kind, job_id, "worker-a", first.lease, values_for(kind, now + 4, "stale"))
-    assert not store.transition(stale, now + 4)
+    assert not store.transition(stale, now=now + 4)
     assert store.get(job_id) == before
 
     # The current lease takes, and changes exactly what the kind says.
     values = values_for(kind, now + 5, "current")
-    assert store.transition(Transition(kind, job_id, "worker-a", second.lease, values), now + 5)
+    assert store.transition(Transition(kind, job_id, "worker-a", second.lease, values), now=now + 5)
     after = store.get(job_id)
     assert after == expected_after(kind, before, now + 5, values)
 
@@ -138,7 +141,7 @@ def test_stale_lease_write_is_refused_and_current_one_takes(store: Store, kind: 
         # The lease ended with that write: replaying it, or the old one, changes nothing.
         for lease in (second.lease, first.lease):
             replay = Transition(kind, job_id, "worker-a", lease, values_for(kind, now + 6, "replay"))
-            assert not store.transition(replay, now + 6)
+            assert not store.transition(replay, now=now + 6)
             assert store.get(job_id) == after
 
 
@@ -148,11 +151,13 @@ def test_write_on_a_job_that_is_not_running_is_refused(store: Store, kind: str) 
     now = store.now()
     [job_id] = enqueue(store, now)
     claimed = claim_one(store, "worker-a", now)
-    assert store.transition(Transition("retry", job_id, "worker-a", claimed.lease, values_for("retry", now)), now)
+    assert store.transition(Transition("retry", job_id, "worker-a", claimed.lease, values_for("retry", now)), now=now)
     before = store.get(job_id)
     assert before is not None and before.status == "pending"
     for worker in ("worker-a", "worker-b"):
-        assert not store.transition(Transition(kind, job_id, worker, claimed.lease, values_for(kind, now + 1)), now + 1)
+        assert not store.transition(
+            Transition(kind, job_id, worker, claimed.lease, values_for(kind, now + 1)), now=now + 1
+        )
         assert store.get(job_id) == before
 
 
@@ -164,27 +169,27 @@ def test_stale_complete_after_rescue_never_resurrects_the_job(store: Store) -> N
     [job_id] = enqueue(store, now)
     lost = claim_one(store, "worker-a", now)
     make_stale(store, "worker-a")
-    assert [r["job_id"] for r in rescue(store, RESCUE_AFTER, 3, now + 1)] == [job_id]
+    assert [r["job_id"] for r in rescue(store, rescue_after=RESCUE_AFTER, max_crashes=3, now=now + 1)] == [job_id]
 
     rescued = store.get(job_id)
     assert rescued is not None
     assert (rescued.status, rescued.worker_id, rescued.crashes, rescued.attempt) == ("pending", None, 1, 1)
     late = Transition("complete", job_id, "worker-a", lost.lease, {"result": json.dumps("late")})
-    assert not store.transition(late, now + 2)
+    assert not store.transition(late, now=now + 2)
     assert store.get(job_id) == rescued
 
     again = claim_one(store, "worker-b", now + 3)
     assert (again.lease, again.attempt) == (lost.lease + 1, 2)
     running = store.get(job_id)
-    assert not store.transition(late, now + 4)
+    assert not store.transition(late, now=now + 4)
     # The lost worker cannot borrow the new holder's lease number either.
-    assert not store.transition(replace(late, lease=again.lease), now + 4)
+    assert not store.transition(replace(late, lease=again.lease), now=now + 4)
     assert store.get(job_id) == running
 
-    assert store.transition(Transition("complete", job_id, "worker-b", again.lease, {"result": '"ok"'}), now + 5)
+    assert store.transition(Transition("complete", job_id, "worker-b", again.lease, {"result": '"ok"'}), now=now + 5)
     done = store.get(job_id)
     assert done is not None and (done.status, done.result, done.worker_id) == ("completed", '"ok"', "worker-b")
-    assert not store.transition(late, now + 6)
+    assert not store.transition(late, now=now + 6)
     assert store.get(job_id) == done
 
 
@@ -195,7 +200,7 @@ def test_stale_complete_after_poison_pill_rescue_keeps_the_job_failed(store: Sto
     [job_id] = enqueue(store, now)
     lost = claim_one(store, "worker-a", now)
     make_stale(store, "worker-a")
-    assert rescue(store, RESCUE_AFTER, 1, now + 1) == [
+    assert rescue(store, rescue_after=RESCUE_AFTER, max_crashes=1, now=now + 1) == [
         {"job_id": job_id, "status": "failed", "worker": "worker-a", "crashes": 1}
     ]
     failed = store.get(job_id)
@@ -203,7 +208,7 @@ def test_stale_complete_after_poison_pill_rescue_keeps_the_job_failed(store: Sto
     assert json.loads(failed.errors or "[]")[-1]["type"] == "WorkerLost"
     for kind in WRITE_KINDS:
         assert not store.transition(
-            Transition(kind, job_id, "worker-a", lost.lease, values_for(kind, now + 2)), now + 2
+            Transition(kind, job_id, "worker-a", lost.lease, values_for(kind, now + 2)), now=now + 2
         )
     assert store.get(job_id) == failed
 
@@ -214,19 +219,19 @@ def test_rescue_leaves_a_live_workers_job_alone(store: Store) -> None:
     now = store.now()
     [job_id] = enqueue(store, now)
     claimed = claim_one(store, "worker-a", now)
-    assert heartbeat(store, "worker-a")
+    assert store.heartbeat("worker-a") is not None
     before = store.get(job_id)
-    assert rescue(store, RESCUE_AFTER, 3, now + 1) == []
+    assert rescue(store, rescue_after=RESCUE_AFTER, max_crashes=3, now=now + 1) == []
     assert store.get(job_id) == before
-    assert held_jobs(store, "worker-a") == [(job_id, claimed.lease, None)]
+    assert store.held_jobs("worker-a") == [(job_id, claimed.lease, None)]
 
 
 def test_one_batch_reports_each_write_by_its_own_lease(store: Store) -> None:
     """In one apply, stale and current writes of several workers each report (and do) exactly their own."""
     now = store.now()
     ids = enqueue(store, now, count=4)
-    a1, a2 = store.claim("worker-a", 2, [NAME], None, now)
-    b1, b2 = store.claim("worker-b", 2, [NAME], None, now)
+    a1, a2 = store.claim(worker="worker-a", limit=2, names=[NAME], queues=None, now=now)
+    b1, b2 = store.claim(worker="worker-b", limit=2, names=[NAME], queues=None, now=now)
     assert [a1.id, a2.id, b1.id, b2.id] == ids
     before = {i: store.get(i) for i in ids}
     batch = [
@@ -237,7 +242,7 @@ def test_one_batch_reports_each_write_by_its_own_lease(store: Store) -> None:
         Transition("progress", a2.id, "worker-a", a2.lease, {"progress": '{"p": 1}'}),
         Transition("retry", b2.id, "worker-a", b2.lease, values_for("retry", now)),  # wrong worker
     ]
-    assert store.apply(batch, now + 1) == [True, False, True, False, True, False]
+    assert store.apply(batch, now=now + 1) == [True, False, True, False, True, False]
     assert [row.status for row in map(store.get, ids) if row] == ["completed", "running", "completed", "running"]
     assert store.get(b2.id) == before[b2.id]
     a2_after = store.get(a2.id)
@@ -253,7 +258,7 @@ def test_progress_batched_with_its_completion_lands_first(store: Store) -> None:
         Transition("progress", job_id, "worker-a", held.lease, {"progress": '{"percent": 100}'}),
         Transition("complete", job_id, "worker-a", held.lease, {"result": '"done"'}),
     ]
-    assert store.apply(batch, now + 1) == [True, True]
+    assert store.apply(batch, now=now + 1) == [True, True]
     done = store.get(job_id)
     assert done is not None and (done.status, done.progress, done.result) == ("completed", '{"percent": 100}', '"done"')
 
@@ -263,13 +268,13 @@ def test_stale_and_current_completion_of_one_job_in_one_batch(store: Store) -> N
     now = store.now()
     [job_id] = enqueue(store, now)
     old = claim_one(store, "worker-a", now)
-    assert store.transition(Transition("release", job_id, "worker-a", old.lease, {"run_at": now}), now)
+    assert store.transition(Transition("release", job_id, "worker-a", old.lease, {"run_at": now}), now=now)
     new = claim_one(store, "worker-a", now + 1)
     batch = [
         Transition("complete", job_id, "worker-a", old.lease, {"result": '"old"'}),
         Transition("complete", job_id, "worker-a", new.lease, {"result": '"new"'}),
     ]
-    assert store.apply(batch, now + 2) == [False, True]
+    assert store.apply(batch, now=now + 2) == [False, True]
     done = store.get(job_id)
     assert done is not None and (done.status, done.result, done.lease) == ("completed", '"new"', new.lease)
 
@@ -284,7 +289,7 @@ def race_round(
     register(store, holder)
     now = store.now()
     enqueue(store, now, count=size)
-    claimed = store.claim(holder, size, [NAME], None, now)
+    claimed = store.claim(worker=holder, limit=size, names=[NAME], queues=None, now=now)
     assert len(claimed) == size
     make_stale(store, holder)
 
@@ -307,7 +312,7 @@ def race_round(
             start.wait()
             for batch in batches:
                 writes = [Transition("complete", j.id, holder, j.lease, {"result": json.dumps(j.id)}) for j in batch]
-                for job, ok in zip(batch, store.apply(writes, store.now()), strict=True):
+                for job, ok in zip(batch, store.apply(writes, now=store.now()), strict=True):
                     took[job.id] = ok
         except BaseException as exc:  # reported by the main thread
             failures.append(exc)
@@ -317,9 +322,12 @@ def race_round(
             start.wait()
             passes = 0
             # Until the holder holds nothing: a pass that found only just-completed jobs returns [].
-            while held_jobs(store, holder):
+            while store.held_jobs(holder):
                 limit = limits[passes % len(limits)]
-                rescued.extend(r["job_id"] for r in rescue(store, RESCUE_AFTER, 3, store.now(), limit=limit))
+                rescued.extend(
+                    r["job_id"]
+                    for r in rescue(store, rescue_after=RESCUE_AFTER, max_crashes=3, now=store.now(), limit=limit)
+                )
                 passes += 1
         except BaseException as exc:  # reported by the main thread
             failures.append(exc)
@@ -441,7 +449,7 @@ def lease_machine(store: Store) -> type[RuleBasedStateMachine]:
             now = self.tick()
             due = [j for j in self.jobs.values() if j.status == "pending" and j.run_at <= now]
             due.sort(key=lambda j: (j.run_at, j.id))
-            got = store.claim(worker, limit, [NAME], None, now)
+            got = store.claim(worker=worker, limit=limit, names=[NAME], queues=None, now=now)
             assert [c.id for c in got] == [j.id for j in due[:limit]]
             for claimed, job in zip(got, due, strict=False):
                 job.status, job.worker, job.lease, job.attempt = "running", worker, job.lease + 1, job.attempt + 1
@@ -451,7 +459,7 @@ def lease_machine(store: Store) -> type[RuleBasedStateMachine]:
         @rule(worker=st.sampled_from(WORKERS), alive=st.booleans())
         def liveness(self, worker: str, alive: bool) -> None:
             if alive:
-                assert heartbeat(store, worker)
+                assert store.heartbeat(worker) is not None
             else:
                 make_stale(store, worker)
             self.alive[worker] = alive
@@ -464,7 +472,7 @@ def lease_machine(store: Store) -> type[RuleBasedStateMachine]:
                 if job.status == "running" and job.worker is not None and not self.alive[job.worker]:
                     spent = job.crashes + 1 >= MAX_CRASHES or job.attempt > job.max_retries
                     expected[job.id] = "failed" if spent else "pending"
-            got = rescue(store, RESCUE_AFTER, MAX_CRASHES, now)
+            got = rescue(store, rescue_after=RESCUE_AFTER, max_crashes=MAX_CRASHES, now=now)
             assert {r["job_id"]: r["status"] for r in got} == expected
             for job_id, status in expected.items():
                 job = self.jobs[job_id]
@@ -511,7 +519,7 @@ def lease_machine(store: Store) -> type[RuleBasedStateMachine]:
             if kind in ("retry", "snooze"):
                 values["run_at"] = now + delay
             before = store.get(job_id)
-            took = store.transition(Transition(kind, job_id, worker, lease, values), now)
+            took = store.transition(Transition(kind, job_id, worker, lease, values), now=now)
             after = store.get(job_id)
             if not current:
                 assert not took, f"stale {kind} with lease {lease} of {worker} took on {before}"

@@ -20,7 +20,6 @@ from jobkit import JobEvent, JobFailed, JobQueue, ResultTimeout
 from tests.conftest import FAST
 from tests.long_jobs import (
     STAGES,
-    EventLog,
     ImportDocument,
     ImportDocumentAsync,
     ProgressThenHold,
@@ -32,25 +31,10 @@ from tests.long_jobs import (
     expected_result,
     ran,
 )
+from tests.observe import EventLog
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = " ".join(["The quick brown fox jumps over the lazy dog.", "The dog sleeps; the fox runs!"] * 5)
-
-
-@pytest.fixture
-def control(tmp_path: Path) -> Path:
-    """A directory of file controls for the long jobs (holds, one-off failures, the ran.log)."""
-    path = tmp_path / "control"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def events(queue: JobQueue) -> Any:
-    """Every event the queue emits, to wait on."""
-    log = EventLog(queue)
-    yield log
-    log.close()
 
 
 def stages_run(control: Path) -> list[str]:

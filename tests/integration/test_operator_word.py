@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -17,9 +19,9 @@ import sqlalchemy as sa
 
 import jobkit
 from jobkit import JobQueue
+from jobkit._runtime.maintenance import rescue
 from jobkit._store import NewJob, Store, Transition
-from jobkit._store import admin as admin_sql
-from jobkit._store.workers import register_worker, rescue
+from jobkit._store.admin import REQUEST_STATES
 from tests.jobs import AddOne
 
 NAME = "tests.operator_probe"
@@ -59,7 +61,7 @@ def running_job(store: Store, worker: str = "worker-a") -> tuple[int, int]:
     """Enqueue and claim one probe job; returns (id, lease)."""
     now = store.now()
     [job_id] = store.enqueue([NewJob(NAME, "{}", "default", 0, now, 3)], now=now)
-    [claimed] = store.claim(worker, 1, [NAME], None, now)
+    [claimed] = store.claim(worker=worker, limit=1, names=[NAME], queues=None, now=now)
     assert claimed.id == job_id
     return job_id, claimed.lease
 
@@ -68,21 +70,21 @@ def request(store: Store, job_id: int, what: str) -> str | None:
     """Ask for ``what`` the way the admin commands do."""
     now = store.now()
     actions = {
-        "cancel": admin_sql.cancel_job,
-        "kill": admin_sql.kill_job,
-        "pause": admin_sql.pause_job,
-        "discard": admin_sql.discard_job,
+        "cancel": store.cancel_job,
+        "kill": store.kill_job,
+        "pause": store.pause_job,
+        "discard": store.discard_job,
     }
-    return actions[what](store, job_id, now)
+    return actions[what](job_id, now=now)
 
 
 @pytest.mark.parametrize(("what", "end"), sorted(EXPECTED))
 def test_a_request_survives_the_attempts_end(store: Store, what: str, end: str) -> None:
     """A request made while the job runs decides what its retry, snooze, release or pause write becomes."""
     job_id, lease = running_job(store)
-    assert request(store, job_id, what) == admin_sql.REQUEST_STATES[what]
+    assert request(store, job_id, what) == REQUEST_STATES[what]
     now = store.now()
-    [status] = store.apply_detailed([Transition(end, job_id, "worker-a", lease, dict(ENDS[end]))], now)
+    [status] = store.apply_detailed([Transition(end, job_id, "worker-a", lease, dict(ENDS[end]))], now=now)
     expected = EXPECTED[(what, end)]
     assert status == expected
     row = store.get(job_id)
@@ -98,12 +100,12 @@ def test_twenty_rounds_of_cancel_racing_a_retry_end_cancelled(store: Store) -> N
     now = store.now()
     ids = store.enqueue([NewJob(NAME, "{}", "default", 0, now, 5) for _ in range(20)], now=now)
     for job_id in ids:
-        [claimed] = store.claim("worker-a", 1, [NAME], None, store.now())
+        [claimed] = store.claim(worker="worker-a", limit=1, names=[NAME], queues=None, now=store.now())
         assert claimed.id == job_id
-        assert admin_sql.cancel_job(store, job_id, store.now()) == "cancelling"
+        assert store.cancel_job(job_id, now=store.now()) == "cancelling"
         retry = Transition("retry", job_id, "worker-a", claimed.lease, {"delay": 0.0, "errors": ERROR})
-        assert store.apply_detailed([retry], store.now()) == ["cancelled"]
-    assert store.claim("worker-a", 20, [NAME], None, store.now() + 3600) == []
+        assert store.apply_detailed([retry], now=store.now()) == ["cancelled"]
+    assert store.claim(worker="worker-a", limit=20, names=[NAME], queues=None, now=store.now() + 3600) == []
     assert {row.status for row in store.list_jobs(name=NAME)} == {"cancelled"}
 
 
@@ -111,20 +113,26 @@ def test_without_a_request_the_writes_requeue_as_before(store: Store) -> None:
     """No request standing: retry, snooze and release put the job back to pending; transition() stays a bool."""
     for end in ("retry", "snooze", "release"):
         job_id, lease = running_job(store)
-        assert store.apply_detailed([Transition(end, job_id, "worker-a", lease, dict(ENDS[end]))], store.now()) == [
+        assert store.apply_detailed([Transition(end, job_id, "worker-a", lease, dict(ENDS[end]))], now=store.now()) == [
             "pending"
         ]
-        assert admin_sql.cancel_job(store, job_id, store.now()) == "cancelled"  # out of the next claim's way
+        assert store.cancel_job(job_id, now=store.now()) == "cancelled"  # out of the next claim's way
     job_id, lease = running_job(store)
-    assert store.transition(Transition("retry", job_id, "worker-a", lease, dict(ENDS["retry"])), store.now()) is True
-    assert store.transition(Transition("retry", job_id, "worker-a", lease, dict(ENDS["retry"])), store.now()) is False
+    assert (
+        store.transition(Transition("retry", job_id, "worker-a", lease, dict(ENDS["retry"])), now=store.now()) is True
+    )
+    assert (
+        store.transition(Transition("retry", job_id, "worker-a", lease, dict(ENDS["retry"])), now=store.now()) is False
+    )
 
 
 def test_a_refused_write_reports_none(store: Store) -> None:
     """A stale lease reports None, and the request stays for the current holder."""
     job_id, lease = running_job(store)
     request(store, job_id, "cancel")
-    assert store.apply_detailed([Transition("retry", job_id, "worker-b", lease, dict(ENDS["retry"]))], 0.0) == [None]
+    assert store.apply_detailed([Transition("retry", job_id, "worker-b", lease, dict(ENDS["retry"]))], now=0.0) == [
+        None
+    ]
     row = store.get(job_id)
     assert row is not None and (row.status, row.cancel_requested) == ("running", "cancel")
 
@@ -134,7 +142,7 @@ def test_a_rescued_job_honours_a_request_that_ends_it(store: Store, what: str, e
     """A job whose worker died after the operator asked to end it ends instead of going back to pending."""
     job_id, _ = running_job(store, "ghost-worker")  # no worker row: lost at once
     request(store, job_id, what)
-    [item] = rescue(store, 60.0, 3, store.now())
+    [item] = rescue(store, rescue_after=60.0, max_crashes=3, now=store.now())
     assert item["status"] == expected
     row = store.get(job_id)
     assert row is not None and row.status == expected and row.crashes == 1
@@ -146,7 +154,7 @@ def test_a_rescued_job_with_a_pause_request_is_paused(store: Store) -> None:
     """A pause asked of a job whose worker then died holds the job (paused) instead of requeueing it."""
     job_id, _ = running_job(store, "ghost-worker")
     request(store, job_id, "pause")
-    assert [item["status"] for item in rescue(store, 60.0, 3, store.now())] == ["paused"]
+    assert [item["status"] for item in rescue(store, rescue_after=60.0, max_crashes=3, now=store.now())] == ["paused"]
 
 
 def test_cancel_overrides_a_pending_pause_and_kill_overrides_all(store: Store) -> None:
@@ -172,11 +180,11 @@ def test_kill_ends_a_pending_or_paused_job_at_once(store: Store) -> None:
     """kill_job on a pending or a paused job cancels it at once; on a finished one it reports its status."""
     now = store.now()
     pending, paused = store.enqueue([NewJob(NAME, "{}", "default", 0, now + 3600, 0) for _ in range(2)], now=now)
-    assert admin_sql.pause_job(store, paused, now) == "paused"
-    assert admin_sql.kill_job(store, pending, now) == "cancelled"
-    assert admin_sql.kill_job(store, paused, now) == "cancelled"
-    assert admin_sql.kill_job(store, pending, now) == "cancelled"  # already ended: its status
-    assert admin_sql.kill_job(store, 10_000, now) is None
+    assert store.pause_job(paused, now=now) == "paused"
+    assert store.kill_job(pending, now=now) == "cancelled"
+    assert store.kill_job(paused, now=now) == "cancelled"
+    assert store.kill_job(pending, now=now) == "cancelled"  # already ended: its status
+    assert store.kill_job(10_000, now=now) is None
 
 
 def test_discarding_a_job_with_a_damaged_history_keeps_the_text(store: Store) -> None:
@@ -185,7 +193,7 @@ def test_discarding_a_job_with_a_damaged_history_keeps_the_text(store: Store) ->
     [job_id] = store.enqueue([NewJob(NAME, "{}", "default", 0, now, 0)], now=now)
     with store.write() as conn:
         conn.execute(sa.text("UPDATE jobkit_jobs SET errors = '{oops' WHERE id = :id"), {"id": job_id})
-    assert admin_sql.discard_job(store, job_id, now) == "failed"
+    assert store.discard_job(job_id, now=now) == "failed"
     row = store.get(job_id)
     assert row is not None
     history = json.loads(row.errors or "[]")
@@ -203,10 +211,48 @@ def test_handle_kill_cancels_a_pending_job(queue: JobQueue) -> None:
 def test_queue_kill_job_asks_a_running_jobs_worker(queue: JobQueue) -> None:
     """queue.kill_job() on a running job records a kill request (its worker abandons the attempt)."""
     handle = AddOne.perform_later(n=1)
-    register_worker(queue.store, "worker-a", "host", os.getpid(), None, 1)
-    [claimed] = queue.store.claim("worker-a", 1, ["tests.add_one"], None, queue.clock.now())
+    queue.store.register_worker("worker-a", host="host", pid=os.getpid(), queues=None, concurrency=1)
+    [claimed] = queue.store.claim(
+        worker="worker-a", limit=1, names=["tests.add_one"], queues=None, now=queue.clock.now()
+    )
     assert claimed.id == handle.id
     assert queue.kill_job(handle.id) == "killing"
     assert handle.refresh().cancel_requested == "kill"
     assert queue.discard_job(handle.id) is True  # asked already, more strongly: still ending
     assert handle.refresh().cancel_requested == "kill"
+
+
+@pytest.mark.parametrize(
+    ("what", "expected"), [("cancel", "cancelled"), ("kill", "cancelled"), ("discard", "failed"), ("pause", "paused")]
+)
+def test_a_request_landing_as_the_attempt_requeues_takes_the_requeued_job(
+    store: Store, what: str, expected: str
+) -> None:
+    """The worker's requeue commits while the request waits on the row: the request still takes effect.
+
+    PostgreSQL's read-committed UPDATE skips a row whose new version no longer matches, so a request
+    that first found the job running (and no longer pending) and then found it pending (and no longer
+    running) used to report ``pending`` and do nothing: the CI run of 2026-12-03 caught it live.
+    """
+    job_id, _ = running_job(store)
+    holding = threading.Event()
+    outcome: list[str | None] = []
+
+    def requeue_slowly() -> None:
+        with store.write() as conn:  # the worker's retry write, held open while the request arrives
+            conn.execute(
+                sa.text("UPDATE jobkit_jobs SET status = 'pending', worker_id = NULL WHERE id = :id"), {"id": job_id}
+            )
+            holding.set()
+            time.sleep(0.3)
+
+    writer = threading.Thread(target=requeue_slowly)
+    writer.start()
+    assert holding.wait(5)
+    asker = threading.Thread(target=lambda: outcome.append(request(store, job_id, what)))
+    asker.start()
+    writer.join(10)
+    asker.join(10)
+    assert outcome == [expected]
+    row = store.get(job_id)
+    assert row is not None and row.status == expected

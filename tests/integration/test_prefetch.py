@@ -18,7 +18,7 @@ import jobkit
 from jobkit import BaseJob, JobCancelled, JobHandle, JobQueue, job
 from jobkit._runtime.worker import PREFETCH_MAX_WAIT
 from tests.conftest import FAST
-from tests.long_jobs import EventLog
+from tests.observe import EventLog
 
 _lock = threading.Lock()
 _now = {"running": 0, "peak": 0}

@@ -23,10 +23,9 @@ from alembic import command
 from alembic.config import Config
 
 from jobkit import JobQueue
-from jobkit._store import NewJob, Store, is_transient
-from jobkit._store.engine import SQLITE_JOURNAL_SIZE_LIMIT
+from jobkit._store import NewJob, Store, is_transient, open_store
+from jobkit._store.sqlite import SQLITE_JOURNAL_SIZE_LIMIT
 from jobkit._store.store import MIGRATIONS
-from jobkit._store.workers import heartbeat_held, list_workers, register_worker
 
 NAME = "tests.health_probe"
 
@@ -179,7 +178,7 @@ def test_the_wal_shrinks_after_a_long_reader_ends(queue: JobQueue) -> None:
 
 def test_a_heartbeat_is_not_held_up_by_this_process_s_writers(store: Store) -> None:
     """While another thread of this process holds its writer turn (a big enqueue), the heartbeat still lands."""
-    register_worker(store, "worker-a", "host", os.getpid(), None, 1)
+    store.register_worker("worker-a", host="host", pid=os.getpid(), queues=None, concurrency=1)
     holding, release = threading.Event(), threading.Event()
 
     def busy_writer() -> None:
@@ -192,7 +191,7 @@ def test_a_heartbeat_is_not_held_up_by_this_process_s_writers(store: Store) -> N
     try:
         assert holding.wait(5)
         started = time.monotonic()
-        assert heartbeat_held(store, "worker-a") == 0
+        assert store.heartbeat("worker-a") == 0
         assert time.monotonic() - started < 1.0
     finally:
         release.set()
@@ -201,16 +200,16 @@ def test_a_heartbeat_is_not_held_up_by_this_process_s_writers(store: Store) -> N
 
 def test_the_heartbeat_records_stuck_threads(store: Store) -> None:
     """heartbeat_held(stuck=n) stores the count; list_workers shows it."""
-    register_worker(store, "worker-a", "host", os.getpid(), None, 4)
-    assert [w.stuck for w in list_workers(store, 60.0)] == [0]
-    assert heartbeat_held(store, "worker-a", stuck=2) == 0
-    [record] = list_workers(store, 60.0)
+    store.register_worker("worker-a", host="host", pid=os.getpid(), queues=None, concurrency=4)
+    assert [w.stuck for w in store.list_workers(rescue_after=60.0)] == [0]
+    assert store.heartbeat("worker-a", stuck=2) == 0
+    [record] = store.list_workers(rescue_after=60.0)
     assert (record.id, record.stuck, record.alive) == ("worker-a", 2, True)
 
 
 def test_migration_0003_adds_stuck_to_existing_workers(db_url: str) -> None:
     """A database at 0002 with a worker row upgrades to head; the row reads stuck = 0."""
-    store = Store(db_url, auto_migrate=False)
+    store = open_store(db_url, auto_migrate=False)
     try:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
@@ -225,6 +224,6 @@ def test_migration_0003_adds_stuck_to_existing_workers(db_url: str) -> None:
                 )
             )
         store.migrate()
-        assert [(w.id, w.stuck) for w in list_workers(store, 60.0)] == [("old", 0)]
+        assert [(w.id, w.stuck) for w in store.list_workers(rescue_after=60.0)] == [("old", 0)]
     finally:
         store.close()

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from jobkit import CancelToken, JobCancelledError
+from jobkit._vocabulary import CancelReason
 
 
 def test_first_reason_wins() -> None:
@@ -57,3 +58,13 @@ def test_wait_on_a_fired_token_returns_at_once() -> None:
     token = CancelToken()
     token.cancel("pause")
     assert token.wait() is True
+
+
+def test_an_unknown_reason_is_refused_and_does_not_fire_the_token() -> None:
+    """A reason that names no CancelReason is a ValueError naming the valid ones; the token stays unfired."""
+    token = CancelToken()
+    with pytest.raises(ValueError, match=r"unknown cancel reason 'cancle'.*cancel, pause"):
+        token.cancel("cancle")
+    assert not token.cancelled and token.reason is None
+    assert token.cancel("pause") is True
+    assert token.reason is CancelReason.PAUSE and token.reason == "pause"

@@ -11,10 +11,11 @@ PACKAGE = Path(jobkit.__file__).parent
 
 # Lower layers never import higher ones (STYLE.md): a module may import its own layer or below.
 LAYERS = [
-    {"errors", "_cancel", "_clock"},
+    {"_vocabulary"},
+    {"errors", "_cancel", "_clock", "_json"},
     {"_payload", "_backoff", "_registry", "_settings", "_events"},
-    {"_store", "_handle", "_job"},
-    {"_runtime"},
+    {"_store", "_handle", "_job", "_enqueue"},
+    {"_runtime", "_snapshots"},
     {"_queue"},
     {"cli", "testing", "pytest_plugin", "__init__", "__main__"},
 ]

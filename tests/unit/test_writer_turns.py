@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from jobkit._store.engine import is_transient
-from jobkit._store.store import WriterTurns
+from jobkit._store import is_transient
+from jobkit._store.sqlite import WriterTurns
 
 
 def test_a_writer_that_waits_past_the_timeout_fails_like_a_locked_database() -> None:

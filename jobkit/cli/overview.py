@@ -1,0 +1,84 @@
+"""Read-only overviews: ``jobkit workers``, ``jobkit stats`` and ``jobkit types``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.table import Table
+
+from jobkit._registry import all_types
+from jobkit.cli.context import load_apps, queue_of
+from jobkit.cli.output import cell, console, fmt_time
+
+
+@click.command()
+@click.pass_context
+def workers(ctx: click.Context) -> None:
+    """List live and dead workers with their last heartbeat and running jobs."""
+    queue = queue_of(ctx)
+    records = queue.workers()
+    # stuck: executor threads abandoned to jobs that ignored their token past kill_grace.
+    table = Table("id", "host", "pid", "state", "last heartbeat", "concurrency", "running jobs", "stuck")
+    for w in records:
+        state = "stopped" if w.stopped_at else ("alive" if w.alive else "dead")
+        row = [
+            cell(w.id),
+            cell(w.host),
+            cell(w.pid),
+            cell(state),
+            cell(fmt_time(w.heartbeat_at)),
+            cell(w.concurrency),
+            cell(", ".join(map(str, w.running)) or "-"),
+            cell(w.stuck),
+        ]
+        table.add_row(*row)
+    console.print(table)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Counts by status, queue and job type; running jobs, oldest due pending job, paused queues."""
+    queue = queue_of(ctx)
+    data = queue.stats()
+    paused = queue.paused_queues()
+    if as_json:
+        click.echo(json.dumps({**data, "paused_queues": paused}, indent=2))
+        return
+    table = Table("job type", "status", "count")
+    for name, counts in sorted(data["by_type"].items()):
+        for status, count in sorted(counts.items()):
+            table.add_row(cell(name), cell(status), cell(count))
+    console.print(table)
+    age = data["oldest_pending_age"]
+    click.echo(f"running: {data['running']}  oldest due pending: {'-' if age is None else f'{age:.1f}s'}")
+    click.echo("paused queues: " + (", ".join(paused) if paused else "none"))
+
+
+@click.command("types")
+@click.option("--app", "apps", multiple=True, help="Module(s) that declare your jobs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job types as JSON.")
+def types(apps: tuple[str, ...], as_json: bool) -> None:
+    """List the job types that --app modules (and plugins) register, with their options."""
+    sys.path.insert(0, "")
+    load_apps(apps)
+    described = {name: t.options.describe() for name, t in sorted(all_types().items())}
+    if as_json:
+        click.echo(json.dumps(described, indent=2))
+        return
+    table = Table("name", "queue", "priority", "max retries", "backoff", "timeout", "retry on", "discard on")
+    for name, options in described.items():
+        table.add_row(
+            cell(name),
+            cell(options["queue"]),
+            cell(options["priority"]),
+            cell(options["max_retries"]),
+            cell(options["backoff"]),
+            cell("-" if options["timeout"] is None else f"{options['timeout']:g}s"),
+            cell(", ".join(options["retry_on"]) or "-"),
+            cell(", ".join(options["discard_on"]) or "-"),
+        )
+    console.print(table)

@@ -1,0 +1,126 @@
+"""``jobkit worker``: start-up that a signal can always interrupt, then the worker until it stops."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from jobkit._queue import JobQueue
+from jobkit.cli.context import EXIT_OK, command_settings, fatal, load_apps, open_queue
+
+T = TypeVar("T")
+
+
+class StopRequested(BaseException):
+    """Raised in the main thread by SIGTERM or SIGINT during the worker's start-up.
+
+    A BaseException, like KeyboardInterrupt, so that an ``except Exception`` in an imported
+    module cannot swallow the operator's stop.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, _frame: Any) -> None:
+    raise StopRequested(signum)
+
+
+@contextmanager
+def stop_on_signal() -> Iterator[None]:
+    """SIGTERM and SIGINT raise StopRequested while the block runs (importing apps, migrating)."""
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def off_main_thread(step: Callable[[], T]) -> T:
+    """Run a slow start-up step (connecting, migrating) on a helper thread and wait for it.
+
+    A signal is handled only when the main thread runs Python code; a database call blocked in C
+    (SQLite's busy wait on a locked file) would hold it off for seconds. Waiting here instead, the
+    main thread takes the signal at once and the helper, a daemon, ends with the process; an
+    unfinished migration is rolled back by the database.
+    """
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(step())
+        except BaseException as exc:  # re-raised in the main thread below
+            failure.append(exc)
+
+    helper = threading.Thread(target=run, name="jobkit-startup", daemon=True)
+    helper.start()
+    while helper.is_alive():
+        helper.join(0.1)
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+@click.command("worker")
+@click.option("--app", "apps", multiple=True, required=True, help="Module(s) that declare your jobs.")
+@click.option("--concurrency", type=int, default=None, help="Jobs run at once (default 5).")
+@click.option("--queues", default=None, help="Comma-separated queues to work (default: all).")
+@click.option("--database-url", default=None, help="Database URL (overrides the group option).")
+@click.option("--poll-interval", type=float, default=None, help="Seconds between fallback polls.")
+@click.option("--shutdown-grace", type=float, default=None, help="Seconds running jobs get on SIGTERM.")
+@click.pass_context
+def worker_command(
+    ctx: click.Context,
+    apps: tuple[str, ...],
+    concurrency: int | None,
+    queues: str | None,
+    database_url: str | None,
+    poll_interval: float | None,
+    shutdown_grace: float | None,
+) -> None:
+    """Run a worker until SIGTERM/SIGINT (a second signal shortens the drain).
+
+    Exit status: 0 after a requested stop (also during start-up), 2 when jobkit's tables are
+    missing (auto-migration off) or disappear, 3 when the database cannot be reached at start-up,
+    4 when too many executor threads are stuck in jobs that ignore their timeout.
+    """
+    logging.getLogger("jobkit").setLevel(logging.INFO)
+    status: int | None = None
+    try:
+        # From the first moment to the last a signal stops the process: here by raising StopRequested
+        # (importing, connecting, migrating), inside run() by draining the worker.
+        with stop_on_signal():
+            sys.path.insert(0, "")
+            load_apps(apps)
+            settings = command_settings(
+                database_url=database_url or ctx.obj.get("database_url"),
+                concurrency=concurrency,
+                queues=queues,
+                poll_interval=poll_interval,
+                shutdown_grace=shutdown_grace,
+            )
+            queue = off_main_thread(lambda: open_queue(settings))
+            JobQueue.set_instance(queue)
+            running = queue.worker
+            click.echo(
+                f"jobkit worker {running.id}: {len(queue.job_types())} job types, concurrency {settings.concurrency}"
+            )
+            status = queue.run()
+            queue.store.close()
+    except StopRequested as stop:
+        if status is None:
+            click.echo(f"jobkit: stopped by {stop} during start-up", err=True)
+            ctx.exit(EXIT_OK)
+    if status:
+        reason = running.fatal_reason or "the worker stopped on its own"
+        fatal(f"{reason} (exit {status})", status)
