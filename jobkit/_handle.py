@@ -157,11 +157,13 @@ class JobHandle:
         handle.result(timeout=30)      # the result; raises JobFailed / JobCancelled
     """
 
-    __slots__ = ("_backend", "id")
+    __slots__ = ("_backend", "duplicate", "id")
 
-    def __init__(self, job_id: int, backend: HandleBackend) -> None:
+    def __init__(self, job_id: int, backend: HandleBackend, *, duplicate: bool = False) -> None:
         self.id = job_id
         self._backend = backend
+        #: True when a unique job's enqueue found this existing job instead of creating one.
+        self.duplicate = duplicate
 
     def __repr__(self) -> str:
         return f"JobHandle(id={self.id})"

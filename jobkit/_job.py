@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from jobkit._backoff import BackoffSpec
 from jobkit._cancel import CancelToken
@@ -34,6 +34,9 @@ __all__ = [
     "job",
     "set_enqueuer_factory",
 ]
+
+#: What a duplicate enqueue of a unique job does to the pending job it found.
+OnConflict = Literal["skip", "replace", "debounce"]
 
 ArgsT = TypeVar("ArgsT", bound="BaseModel | dict[str, Any]")
 J = TypeVar("J", bound="type[BaseJob[Any]]")
@@ -240,12 +243,26 @@ def job(
     retry_on: tuple[type[BaseException], ...] = (),
     discard_on: tuple[type[BaseException], ...] = (),
     extra_args: ExtraArgs = "forbid",
+    # -- unique jobs (docs/unique-jobs.md)
+    unique: bool = False,
+    unique_for: timedelta | float | None = None,
+    unique_by: tuple[str, ...] | None = None,
+    unique_states: Iterable[str] | None = None,
+    unique_across_queues: bool = False,
+    on_conflict: OnConflict = "skip",
 ) -> Callable[[J], J]:
     """Declare a job class; every option is validated when the class is defined.
 
     With a ``schema``, an argument the schema does not name is refused at enqueue
     (pydantic's ``extra="forbid"``, so a typo never drops a value silently);
     ``extra_args="ignore"`` drops unknown arguments instead, as pydantic does by default.
+
+    ``unique=True`` (or ``unique_for=timedelta(...)``, a window from each job's enqueue) keeps a
+    second job with the same name, queue and arguments (``unique_by``: some of them) out while
+    one is in ``unique_states`` (default pending and running); a duplicate ``perform_later``
+    returns the existing job's handle with ``handle.duplicate`` True, and ``on_conflict`` says
+    what it does to a pending one: ``"skip"``, ``"replace"`` (its args, priority and run time)
+    or ``"debounce"`` (its run time).
 
     Example::
 
@@ -270,6 +287,12 @@ def job(
             retry_on=retry_on,
             discard_on=discard_on,
             extra_args=extra_args,
+            unique=unique,
+            unique_for=unique_for,
+            unique_by=unique_by,
+            unique_states=None if unique_states is None else tuple(unique_states),
+            unique_across_queues=unique_across_queues,
+            on_conflict=on_conflict,
         )
         job_type = JobType(
             options=options,

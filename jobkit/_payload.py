@@ -37,6 +37,7 @@ __all__ = [
     "is_model_class",
     "loads",
     "redact",
+    "stored_keys",
     "to_json_args",
     "validate",
 ]
@@ -53,6 +54,11 @@ def is_model_class(value: object) -> bool:
 
 
 # -- schemas -------------------------------------------------------------------------------------
+
+
+def stored_keys(schema: type[BaseModel]) -> dict[str, str]:
+    """Each field of ``schema`` and the key it is stored under (its alias, as the stored JSON is dumped by alias)."""
+    return {name: info.serialization_alias or info.alias or name for name, info in schema.model_fields.items()}
 
 
 def args_model(schema: type[BaseModel], extra_args: ExtraArgs) -> type[BaseModel]:

@@ -14,12 +14,12 @@ from jobkit._events import EventBus, Listener
 from jobkit._handle import JobHandle, JobInfo, JobWatch
 from jobkit._job import CallOptions
 from jobkit._payload import to_json_args
-from jobkit._registry import MAX_QUEUE, JobType, all_types, handler_type, name_problem, register
+from jobkit._registry import MAX_QUEUE, JobType, UniqueOptions, all_types, handler_type, name_problem, register
 from jobkit._runtime.signals import serve
 from jobkit._runtime.worker import Worker
 from jobkit._settings import Settings, load_settings
 from jobkit._snapshots import info_of, older_than_cutoff
-from jobkit._store import NewJob, open_notifier, open_store
+from jobkit._store import NewJob, UniqueJob, open_notifier, open_store
 from jobkit._vocabulary import Event, EventType, JobState
 from jobkit.errors import EnqueueError, PayloadError
 
@@ -107,12 +107,32 @@ class JobQueue:
                 where = f"argument {exc.where()}" if exc.path else "arguments"
                 raise EnqueueError(f"{options.name}: {item}{where}: {exc.reason}") from None
             rows.append(NewJob(options.name, text, queue, priority, run_at, options.max_retries))
+        if options.unique is not None:
+            return self._enqueue_unique(options.unique, rows, now, connection)
         ids = self.store.enqueue(rows, now=now, connection=connection)
         self._notifier.announce(repr(run_at) if run_at > now else "", committed=connection is None)
         name = options.name
         for job_id in ids:  # built directly: this runs once per enqueued job
             self.events.emit(Event(EventType.ENQUEUED, job_id, {"name": name, "queue": queue}))
         return [JobHandle(job_id, self) for job_id in ids]
+
+    def _enqueue_unique(
+        self, unique: UniqueOptions, rows: list[NewJob], now: float, connection: Connection | None
+    ) -> list[JobHandle]:
+        """Enqueue unique jobs: each row takes its key, or its handle is the live job holding it (``duplicate``)."""
+        keyed = [
+            UniqueJob(row, unique.key(row.name, row.queue, row.args), unique.states, unique.on_conflict, unique.window)
+            for row in rows
+        ]
+        results = self.store.enqueue_unique(keyed, now=now, connection=connection)
+        fresh = [row.run_at for row, result in zip(rows, results, strict=True) if not result.duplicate]
+        if fresh:
+            earliest = min(fresh)
+            self._notifier.announce(repr(earliest) if earliest > now else "", committed=connection is None)
+        for row, result in zip(rows, results, strict=True):
+            if not result.duplicate:
+                self.events.emit(Event(EventType.ENQUEUED, result.id, {"name": row.name, "queue": row.queue}))
+        return [JobHandle(result.id, self, duplicate=result.duplicate) for result in results]
 
     def handle(self, job_id: int) -> JobHandle:
         """A handle for an existing job id (from any process)."""

@@ -29,6 +29,7 @@ from jobkit._store.preflight import PREFLIGHT_TIMEOUT, check_database, display_u
 from jobkit._store.records import (
     ClaimedJob,
     Completion,
+    Enqueued,
     HeldJob,
     JobPage,
     JobRecord,
@@ -37,6 +38,7 @@ from jobkit._store.records import (
     Rescue,
     Rescued,
     Transition,
+    UniqueJob,
     WorkerRecord,
 )
 from jobkit._store.store import SQLStore
@@ -62,6 +64,14 @@ class Store(Protocol):
 
     def enqueue(self, rows: Sequence[NewJob], *, now: float, connection: sa.Connection | None = None) -> list[int]:
         """Insert jobs and wake workers, in ``connection``'s transaction when given; returns ids in order."""
+
+    def enqueue_unique(
+        self, rows: Sequence[UniqueJob], *, now: float, connection: sa.Connection | None = None
+    ) -> list[Enqueued]:
+        """Insert unique jobs, each unless a live job holds its key (then skip, replace or debounce that one).
+
+        Returns, in input order, each row's job id and whether it was a duplicate.
+        """
 
     def claim(
         self, *, worker: str, limit: int, names: Sequence[str], queues: Sequence[str] | None, now: float
@@ -243,6 +253,7 @@ __all__ = [
     "PREFLIGHT_TIMEOUT",
     "ClaimedJob",
     "Completion",
+    "Enqueued",
     "HeartbeatObserver",
     "HeldJob",
     "JobPage",
@@ -254,6 +265,7 @@ __all__ = [
     "Rescued",
     "Store",
     "Transition",
+    "UniqueJob",
     "Watch",
     "WorkerRecord",
     "check_database",

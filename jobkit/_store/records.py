@@ -32,6 +32,30 @@ class NewJob:
     max_retries: int
 
 
+@dataclass(frozen=True, slots=True)
+class UniqueJob:
+    """One unique job to insert: the row, its key and what a live row with the same key means.
+
+    ``states`` are the states in which a row keeps others with its key out; ``window`` (seconds)
+    limits that to rows created that recently (a ``unique_for`` job); ``on_conflict`` is what
+    a duplicate does to the pending row it found: ``skip``, ``replace`` (its args, priority and
+    run_at) or ``debounce`` (its run_at).
+    """
+
+    job: NewJob
+    key: str
+    states: frozenset[str]
+    on_conflict: str = "skip"
+    window: float | None = None
+
+
+class Enqueued(NamedTuple):
+    """A unique job's enqueue: the id of the job that holds its key, and whether that one existed already."""
+
+    id: int
+    duplicate: bool
+
+
 @dataclass(slots=True)
 class ClaimedJob:
     """A job this worker holds a lease on: (worker_id, lease) must match every later write."""

@@ -26,6 +26,22 @@ IS_RUNNING = f"status = '{JobState.RUNNING}'"
 TERMINAL_SQL = ", ".join(f"'{state}'" for state in JobState if state.terminal)
 IS_FINISHED = f"status IN ({TERMINAL_SQL})"
 
+#: Each state's bit in ``unique_states`` (migration 0006). Stored in rows and the unique index's
+#: predicate, so a state's bit never changes once given.
+STATE_BITS: dict[JobState, int] = {
+    JobState.PENDING: 1,
+    JobState.RUNNING: 2,
+    JobState.COMPLETED: 4,
+    JobState.FAILED: 8,
+    JobState.CANCELLED: 16,
+    JobState.PAUSED: 32,
+}
+_STATE_BIT = "CASE status " + " ".join(f"WHEN '{s}' THEN {b}" for s, b in STATE_BITS.items()) + " ELSE 0 END"
+#: A row whose unique key is live: it has one and its state is one of its job's ``unique_states``.
+#: The unique index holds exactly these rows, so a job that leaves its unique states frees its key
+#: by the same write that changes its state, on both databases, with nothing to clear afterwards.
+UNIQUE_LIVE = f"unique_key IS NOT NULL AND (unique_states & ({_STATE_BIT})) <> 0"
+
 jobs = sa.Table(
     "jobkit_jobs",
     metadata,
@@ -60,6 +76,19 @@ jobs = sa.Table(
     # Without it, the claim index also held every job scheduled for later, and a claim finding
     # fewer due jobs than it asked for walked all of them (100,000 future rows: 8 ms a claim).
     sa.Column("staged", sa.Boolean(create_constraint=False), nullable=False, server_default=sa.false()),
+    # Unique jobs (migration 0006): a digest of the job's name, queue and chosen arguments, and the
+    # states (STATE_BITS) in which it keeps other jobs with the same key out. NULL for other jobs,
+    # and set NULL when a unique_for window has passed, so the key can be used again.
+    sa.Column("unique_key", sa.String(64), nullable=True),
+    sa.Column("unique_states", sa.Integer, nullable=True),
+    sa.Index(
+        # At most one live row per key, whichever process inserts it: concurrent inserts conflict here.
+        "jobkit_jobs_unique",
+        "unique_key",
+        unique=True,
+        sqlite_where=sa.text(UNIQUE_LIVE),
+        postgresql_where=sa.text(UNIQUE_LIVE),
+    ),
     sa.Index(
         # Matches the claim query exactly: due pending rows in priority, run_at, id order.
         "jobkit_jobs_claim",

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from jobkit._store.records import JOB_COLUMNS, WORKER_COLUMNS
 from jobkit._store.schema import IS_FINISHED, IS_RUNNING, IS_SCHEDULED, IS_STAGED, TERMINAL_SQL
+from jobkit._store.unique_sql import UniqueStatements, unique_statements
 from jobkit._vocabulary import JobState, Request, TransitionKind
 
 K = TransitionKind
@@ -117,6 +118,8 @@ class Statements:
         self.read_history = sa.text("SELECT errors, attempt FROM jobkit_jobs WHERE id = :id")
         self.write_history = sa.text(f"UPDATE jobkit_jobs SET errors = :errors, updated_at = {now} WHERE id = :id")
         self.select_now = sa.text(f"SELECT {self.db_now}")
+        #: The unique enqueue path (unique_sql.py).
+        self.unique: UniqueStatements = unique_statements(now, self.for_update)
 
         # -- reads
         columns = ", ".join(JOB_COLUMNS)

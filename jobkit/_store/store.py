@@ -23,6 +23,7 @@ from jobkit._store.maintenance import Maintenance
 from jobkit._store.postgres import PostgresDialect
 from jobkit._store.queries import Queries
 from jobkit._store.sqlite import SQLiteDialect
+from jobkit._store.unique import Unique
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "jobkit_alembic_version"
@@ -35,7 +36,7 @@ def dialect_for(url: str) -> Dialect:
     return SQLiteDialect()
 
 
-class SQLStore(Queries, Admin, Maintenance):
+class SQLStore(Queries, Admin, Maintenance, Unique):
     """All SQL jobkit runs, for SQLite and PostgreSQL, behind :class:`jobkit._store.Store`.
 
     Example::

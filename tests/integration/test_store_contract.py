@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
-from jobkit._store import Completion, JobPage, NewJob, Rescue, Store, Transition
+from jobkit._store import Completion, JobPage, NewJob, Rescue, Store, Transition, UniqueJob
 from jobkit._vocabulary import JobState, TransitionKind
 
 NAME = "tests.contract_probe"
@@ -551,3 +551,53 @@ def test_an_empty_table_has_one_empty_page(store: Store) -> None:
     """No rows: no items and no cursor, filtered or not."""
     assert store.page_jobs() == JobPage([], None)
     assert store.page_jobs(text="x") == JobPage([], None)
+
+
+# -- unique enqueues
+
+
+def unique_row(
+    key: str = "k1", *, args: str = "{}", on_conflict: str = "skip", window: float | None = None
+) -> UniqueJob:
+    """A unique job due now, holding ``key`` while pending or running."""
+    return UniqueJob(
+        NewJob(NAME, args, "default", 0, 0.0, 3), key, frozenset({"pending", "running"}), on_conflict, window
+    )
+
+
+def test_enqueue_unique_inserts_once_per_live_key_in_input_order(store: Store) -> None:
+    now = store.now()
+    first, again, other, third = store.enqueue_unique(
+        [unique_row("k1"), unique_row("k1"), unique_row("k2"), unique_row("k1")], now=now
+    )
+    assert (first.duplicate, again.duplicate, other.duplicate, third.duplicate) == (False, True, False, True)
+    assert again.id == third.id == first.id != other.id
+    assert store.enqueue_unique([unique_row("k1")], now=now) == [(first.id, True)]
+
+
+def test_a_job_leaving_its_unique_states_frees_the_key(store: Store) -> None:
+    [held] = store.enqueue_unique([unique_row("k1")], now=store.now())
+    assert claim(store) == [held.id]
+    assert store.enqueue_unique([unique_row("k1")], now=store.now())[0] == (held.id, True)
+    assert store.transition(Transition(TransitionKind.FAIL, held.id, WORKER, 1, {"errors": "[]"}), now=store.now())
+    fresh = store.enqueue_unique([unique_row("k1")], now=store.now())[0]
+    assert not fresh.duplicate and fresh.id != held.id
+
+
+def test_replace_touches_a_pending_holder_only(store: Store) -> None:
+    [held] = store.enqueue_unique([unique_row("k1", args='{"v": 1}')], now=store.now())
+    store.enqueue_unique([unique_row("k1", args='{"v": 2}', on_conflict="replace")], now=store.now())
+    record = store.get(held.id)
+    assert record is not None and json.loads(record.args) == {"v": 2}
+    claim(store)
+    store.enqueue_unique([unique_row("k1", args='{"v": 3}', on_conflict="replace")], now=store.now())
+    record = store.get(held.id)
+    assert record is not None and json.loads(record.args) == {"v": 2}  # running: left as it is
+
+
+def test_a_window_frees_the_key_once_the_holder_is_older(store: Store) -> None:
+    now = store.now()
+    [held] = store.enqueue_unique([unique_row("k1", window=3600)], now=now)
+    assert store.enqueue_unique([unique_row("k1", window=3600)], now=now + 3599)[0].duplicate
+    fresh = store.enqueue_unique([unique_row("k1", window=3600)], now=now + 3601)[0]
+    assert not fresh.duplicate and fresh.id != held.id
