@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from jobkit._store.records import JOB_COLUMNS, WORKER_COLUMNS
 from jobkit._store.schema import IS_FINISHED, IS_RUNNING, IS_SCHEDULED, IS_STAGED, TERMINAL_SQL
-from jobkit._store.unique_sql import UniqueStatements, unique_statements
+from jobkit._store.unique_sql import YIELD_KEY, UniqueStatements, unique_statements
 from jobkit._vocabulary import JobState, Request, TransitionKind
 
 K = TransitionKind
@@ -179,8 +179,8 @@ class Statements:
             "RETURNING id"
         )
         self.resume_paused = sa.text(
-            f"UPDATE jobkit_jobs SET status = {PENDING}, staged = FALSE, run_at = {now}, updated_at = {now} "
-            f"WHERE id = :id AND status = {PAUSED} RETURNING id"
+            f"UPDATE jobkit_jobs SET status = {PENDING}, staged = FALSE, run_at = {now}, updated_at = {now}, "
+            f"{YIELD_KEY} WHERE id = :id AND status = {PAUSED} RETURNING id"
         )
         self.withdraw_pause = sa.text(
             f"UPDATE jobkit_jobs SET cancel_requested = NULL WHERE id = :id AND {IS_RUNNING} "
@@ -189,7 +189,7 @@ class Statements:
         self.retry_job = sa.text(
             f"UPDATE jobkit_jobs SET status = {PENDING}, staged = FALSE, run_at = {now}, attempt = 0, crashes = 0, "
             "finished_at = NULL, result = NULL, worker_id = NULL, cancel_requested = NULL, "
-            f"updated_at = {now} WHERE id = :id AND status IN ({FAILED}, {CANCELLED}) RETURNING id"
+            f"updated_at = {now}, {YIELD_KEY} WHERE id = :id AND status IN ({FAILED}, {CANCELLED}) RETURNING id"
         )
         self.discard_select = sa.text(
             "SELECT errors, attempt FROM jobkit_jobs "

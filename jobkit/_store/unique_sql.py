@@ -22,6 +22,17 @@ PENDING = f"'{JobState.PENDING}'"
 RUN_AT = "COALESCE(CAST(:run_at AS DOUBLE PRECISION), {now})"
 
 
+#: A SET term for writes that bring a job back into its unique states from outside them (an operator's
+#: resume or retry): when another live job holds its key meanwhile, the job gives its key up and runs
+#: as a plain job, rather than the write failing on the unique index. (Unqualified names in the
+#: sub-select are the holder's own columns.)
+YIELD_KEY = (
+    "unique_key = CASE WHEN unique_key IS NOT NULL AND EXISTS (SELECT 1 FROM jobkit_jobs AS holder "
+    f"WHERE holder.unique_key = jobkit_jobs.unique_key AND holder.id <> jobkit_jobs.id AND {UNIQUE_LIVE}) "
+    "THEN NULL ELSE unique_key END"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class UniqueStatements:
     """The statements of the unique enqueue path."""

@@ -601,3 +601,14 @@ def test_a_window_frees_the_key_once_the_holder_is_older(store: Store) -> None:
     assert store.enqueue_unique([unique_row("k1", window=3600)], now=now + 3599)[0].duplicate
     fresh = store.enqueue_unique([unique_row("k1", window=3600)], now=now + 3601)[0]
     assert not fresh.duplicate and fresh.id != held.id
+
+
+def test_a_retried_job_gives_up_its_key_when_another_holds_it(store: Store) -> None:
+    """retry_job of a failed unique job while a new one holds the key: the retried job runs as a plain job."""
+    [old] = store.enqueue_unique([unique_row("k1")], now=store.now())
+    claim(store)
+    store.transition(Transition(TransitionKind.FAIL, old.id, WORKER, 1, {"errors": "[]"}), now=store.now())
+    [new] = store.enqueue_unique([unique_row("k1")], now=store.now())
+    assert store.retry_job(old.id, now=store.now())
+    assert store.status_of(old.id) == "pending"
+    assert store.enqueue_unique([unique_row("k1")], now=store.now())[0] == (new.id, True)
