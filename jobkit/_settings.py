@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jobkit.errors import ConfigurationError
@@ -24,7 +24,9 @@ class Settings(BaseSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
     concurrency: int = Field(default=5, ge=1, le=10_000)
-    queues: Annotated[tuple[str, ...] | None, NoDecode] = None
+    #: The queues to work (None: all): names, or names with slots of their own ({"default": 10, "mailers": 2};
+    #: ``JOBKIT_QUEUES=default=10,mailers=2``), where the worker's concurrency is their sum.
+    queues: Annotated[tuple[str, ...] | dict[str, int] | None, NoDecode] = None
     poll_interval: float = Field(default=5.0, gt=0, le=3600)
     heartbeat_interval: float = Field(default=5.0, gt=0)
     rescue_after: float = Field(default=30.0, gt=0)
@@ -53,9 +55,59 @@ class Settings(BaseSettings):
     @classmethod
     def _split_queues(cls, value: Any) -> Any:
         if isinstance(value, str):
-            names = tuple(part.strip() for part in value.split(",") if part.strip())
-            return names or None
+            value = [part for part in value.split(",")]
+        if isinstance(value, list | tuple) and all(isinstance(part, str) for part in value):
+            parts = [part.strip() for part in value if part.strip()]
+            if not parts:
+                return None
+            limited = [part for part in parts if "=" in part]
+            if not limited:
+                return tuple(parts)
+            if len(limited) != len(parts):
+                raise ValueError(
+                    "give every queue its slots (default=10,mailers=2) or none of them (default,mailers), "
+                    f"got {','.join(parts)}"
+                )
+            slots: dict[str, Any] = {}
+            for part in parts:
+                name, _, count = part.partition("=")
+                try:
+                    slots[name.strip()] = int(count)
+                except ValueError:
+                    raise ValueError(f"queue {name.strip()!r}: slots must be a whole number, got {count!r}") from None
+            return slots
         return value
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_slots(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            if not value:
+                return None
+            for name, count in value.items():
+                if not name or count < 1:
+                    raise ValueError(f"queue {name!r} needs a name and at least 1 slot, got {count}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _concurrency_from_queue_slots(cls, data: Any) -> Any:
+        # Queues with their own slots: the worker runs as many jobs at once as they have slots together.
+        if not isinstance(data, dict):
+            return data
+        queues = cls._split_queues(data.get("queues"))
+        if isinstance(queues, dict) and all(isinstance(n, int) and not isinstance(n, bool) for n in queues.values()):
+            total = sum(queues.values())
+            given = data.get("concurrency")
+            if given is not None and int(given) != total:
+                raise ValueError(f"concurrency {given} does not match the {total} slots of the queues {queues}")
+            data = {**data, "queues": queues, "concurrency": total}
+        return data
+
+    @property
+    def queue_slots(self) -> dict[str, int] | None:
+        """Each queue's own slots, when the queues were given with them (None: the queues share ``concurrency``)."""
+        return dict(self.queues) if isinstance(self.queues, dict) else None
 
     @field_validator("database_url")
     @classmethod

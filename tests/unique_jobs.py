@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -69,3 +70,34 @@ def race_enqueue(url: str, ready: Any, go: Any, results: Any) -> None:
     finally:
         queue.close()
         JobQueue.set_instance(None)
+
+
+# -- named queues with their own slots (in-process workers share these)
+
+gates: dict[str, threading.Event] = {}
+ran: list[tuple[str, int]] = []
+running = {"now": 0, "peak": 0}
+_lock = threading.Lock()
+
+
+class GateArgs(BaseModel):
+    gate: str = ""
+    tag: int = 0
+
+
+@job(name="tests.queues.gated", schema=GateArgs, max_retries=0)
+class Gated(BaseJob[GateArgs]):
+    """Records its tag as it starts, then waits for its gate (if any) to open; counts how many run at once."""
+
+    def perform(self, args: GateArgs) -> int:
+        with _lock:
+            ran.append((self.job_type().name, args.tag))
+            running["now"] += 1
+            running["peak"] = max(running["peak"], running["now"])
+        try:
+            if args.gate:
+                gates.setdefault(args.gate, threading.Event()).wait(30)
+        finally:
+            with _lock:
+                running["now"] -= 1
+        return args.tag

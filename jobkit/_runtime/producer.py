@@ -173,13 +173,20 @@ class Producer:
             worker=self.worker_id(), limit=count, names=names, queues=self._queues, now=self.clock.now()
         )
 
+    def _claim_in(self, queue: str, count: int, names: list[str]) -> list[ClaimedJob]:
+        return self.store.claim(worker=self.worker_id(), limit=count, names=names, queues=[queue], now=self.clock.now())
+
     def run_once(self, *, woken: bool = True) -> Claimed:
         """One claim pass into the ledger's room; ``woken``: something changed since the last pass.
 
         Errors reach the caller (the loop backs off on them). When the queue ran dry after a
         wake-up, it also learns when the next scheduled job is due, so that job starts on time.
         """
-        room = self.ledger.room(more=self._more)
+        if self.ledger.queue_slots is not None:
+            rooms = {queue: self.ledger.room_in(queue) for queue in self.ledger.queue_slots}
+            room = sum(rooms.values())
+        else:
+            rooms, room = {}, self.ledger.room(more=self._more)
         if room <= 0 or not self.may_claim() or self.lifecycle.fatal.is_set():
             return Claimed()
         self.claims += 1
@@ -189,7 +196,14 @@ class Producer:
             self.completer.wait_idle(1.0)
         # The registered types, sorted once per pass for the claim and, if it runs, the next-run lookup.
         names = sorted(self.types())
-        jobs = self.claim(room, names)
+        if rooms:
+            # One claim per queue with room, into that queue's own slots, in its own priority order.
+            jobs = []
+            for queue, free in rooms.items():
+                if free > 0:
+                    jobs.extend(self._claim_in(queue, free, names))
+        else:
+            jobs = self.claim(room, names)
         for job in jobs:
             try:
                 self.dispatch(job)

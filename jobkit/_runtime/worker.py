@@ -70,7 +70,7 @@ class Worker:
         self._owns_notifier = notifier is None
         self.notifier = open_notifier(store) if notifier is None else notifier
         self.lifecycle = Lifecycle()
-        self.ledger = Ledger(settings.concurrency, prefetch=settings.prefetch)
+        self.ledger = Ledger(settings.concurrency, prefetch=settings.prefetch, queue_slots=settings.queue_slots)
         self.completer = Completer(
             store,
             clock,
