@@ -21,6 +21,7 @@ from jobkit._settings import Settings, load_settings
 from jobkit._snapshots import info_of, older_than_cutoff
 from jobkit._store import NewJob, UniqueJob, open_notifier, open_store
 from jobkit._vocabulary import Event, EventType, JobState
+from jobkit._why import WaitFacts, explain
 from jobkit.errors import EnqueueError, PayloadError
 
 if TYPE_CHECKING:
@@ -144,6 +145,22 @@ class JobQueue:
         """The job's current snapshot, or None."""
         record = self.store.get(job_id)
         return None if record is None else info_of(record)
+
+    def job_why(self, job_id: int) -> str | None:
+        """Why the job is waiting, in one line (see ``jobkit._why``), or None when it does not exist."""
+        record = self.store.get(job_id)
+        if record is None:
+            return None
+        # Eligibility is judged by the database's clock on the real clock (the later of it and ours, so
+        # a clock's resolution never calls a job due now "scheduled"), by the fake one in tests.
+        now = max(self.store.now(), self.clock.now()) if isinstance(self.clock, SystemClock) else self.clock.now()
+        facts = WaitFacts(
+            job=record,
+            now=now,
+            paused_queues=frozenset(self.store.paused_queues()),
+            workers=self.store.list_workers(rescue_after=self.settings.rescue_after),
+        )
+        return explain(facts)
 
     def job_status(self, job_id: int) -> str | None:
         """The job's status, or None."""

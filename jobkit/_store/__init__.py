@@ -172,9 +172,16 @@ class Store(Protocol):
     # -- workers and maintenance
 
     def register_worker(
-        self, worker_id: str, *, host: str, pid: int, queues: list[str] | None, concurrency: int
+        self,
+        worker_id: str,
+        *,
+        host: str,
+        pid: int,
+        queues: list[str] | None,
+        concurrency: int,
+        names: list[str] | None = None,
     ) -> None:
-        """Insert this process's worker row, its first heartbeat stamped."""
+        """Insert this process's worker row (with the job types it runs), its first heartbeat stamped."""
 
     def heartbeat(self, worker_id: str, *, stuck: int = 0) -> int | None:
         """Renew the worker's lease and record its stuck threads; the jobs it holds (None: row gone)."""

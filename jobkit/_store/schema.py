@@ -145,6 +145,8 @@ workers = sa.Table(
     sa.Column("stopped_at", Epoch, nullable=True),
     # Executor threads abandoned by their job (migration 0003), as of the last heartbeat.
     sa.Column("stuck", sa.Integer, nullable=False, server_default="0"),
+    # The job types the worker runs, a JSON array (migration 0006): why a pending job waits.
+    sa.Column("names", sa.Text, nullable=True),
 )
 
 queue_pauses = sa.Table(

@@ -205,8 +205,8 @@ class Statements:
 
         # -- workers and maintenance
         self.register_worker = sa.text(
-            "INSERT INTO jobkit_workers (id, host, pid, queues, concurrency, started_at, heartbeat_at, stuck) "
-            f"VALUES (:id, :host, :pid, :queues, :concurrency, {self.beat}, {self.beat}, 0)"
+            "INSERT INTO jobkit_workers (id, host, pid, queues, concurrency, started_at, heartbeat_at, stuck, names) "
+            f"VALUES (:id, :host, :pid, :queues, :concurrency, {self.beat}, {self.beat}, 0, :names)"
         )
         self.heartbeat = sa.text(
             f"UPDATE jobkit_workers SET heartbeat_at = {self.beat}, stuck = :stuck WHERE id = :id AND stopped_at IS NULL "

@@ -107,6 +107,17 @@ def _shown_args(info: JobInfo) -> Any:
     return redact(info.args, job_type.options.schema if job_type else None)
 
 
+@jobs_group.command("why")
+@click.argument("job_id", type=int)
+@click.pass_context
+def jobs_why(ctx: click.Context, job_id: int) -> None:
+    """Why a job is waiting, in one line: scheduled for later, queue paused, no worker for its type or queue, ..."""
+    line = queue_of(ctx).job_why(job_id)
+    if line is None:
+        raise click.ClickException(f"job {job_id} does not exist")
+    click.echo(line)
+
+
 @jobs_group.command("watch")
 @click.argument("job_id", type=int)
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds (exit 1).")

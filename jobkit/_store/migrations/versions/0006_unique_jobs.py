@@ -1,10 +1,13 @@
-"""Unique jobs: a unique key per job and the states in which it is held.
+"""Unique jobs: a unique key per job and the states in which it is held; the job types of each worker.
 
 ``unique_key`` is a digest of a unique job's name, queue and chosen arguments (NULL for other
 jobs); ``unique_states`` is the bit set of states in which the row keeps others with the same key
 out. A partial unique index over the rows whose state is in their own set enforces it on both
 databases, so concurrent inserts can never create two, and a job leaving those states frees its
 key without any write of its own.
+
+``jobkit_workers.names`` records the job types each worker runs, so ``handle.why()`` can tell a
+job that no live worker would ever claim.
 
 Revision ID: 0006
 Revises: 0004
@@ -32,6 +35,8 @@ def upgrade() -> None:
     with op.batch_alter_table("jobkit_jobs") as batch:
         batch.add_column(sa.Column("unique_key", sa.String(64), nullable=True))
         batch.add_column(sa.Column("unique_states", sa.Integer, nullable=True))
+    with op.batch_alter_table("jobkit_workers") as batch:
+        batch.add_column(sa.Column("names", sa.Text, nullable=True))
     live = sa.text(UNIQUE_LIVE)
     op.create_index(
         "jobkit_jobs_unique", "jobkit_jobs", ["unique_key"], unique=True, sqlite_where=live, postgresql_where=live
@@ -39,6 +44,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("jobkit_workers") as batch:
+        batch.drop_column("names")
     op.drop_index("jobkit_jobs_unique", table_name="jobkit_jobs")
     with op.batch_alter_table("jobkit_jobs") as batch:
         batch.drop_column("unique_states")
