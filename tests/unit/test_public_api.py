@@ -15,7 +15,7 @@ LAYERS = [
     {"errors", "_cancel", "_clock", "_json"},
     {"_payload", "_backoff", "_registry", "_settings", "_events"},
     {"_store", "_handle", "_job", "_enqueue"},
-    {"_runtime", "_snapshots"},
+    {"_runtime", "_snapshots", "_why"},
     {"_queue"},
     {"cli", "testing", "pytest_plugin", "__init__", "__main__"},
 ]
