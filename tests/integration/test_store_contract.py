@@ -566,6 +566,7 @@ def unique_row(
 
 
 def test_enqueue_unique_inserts_once_per_live_key_in_input_order(store: Store) -> None:
+    """One row per live key; every later row with it names that row, in input order."""
     now = store.now()
     first, again, other, third = store.enqueue_unique(
         [unique_row("k1"), unique_row("k1"), unique_row("k2"), unique_row("k1")], now=now
@@ -576,6 +577,7 @@ def test_enqueue_unique_inserts_once_per_live_key_in_input_order(store: Store) -
 
 
 def test_a_job_leaving_its_unique_states_frees_the_key(store: Store) -> None:
+    """Running still holds the key; failed (outside the states) frees it for a new job."""
     [held] = store.enqueue_unique([unique_row("k1")], now=store.now())
     assert claim(store) == [held.id]
     assert store.enqueue_unique([unique_row("k1")], now=store.now())[0] == (held.id, True)
@@ -585,6 +587,7 @@ def test_a_job_leaving_its_unique_states_frees_the_key(store: Store) -> None:
 
 
 def test_replace_touches_a_pending_holder_only(store: Store) -> None:
+    """replace rewrites a pending holder's args; a running holder is left as it is."""
     [held] = store.enqueue_unique([unique_row("k1", args='{"v": 1}')], now=store.now())
     store.enqueue_unique([unique_row("k1", args='{"v": 2}', on_conflict="replace")], now=store.now())
     record = store.get(held.id)
@@ -596,6 +599,7 @@ def test_replace_touches_a_pending_holder_only(store: Store) -> None:
 
 
 def test_a_window_frees_the_key_once_the_holder_is_older(store: Store) -> None:
+    """With a window, the key is held only until the holder is that old."""
     now = store.now()
     [held] = store.enqueue_unique([unique_row("k1", window=3600)], now=now)
     assert store.enqueue_unique([unique_row("k1", window=3600)], now=now + 3599)[0].duplicate

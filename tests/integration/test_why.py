@@ -18,6 +18,7 @@ def register(queue: JobQueue, *, queues: list[str] | None = None, names: list[st
 
 
 def test_a_job_scheduled_for_later_says_when(clocked_queue: JobQueue, clock: FakeClock) -> None:
+    """A job written for later says when it runs, and is due once the clock passes it."""
     register(clocked_queue)
     handle = AddOne.perform_in(timedelta(minutes=5), n=1)
     assert handle.why().startswith("scheduled for later: runs at ")
@@ -27,6 +28,7 @@ def test_a_job_scheduled_for_later_says_when(clocked_queue: JobQueue, clock: Fak
 
 
 def test_a_paused_queue_is_named(queue: JobQueue) -> None:
+    """A job in a paused queue names the queue and how to resume it."""
     register(queue)
     handle = AddOne.perform_later(n=1)
     queue.pause_queue("default")
@@ -36,20 +38,24 @@ def test_a_paused_queue_is_named(queue: JobQueue) -> None:
 
 
 def test_no_worker_running(queue: JobQueue) -> None:
+    """With no live worker row, the job says so."""
     assert AddOne.perform_later(n=1).why() == "no worker is running"
 
 
 def test_no_worker_for_its_queue(queue: JobQueue) -> None:
+    """Live workers that work other queues only: the job's queue is named."""
     register(queue, queues=["mailers"])
     assert AddOne.perform_later(n=1).why() == "no worker registered for queue 'default'"
 
 
 def test_no_worker_for_its_job_type(queue: JobQueue) -> None:
+    """Live workers that do not run this job type: the type is named."""
     register(queue, names=["tests.echo"])
     assert AddOne.perform_later(n=1).why() == "no worker registered for job type 'tests.add_one' (on queue 'default')"
 
 
 def test_a_worker_that_runs_it(queue: JobQueue) -> None:
+    """A live worker for its queue and type: the job is due, waiting for a slot."""
     register(queue, queues=["default"], names=["tests.add_one"])
     assert AddOne.perform_later(n=1).why() == "due now: waiting for a free slot on a worker that runs it"
 
@@ -64,6 +70,7 @@ def test_a_real_worker_registers_its_job_types(queue: JobQueue) -> None:
 
 
 def test_a_duplicate_names_the_job_it_found(queue: JobQueue) -> None:
+    """A duplicate handle says whose duplicate it is, then why that job waits."""
     first = SyncAccount.perform_later(account_id=3)
     again = SyncAccount.perform_later(account_id=3)
     assert again.why() == f"duplicate of job {first.id}: no worker is running"
@@ -71,12 +78,14 @@ def test_a_duplicate_names_the_job_it_found(queue: JobQueue) -> None:
 
 
 def test_a_job_that_is_not_pending_is_not_waiting(queue: JobQueue) -> None:
+    """A finished job is not waiting, and says its state."""
     handle = AddOne.perform_later(n=1)
     queue.run_once()
     assert handle.why() == "not waiting: it is completed"
 
 
 def test_the_cli_prints_the_same_line(queue: JobQueue) -> None:
+    """`jobkit jobs why ID` prints the line; a missing job is an error."""
     handle = AddOne.perform_later(n=1)
     runner = CliRunner()
     url = queue.settings.database_url

@@ -19,11 +19,13 @@ def test_slots_make_the_concurrency_their_sum() -> None:
 
 
 def test_names_alone_keep_the_shared_form() -> None:
+    """Queue names without slots share the worker's concurrency, as before."""
     settings = load_settings(queues="default,mailers", concurrency=4)
     assert (settings.queues, settings.queue_slots, settings.concurrency) == (("default", "mailers"), None, 4)
 
 
 def test_the_environment_variable_takes_slots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """JOBKIT_QUEUES=default=10,mailers=2 gives the same slots as configure()."""
     monkeypatch.setenv("JOBKIT_QUEUES", "default=10,mailers=2")
     assert load_settings().queue_slots == {"default": 10, "mailers": 2}
 
@@ -38,6 +40,7 @@ def test_the_environment_variable_takes_slots(monkeypatch: pytest.MonkeyPatch) -
     ],
 )
 def test_bad_slots_are_refused(given: dict[str, object], message: str) -> None:
+    """Mixed forms, non-numbers, zero slots and a contradicting concurrency are refused."""
     with pytest.raises(ConfigurationError, match=message):
         load_settings(**given)
 

@@ -46,6 +46,7 @@ def _forget() -> object:
     ],
 )
 def test_bad_unique_option_is_refused_naming_job_and_option(options: dict[str, object], message: str) -> None:
+    """Each invalid unique option raises JobDefinitionError naming the job and the option."""
     with pytest.raises(JobDefinitionError, match=message):
         define(**options)
 
@@ -57,6 +58,7 @@ def test_unique_options_are_kept() -> None:
 
 
 def test_the_key_follows_name_queue_and_the_chosen_arguments() -> None:
+    """The key changes with the name, the queue (unless across queues) and the chosen arguments only."""
     by_account = UniqueOptions(by=("account_id",))
     key = by_account.key("n", "default", '{"account_id": 1, "memo": "a"}')
     assert key == by_account.key("n", "default", '{"memo": "b", "account_id": 1}')
