@@ -250,6 +250,9 @@ def job(
     unique_states: Iterable[str] | None = None,
     unique_across_queues: bool = False,
     on_conflict: OnConflict = "skip",
+    # -- concurrency keys (docs/queues-and-limits.md)
+    concurrency_key: Callable[[Any], str] | None = None,
+    concurrency_limit: int | None = None,
 ) -> Callable[[J], J]:
     """Declare a job class; every option is validated when the class is defined.
 
@@ -263,6 +266,10 @@ def job(
     returns the existing job's handle with ``handle.duplicate`` True, and ``on_conflict`` says
     what it does to a pending one: ``"skip"``, ``"replace"`` (its args, priority and run time)
     or ``"debounce"`` (its run time).
+
+    ``concurrency_key=lambda args: f"account:{args.account_id}"`` with ``concurrency_limit=N``
+    (default 1): at most N jobs with the same key run at once, across every worker on every host;
+    the others wait pending, in priority order, without spending attempts.
 
     Example::
 
@@ -293,6 +300,8 @@ def job(
             unique_states=None if unique_states is None else tuple(unique_states),
             unique_across_queues=unique_across_queues,
             on_conflict=on_conflict,
+            concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit,
         )
         job_type = JobType(
             options=options,

@@ -13,13 +13,22 @@ from jobkit._clock import Clock, SystemClock
 from jobkit._events import EventBus, Listener
 from jobkit._handle import JobHandle, JobInfo, JobWatch
 from jobkit._job import CallOptions
-from jobkit._payload import to_json_args
-from jobkit._registry import MAX_QUEUE, JobType, UniqueOptions, all_types, handler_type, name_problem, register
+from jobkit._payload import loads, to_json_args, validate
+from jobkit._registry import (
+    MAX_QUEUE,
+    JobOptions,
+    JobType,
+    UniqueOptions,
+    all_types,
+    handler_type,
+    name_problem,
+    register,
+)
 from jobkit._runtime.signals import serve
 from jobkit._runtime.worker import Worker
 from jobkit._settings import Settings, load_settings
 from jobkit._snapshots import info_of, older_than_cutoff
-from jobkit._store import NewJob, UniqueJob, open_notifier, open_store
+from jobkit._store import ConcurrencyKey, NewJob, UniqueJob, open_notifier, open_store
 from jobkit._vocabulary import Event, EventType, JobState
 from jobkit._why import WaitFacts, explain
 from jobkit.errors import EnqueueError, PayloadError
@@ -30,6 +39,9 @@ if TYPE_CHECKING:
     from jobkit._store import WorkerRecord
 
 log = logging.getLogger("jobkit")
+
+#: The length of the ``concurrency_key`` column (jobkit/_store/schema.py).
+MAX_CONCURRENCY_KEY = 200
 
 
 class JobQueue:
@@ -108,22 +120,48 @@ class JobQueue:
                 where = f"argument {exc.where()}" if exc.path else "arguments"
                 raise EnqueueError(f"{options.name}: {item}{where}: {exc.reason}") from None
             rows.append(NewJob(options.name, text, queue, priority, run_at, options.max_retries))
+        keys = None if options.concurrency_key is None else [self._concurrency_key(options, row) for row in rows]
         if options.unique is not None:
-            return self._enqueue_unique(options.unique, rows, now, connection)
-        ids = self.store.enqueue(rows, now=now, connection=connection)
+            return self._enqueue_unique(options.unique, rows, now, connection, keys)
+        ids = self.store.enqueue(rows, now=now, connection=connection, keys=keys)
         self._notifier.announce(repr(run_at) if run_at > now else "", committed=connection is None)
         name = options.name
         for job_id in ids:  # built directly: this runs once per enqueued job
             self.events.emit(Event(EventType.ENQUEUED, job_id, {"name": name, "queue": queue}))
         return [JobHandle(job_id, self) for job_id in ids]
 
+    @staticmethod
+    def _concurrency_key(options: JobOptions, row: NewJob) -> ConcurrencyKey:
+        """The job's concurrency key, from its arguments as the worker will see them."""
+        assert options.concurrency_key is not None
+        try:
+            key = options.concurrency_key(validate(options.schema, loads(row.args)))
+        except Exception as exc:
+            raise EnqueueError(f"{options.name}: concurrency_key raised {type(exc).__name__}: {exc}") from exc
+        problem = name_problem("concurrency_key", key, MAX_CONCURRENCY_KEY)
+        if problem is not None:
+            raise EnqueueError(f"{options.name}: {problem}")
+        return ConcurrencyKey(key, options.concurrency_limit)
+
     def _enqueue_unique(
-        self, unique: UniqueOptions, rows: list[NewJob], now: float, connection: Connection | None
+        self,
+        unique: UniqueOptions,
+        rows: list[NewJob],
+        now: float,
+        connection: Connection | None,
+        keys: list[ConcurrencyKey] | None,
     ) -> list[JobHandle]:
         """Enqueue unique jobs: each row takes its key, or its handle is the live job holding it (``duplicate``)."""
         keyed = [
-            UniqueJob(row, unique.key(row.name, row.queue, row.args), unique.states, unique.on_conflict, unique.window)
-            for row in rows
+            UniqueJob(
+                row,
+                unique.key(row.name, row.queue, row.args),
+                unique.states,
+                unique.on_conflict,
+                unique.window,
+                None if keys is None else keys[index],
+            )
+            for index, row in enumerate(rows)
         ]
         results = self.store.enqueue_unique(keyed, now=now, connection=connection)
         fresh = [row.run_at for row, result in zip(rows, results, strict=True) if not result.duplicate]
@@ -159,6 +197,7 @@ class JobQueue:
             now=now,
             paused_queues=frozenset(self.store.paused_queues()),
             workers=self.store.list_workers(rescue_after=self.settings.rescue_after),
+            key_holders=() if record.concurrency_key is None else self.store.key_holders(record.concurrency_key),
         )
         return explain(facts)
 

@@ -108,6 +108,10 @@ class JobOptions:
     extra_args: ExtraArgs = "forbid"
     #: Set for unique jobs (``unique=True`` or ``unique_for``).
     unique: UniqueOptions | None = None
+    #: ``concurrency_key``: the validated arguments -> the key; at most ``concurrency_limit`` jobs
+    #: holding one key run at once, across every worker.
+    concurrency_key: Callable[[Any], str] | None = field(default=None, compare=False)
+    concurrency_limit: int = 1
     wait: Wait = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     #: The model enqueue validates with (``schema``, or a subclass refusing unknown keywords).
     args_model: type[BaseModel] | None = field(default=None, repr=False, compare=False)
@@ -155,6 +159,8 @@ def build_options(
     unique_states: Any = None,
     unique_across_queues: Any = False,
     on_conflict: Any = "skip",
+    concurrency_key: Any = None,
+    concurrency_limit: Any = None,
 ) -> JobOptions:
     """Validate every option, naming the job and the option in each error."""
 
@@ -183,6 +189,14 @@ def build_options(
     for problem in (name_problem("queue", queue, MAX_QUEUE), int32_problem("priority", priority)):
         if problem is not None:
             raise JobDefinitionError(f"{name}: {problem}")
+    if concurrency_key is not None and not callable(concurrency_key):
+        raise bad("concurrency_key", f"must be a callable args -> str, got {short_repr(concurrency_key)}")
+    if concurrency_limit is not None:
+        if concurrency_key is None:
+            raise bad("concurrency_limit", "applies to jobs with a concurrency_key only")
+        problem = int32_problem("concurrency_limit", concurrency_limit, minimum=1)
+        if problem is not None:
+            raise JobDefinitionError(f"{name}: {problem}")
     for option, value in (("retry_on", retry_on), ("discard_on", discard_on)):
         if not isinstance(value, tuple) or not all(isinstance(e, type) and issubclass(e, BaseException) for e in value):
             raise bad(option, f"must be a tuple of exception classes, got {value!r}")
@@ -207,6 +221,8 @@ def build_options(
             unique_across_queues=unique_across_queues,
             on_conflict=on_conflict,
         ),
+        concurrency_key=concurrency_key,
+        concurrency_limit=1 if concurrency_limit is None else concurrency_limit,
         wait=wait,
         args_model=None if schema is None else args_model(schema, extra_args),
     )

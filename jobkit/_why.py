@@ -2,8 +2,8 @@
 
 Each reason is a function of :class:`WaitFacts` that returns its line or None; :data:`WAIT_REASONS`
 lists them in the order they are asked, and the first that answers is the reason. Reasons that
-later work adds (a full concurrency key, a rate limit) are functions of the same shape put into
-that list before :func:`no_worker`, with the facts they need added to :class:`WaitFacts`.
+later work adds (a rate limit) are functions of the same shape put into
+that list before :func:`no_worker`, as :func:`concurrency_key_full` is, with the facts they need added to :class:`WaitFacts`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from jobkit._clock import to_datetime
 from jobkit._store import JobRecord, WorkerRecord
 from jobkit._vocabulary import JobState
 
-__all__ = ["WAIT_REASONS", "WaitFacts", "explain", "no_worker", "queue_paused", "scheduled"]
+__all__ = ["WAIT_REASONS", "WaitFacts", "concurrency_key_full", "explain", "no_worker", "queue_paused", "scheduled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,8 @@ class WaitFacts:
     paused_queues: frozenset[str]
     #: Every registered worker row (``alive`` tells which still beat).
     workers: Sequence[WorkerRecord]
+    #: The running jobs holding the job's concurrency key (empty when it has none).
+    key_holders: Sequence[int] = ()
 
 
 Reason = Callable[[WaitFacts], str | None]
@@ -48,6 +50,17 @@ def queue_paused(facts: WaitFacts) -> str | None:
     if facts.job.queue in facts.paused_queues:
         return f"queue {facts.job.queue!r} is paused (jobkit queues resume {facts.job.queue})"
     return None
+
+
+def concurrency_key_full(facts: WaitFacts) -> str | None:
+    """As many jobs holding its concurrency key run as its limit allows."""
+    job = facts.job
+    if job.concurrency_key is None or job.concurrency_limit is None or len(facts.key_holders) < job.concurrency_limit:
+        return None
+    ids = [str(job_id) for job_id in facts.key_holders]
+    held = ids[0] if len(ids) == 1 else ", ".join(ids[:-1]) + " and " + ids[-1]
+    jobs = "job" if len(ids) == 1 else "jobs"
+    return f"concurrency key {job.concurrency_key} full ({len(ids)}/{job.concurrency_limit}, held by {jobs} {held})"
 
 
 def _listed(text: str | None, value: str) -> bool:
@@ -76,7 +89,7 @@ def no_worker(facts: WaitFacts) -> str | None:
 
 
 #: The reasons asked, in order; the first that answers explains the wait.
-WAIT_REASONS: list[Reason] = [scheduled, queue_paused, no_worker]
+WAIT_REASONS: list[Reason] = [scheduled, queue_paused, concurrency_key_full, no_worker]
 
 
 def explain(facts: WaitFacts) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -101,3 +102,71 @@ class Gated(BaseJob[GateArgs]):
             with _lock:
                 running["now"] -= 1
         return args.tag
+
+
+# -- concurrency keys
+
+
+class KeyedArgs(BaseModel):
+    account_id: int
+    seconds: float = 0.0
+    ledger: str = ""
+
+
+def _ledger_line(path: str, text: str) -> None:
+    with open(path, "a", encoding="utf-8") as file:
+        file.write(text + "\n")
+
+
+@job(
+    name="tests.keys.per_account",
+    schema=KeyedArgs,
+    max_retries=0,
+    concurrency_key=lambda args: f"account:{args.account_id}",
+    concurrency_limit=1,
+)
+class PerAccount(BaseJob[KeyedArgs]):
+    """Writes start and end lines (key, wall time) to its ledger around a short sleep."""
+
+    def perform(self, args: KeyedArgs) -> int:
+        if args.ledger:
+            _ledger_line(args.ledger, f"start account:{args.account_id} {time.time()!r} {self.job_id}")
+        self.cancel_token.wait(args.seconds)
+        if args.ledger:
+            _ledger_line(args.ledger, f"end account:{args.account_id} {time.time()!r} {self.job_id}")
+        return args.account_id
+
+
+@job(name="tests.keys.pair", schema=KeyedArgs, max_retries=0, concurrency_key=lambda args: "pair", concurrency_limit=2)
+class Pair(BaseJob[KeyedArgs]):
+    """Two at a time across every worker."""
+
+    def perform(self, args: KeyedArgs) -> int:
+        return args.account_id
+
+
+def peak_per_key(path: str) -> dict[str, int]:
+    """The most jobs of each key that ran at once, from a ledger of start and end lines."""
+    events = []
+    with open(path, encoding="utf-8") as file:
+        for line in file:
+            kind, key, at, _ = line.split()
+            events.append((float(at), 0 if kind == "end" else 1, key))
+    now: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    for _, starts, key in sorted(events):
+        now[key] = now.get(key, 0) + (1 if starts else -1)
+        peak[key] = max(peak.get(key, 0), now[key])
+    return peak
+
+
+def _no_key(args: KeyedArgs) -> str:
+    raise LookupError(f"no key for account {args.account_id}")
+
+
+@job(name="tests.keys.bad", schema=KeyedArgs, concurrency_key=_no_key)
+class BadKey(BaseJob[KeyedArgs]):
+    """Its key function fails: the enqueue is refused."""
+
+    def perform(self, args: KeyedArgs) -> int:
+        return args.account_id

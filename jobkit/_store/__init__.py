@@ -29,6 +29,7 @@ from jobkit._store.preflight import PREFLIGHT_TIMEOUT, check_database, display_u
 from jobkit._store.records import (
     ClaimedJob,
     Completion,
+    ConcurrencyKey,
     Enqueued,
     HeldJob,
     JobPage,
@@ -62,8 +63,18 @@ class Store(Protocol):
 
     # -- the job write path
 
-    def enqueue(self, rows: Sequence[NewJob], *, now: float, connection: sa.Connection | None = None) -> list[int]:
-        """Insert jobs and wake workers, in ``connection``'s transaction when given; returns ids in order."""
+    def enqueue(
+        self,
+        rows: Sequence[NewJob],
+        *,
+        now: float,
+        connection: sa.Connection | None = None,
+        keys: Sequence[ConcurrencyKey] | None = None,
+    ) -> list[int]:
+        """Insert jobs and wake workers, in ``connection``'s transaction when given; returns ids in order.
+
+        ``keys``: each row's concurrency key (a job type with ``concurrency_key``).
+        """
 
     def enqueue_unique(
         self, rows: Sequence[UniqueJob], *, now: float, connection: sa.Connection | None = None
@@ -74,9 +85,22 @@ class Store(Protocol):
         """
 
     def claim(
-        self, *, worker: str, limit: int, names: Sequence[str], queues: Sequence[str] | None, now: float
+        self,
+        *,
+        worker: str,
+        limit: int,
+        names: Sequence[str],
+        queues: Sequence[str] | None,
+        now: float,
+        keyed: Sequence[str] = (),
     ) -> list[ClaimedJob]:
-        """Lease up to ``limit`` due jobs of these types (and queues), in (priority, run_at, id) order."""
+        """Lease up to ``limit`` due jobs of these types (and queues), in (priority, run_at, id) order.
+
+        ``keyed``: the types among ``names`` with a concurrency key, claimed within each key's limit.
+        """
+
+    def key_holders(self, key: str) -> list[int]:
+        """The running jobs holding concurrency key ``key``, by id."""
 
     def apply(self, transitions: Sequence[Transition], *, now: float) -> list[bool]:
         """Write fenced transitions; per transition, whether its lease still held."""
@@ -260,6 +284,7 @@ __all__ = [
     "PREFLIGHT_TIMEOUT",
     "ClaimedJob",
     "Completion",
+    "ConcurrencyKey",
     "Enqueued",
     "HeartbeatObserver",
     "HeldJob",

@@ -37,6 +37,9 @@ class Dialect(Statements, ABC):
     #: The statement that pauses a queue unless it is paused already.
     insert_pause: ClassVar[sa.TextClause]
 
+    #: Taken before a keyed claim, in its transaction, so keyed claims take turns (None: they already do).
+    keyed_lock: ClassVar[sa.TextClause | None]
+
     #: The stager: moves up to ``:stage_limit`` pending rows that have fallen due (by ``:now``) from
     #: the scheduled index to the claim index; the claim runs it first, in its transaction, so its
     #: cost is one index probe. None where the claim statement stages as it claims (PostgreSQL).
@@ -67,6 +70,10 @@ class Dialect(Statements, ABC):
     @abstractmethod
     def claim(self, names: Sequence[str], queues: Sequence[str] | None) -> Statement:
         """The claim statement and its name and queue bind values (the caller adds worker, limit, now)."""
+
+    @abstractmethod
+    def claim_keyed(self, keyed: Sequence[str], queues: Sequence[str] | None) -> Statement:
+        """The claim of jobs with a concurrency key, within each key's limit (the caller adds worker, limit, now)."""
 
     @abstractmethod
     def insert_one(self, row: NewJob, *, now: float, channel: str, payload: str, server_clock: bool) -> Statement:

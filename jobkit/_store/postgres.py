@@ -88,6 +88,7 @@ def _from_json(column: str, value: str) -> str:
 def _claim_sql(filter_queues: bool) -> sa.TextClause:
     queue_filter = "AND queue = ANY(CAST(:queues AS text[]))" if filter_queues else ""
     claimable = f"""
+               AND concurrency_key IS NULL
                AND name = ANY(CAST(:names AS text[]))
                {queue_filter}
                AND (NOT EXISTS (SELECT 1 FROM jobkit_queue_pauses)
@@ -136,6 +137,39 @@ def _claim_sql(filter_queues: bool) -> sa.TextClause:
                started_at = {NOW}, updated_at = {NOW}, cancel_requested = NULL, staged = TRUE
           FROM picked
          WHERE j.id = picked.id
+        RETURNING {", ".join("j." + c for c in CLAIM_COLUMNS)}
+        """
+    )
+
+
+def _keyed_claim_sql(filter_queues: bool) -> sa.TextClause:
+    queue_filter = "AND c.queue = ANY(CAST(:queues AS text[]))" if filter_queues else ""
+    # Jobs with a concurrency key: a candidate is claimable while its rank within its key (in claim
+    # order) plus the key's running rows stays within its limit. The count must see every other
+    # keyed claim that committed, so keyed claims take turns on one advisory lock (keyed_lock, a
+    # statement of its own: a statement's snapshot is taken before it could wait for the lock).
+    # No SKIP LOCKED: the plain claim never takes keyed rows, and an operator's concurrent write
+    # is seen by the re-checked status.
+    return sa.text(
+        f"""
+        UPDATE jobkit_jobs AS j
+           SET status = {RUNNING}, attempt = j.attempt + 1, lease = j.lease + 1, worker_id = :worker,
+               started_at = {NOW}, updated_at = {NOW}, cancel_requested = NULL, staged = TRUE
+          FROM (SELECT id FROM (
+                   SELECT c.id, c.priority, c.run_at, c.concurrency_limit,
+                          ROW_NUMBER() OVER (PARTITION BY c.concurrency_key ORDER BY c.priority, c.run_at, c.id) AS rank,
+                          (SELECT count(*) FROM jobkit_jobs AS r
+                            WHERE r.status = {RUNNING} AND r.concurrency_key = c.concurrency_key) AS held
+                     FROM jobkit_jobs AS c
+                    WHERE c.status = {PENDING} AND c.concurrency_key IS NOT NULL AND c.run_at <= {NOW}
+                      AND c.name = ANY(CAST(:keyed AS text[]))
+                      {queue_filter}
+                      AND (NOT EXISTS (SELECT 1 FROM jobkit_queue_pauses)
+                           OR c.queue <> ALL (ARRAY(SELECT queue FROM jobkit_queue_pauses)))) AS ranked
+                WHERE rank + held <= concurrency_limit
+                ORDER BY priority, run_at, id
+                LIMIT :limit) AS picked
+         WHERE j.id = picked.id AND j.status = {PENDING}
         RETURNING {", ".join("j." + c for c in CLAIM_COLUMNS)}
         """
     )
@@ -241,6 +275,10 @@ class PostgresDialect(Dialect):
 
     claim_all = _claim_sql(False)
     claim_some = _claim_sql(True)
+    keyed_all = _keyed_claim_sql(False)
+    keyed_some = _keyed_claim_sql(True)
+    #: Keyed claims take turns across every process (see _keyed_claim_sql).
+    keyed_lock = sa.text("SELECT pg_advisory_xact_lock(7305092184)")
     #: The claim stages as it claims (one statement, see _claim_sql).
     stage_statement = None
     complete_statement = _COMPLETE_MANY
@@ -285,6 +323,11 @@ class PostgresDialect(Dialect):
         if queues:
             return self.claim_some, {"names": list(names), "queues": list(queues)}
         return self.claim_all, {"names": list(names)}
+
+    def claim_keyed(self, keyed: Sequence[str], queues: Sequence[str] | None) -> Statement:
+        if queues:
+            return self.keyed_some, {"keyed": list(keyed), "queues": list(queues)}
+        return self.keyed_all, {"keyed": list(keyed)}
 
     def insert_one(self, row: NewJob, *, now: float, channel: str, payload: str, server_clock: bool) -> Statement:
         params = {**insert_params(row), "now": now, "channel": channel, "payload": payload}

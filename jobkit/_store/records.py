@@ -32,6 +32,13 @@ class NewJob:
     max_retries: int
 
 
+class ConcurrencyKey(NamedTuple):
+    """A job's concurrency key and how many jobs holding it may run at once."""
+
+    key: str
+    limit: int
+
+
 @dataclass(frozen=True, slots=True)
 class UniqueJob:
     """One unique job to insert: the row, its key and what a live row with the same key means.
@@ -47,6 +54,8 @@ class UniqueJob:
     states: frozenset[str]
     on_conflict: str = "skip"
     window: float | None = None
+    #: The new job's concurrency key, when its type has one.
+    concurrency: ConcurrencyKey | None = None
 
 
 class Enqueued(NamedTuple):
@@ -116,6 +125,9 @@ class JobRecord:
     crashes: int
     lease: int
     updated_at: float | None
+    #: The job's concurrency key and limit (None: the job has none).
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
 
 @dataclass(slots=True)

@@ -41,6 +41,9 @@ _STATE_BIT = "CASE status " + " ".join(f"WHEN '{s}' THEN {b}" for s, b in STATE_
 #: The unique index holds exactly these rows, so a job that leaves its unique states frees its key
 #: by the same write that changes its state, on both databases, with nothing to clear afterwards.
 UNIQUE_LIVE = f"unique_key IS NOT NULL AND (unique_states & ({_STATE_BIT})) <> 0"
+#: Pending and running rows of jobs with a concurrency key (migration 0006): only the keyed claim reads them.
+IS_KEYED_PENDING = f"{IS_PENDING} AND concurrency_key IS NOT NULL"
+IS_KEYED_RUNNING = f"{IS_RUNNING} AND concurrency_key IS NOT NULL"
 
 jobs = sa.Table(
     "jobkit_jobs",
@@ -81,6 +84,27 @@ jobs = sa.Table(
     # and set NULL when a unique_for window has passed, so the key can be used again.
     sa.Column("unique_key", sa.String(64), nullable=True),
     sa.Column("unique_states", sa.Integer, nullable=True),
+    # Concurrency keys (migration 0006): at most concurrency_limit running rows share a key, counted
+    # by the keyed claim; NULL for other jobs, which the plain claim alone takes.
+    sa.Column("concurrency_key", sa.String(200), nullable=True),
+    sa.Column("concurrency_limit", sa.Integer, nullable=True),
+    sa.Index(
+        # The keyed claim's candidates, per key in claim order.
+        "jobkit_jobs_keyed_pending",
+        "concurrency_key",
+        "priority",
+        "run_at",
+        "id",
+        sqlite_where=sa.text(IS_KEYED_PENDING),
+        postgresql_where=sa.text(IS_KEYED_PENDING),
+    ),
+    sa.Index(
+        # What holds each key now: the running rows the keyed claim counts.
+        "jobkit_jobs_keyed_running",
+        "concurrency_key",
+        sqlite_where=sa.text(IS_KEYED_RUNNING),
+        postgresql_where=sa.text(IS_KEYED_RUNNING),
+    ),
     sa.Index(
         # At most one live row per key, whichever process inserts it: concurrent inserts conflict here.
         "jobkit_jobs_unique",

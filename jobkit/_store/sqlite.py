@@ -33,7 +33,7 @@ from jobkit._store.records import (
     insert_params,
     packed_values,
 )
-from jobkit._store.schema import IS_SCHEDULED, IS_STAGED
+from jobkit._store.schema import IS_PENDING, IS_SCHEDULED, IS_STAGED
 from jobkit._store.statements import COMPLETED, PENDING, RUNNING, Statement
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -62,10 +62,39 @@ def _claim_sql(filter_queues: bool) -> sa.TextClause:
                started_at = :now, updated_at = :now, cancel_requested = NULL
          WHERE id IN (
                SELECT id FROM jobkit_jobs
-                WHERE {IS_STAGED} AND run_at <= :now
+                WHERE {IS_STAGED} AND run_at <= :now AND concurrency_key IS NULL
                   AND name IN (SELECT value FROM json_each(:names))
                   {queue_filter}
                   AND queue NOT IN (SELECT queue FROM jobkit_queue_pauses)
+                ORDER BY priority, run_at, id
+                LIMIT :limit)
+        RETURNING {", ".join(CLAIM_COLUMNS)}
+        """
+    )
+
+
+def _keyed_claim_sql(filter_queues: bool) -> sa.TextClause:
+    queue_filter = "AND c.queue IN (SELECT value FROM json_each(:queues))" if filter_queues else ""
+    # Jobs with a concurrency key: a candidate is claimable while its rank within its key (in claim
+    # order) plus the key's running rows stays within its limit, so one claim never takes more of a
+    # key than the limit leaves. BEGIN IMMEDIATE makes the count and the claim atomic across processes.
+    return sa.text(
+        f"""
+        UPDATE jobkit_jobs
+           SET status = {RUNNING}, attempt = attempt + 1, lease = lease + 1, worker_id = :worker,
+               started_at = :now, updated_at = :now, cancel_requested = NULL, staged = TRUE
+         WHERE {IS_PENDING} AND id IN (
+               SELECT id FROM (
+                   SELECT c.id, c.priority, c.run_at, c.concurrency_limit,
+                          ROW_NUMBER() OVER (PARTITION BY c.concurrency_key ORDER BY c.priority, c.run_at, c.id) AS rank,
+                          (SELECT count(*) FROM jobkit_jobs AS r
+                            WHERE r.status = {RUNNING} AND r.concurrency_key = c.concurrency_key) AS held
+                     FROM jobkit_jobs AS c
+                    WHERE c.status = {PENDING} AND c.concurrency_key IS NOT NULL AND c.run_at <= :now
+                      AND c.name IN (SELECT value FROM json_each(:keyed))
+                      {queue_filter}
+                      AND c.queue NOT IN (SELECT queue FROM jobkit_queue_pauses))
+                WHERE rank + held <= concurrency_limit
                 ORDER BY priority, run_at, id
                 LIMIT :limit)
         RETURNING {", ".join(CLAIM_COLUMNS)}
@@ -134,6 +163,10 @@ class SQLiteDialect(Dialect):
 
     claim_all = _claim_sql(False)
     claim_some = _claim_sql(True)
+    keyed_all = _keyed_claim_sql(False)
+    keyed_some = _keyed_claim_sql(True)
+    #: BEGIN IMMEDIATE already makes keyed claims take turns.
+    keyed_lock = None
     stage_statement = sa.text(
         f"""
         UPDATE jobkit_jobs SET staged = TRUE
@@ -185,6 +218,11 @@ class SQLiteDialect(Dialect):
         if queues:
             return self.claim_some, {"names": json.dumps(list(names)), "queues": json.dumps(list(queues))}
         return self.claim_all, {"names": json.dumps(list(names))}
+
+    def claim_keyed(self, keyed: Sequence[str], queues: Sequence[str] | None) -> Statement:
+        if queues:
+            return self.keyed_some, {"keyed": json.dumps(list(keyed)), "queues": json.dumps(list(queues))}
+        return self.keyed_all, {"keyed": json.dumps(list(keyed))}
 
     def insert_one(self, row: NewJob, *, now: float, channel: str, payload: str, server_clock: bool) -> Statement:
         # Other processes notice the new row through PRAGMA data_version.

@@ -118,6 +118,14 @@ class Statements:
         self.read_history = sa.text("SELECT errors, attempt FROM jobkit_jobs WHERE id = :id")
         self.write_history = sa.text(f"UPDATE jobkit_jobs SET errors = :errors, updated_at = {now} WHERE id = :id")
         self.select_now = sa.text(f"SELECT {self.db_now}")
+        #: A new job's concurrency key, written in its enqueue's transaction (so no claim sees it without).
+        self.set_concurrency_key = sa.text(
+            "UPDATE jobkit_jobs SET concurrency_key = :key, concurrency_limit = :limit WHERE id = :id"
+        )
+        #: The running jobs holding a concurrency key (``why``).
+        self.key_holders = sa.text(
+            f"SELECT id FROM jobkit_jobs WHERE {IS_RUNNING} AND concurrency_key = :key ORDER BY id"
+        )
         #: The unique enqueue path (unique_sql.py).
         self.unique: UniqueStatements = unique_statements(now, self.for_update)
 

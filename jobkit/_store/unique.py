@@ -76,6 +76,11 @@ class Unique(Database):
         for _ in range(MAX_ROUNDS):
             new_id = conn.execute(sql.insert, params).scalar()
             if new_id is not None:
+                if row.concurrency is not None:
+                    conn.execute(
+                        self.dialect.set_concurrency_key,
+                        {"id": int(new_id), "key": row.concurrency.key, "limit": row.concurrency.limit},
+                    )
                 return Enqueued(int(new_id), False)
             holder = conn.execute(
                 sql.find_live, {"unique_key": row.key, "window": row.window, "now": bound_now}

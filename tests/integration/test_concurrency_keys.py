@@ -1,0 +1,103 @@
+"""Concurrency keys, on SQLite and PostgreSQL: at most the limit of jobs holding a key run at once, anywhere."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobkit import EnqueueError, FakeClock, JobQueue
+from tests.acceptance.test_cli_worker import env_for
+from tests.jobs import AddOne
+from tests.unique_jobs import BadKey, Pair, PerAccount, peak_per_key
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def claim_ids(queue: JobQueue, limit: int = 10) -> list[int]:
+    names = ["tests.keys.per_account", "tests.keys.pair", "tests.add_one"]
+    keyed = ["tests.keys.per_account", "tests.keys.pair"]
+    jobs = queue.store.claim(worker="w", limit=limit, names=names, queues=None, now=queue.clock.now(), keyed=keyed)
+    return [job.id for job in jobs]
+
+
+def test_one_claim_takes_no_more_of_a_key_than_its_limit(clocked_queue: JobQueue) -> None:
+    """Limit 1 per account: one claim of 10 takes the best job of each account, and plain jobs beside them."""
+    a = [PerAccount.set(priority=p).perform_later(account_id=1) for p in (5, 0, 3)]
+    b = [PerAccount.perform_later(account_id=2) for _ in range(2)]
+    plain = AddOne.perform_later(n=1)
+    assert sorted(claim_ids(clocked_queue)) == sorted([a[1].id, b[0].id, plain.id])
+    assert claim_ids(clocked_queue) == []  # both keys full
+    pairs = [Pair.perform_later(account_id=i) for i in range(3)]
+    assert claim_ids(clocked_queue) == [pairs[0].id, pairs[1].id]
+
+
+def test_a_finished_holder_frees_its_key_for_the_next_in_priority_order(clocked_queue: JobQueue) -> None:
+    """The next job of a key starts once its holder ends, highest priority first, without spending attempts."""
+    a = [PerAccount.set(priority=p).perform_later(account_id=1) for p in (5, 0, 3)]
+    assert clocked_queue.run_once() == 1
+    assert a[1].status() == "completed"
+    assert (a[0].refresh().attempt, a[2].refresh().attempt) == (0, 0)
+    assert clocked_queue.run_once() == 1
+    assert a[2].status() == "completed" and a[0].status() == "pending"
+
+
+def test_a_plain_claim_never_takes_a_keyed_job(clocked_queue: JobQueue) -> None:
+    """A claim that is not told which types are keyed leaves their jobs alone."""
+    PerAccount.perform_later(account_id=1)
+    plain = AddOne.perform_later(n=1)
+    jobs = clocked_queue.store.claim(
+        worker="w",
+        limit=10,
+        names=["tests.keys.per_account", "tests.add_one"],
+        queues=None,
+        now=clocked_queue.clock.now(),
+    )
+    assert [job.id for job in jobs] == [plain.id]
+
+
+def test_why_names_the_full_key_and_its_holder(clocked_queue: JobQueue, clock: FakeClock) -> None:
+    """A job waiting for its key says which key, how full, and which job holds it."""
+    clocked_queue.store.register_worker("w-why", host="h", pid=1, queues=None, concurrency=1)
+    first = PerAccount.perform_later(account_id=42)
+    second = PerAccount.perform_later(account_id=42)
+    [held] = claim_ids(clocked_queue)
+    assert held == first.id
+    assert second.why() == f"concurrency key account:42 full (1/1, held by job {first.id})"
+
+
+def test_a_key_function_that_fails_refuses_the_enqueue(queue: JobQueue) -> None:
+    """A key function that raises refuses the enqueue, naming the job; nothing is stored."""
+    with pytest.raises(EnqueueError, match="tests.keys.bad: concurrency_key raised LookupError: no key for account 1"):
+        BadKey.perform_later(account_id=1)
+    assert queue.stats()["by_status"] == {}
+
+
+@pytest.mark.slow
+def test_limit_one_holds_across_three_worker_processes(db_url: str, queue: JobQueue, tmp_path: Path) -> None:
+    """3 worker processes, 4 accounts, limit 1: the ledger the jobs write never shows two of a key at once."""
+    ledger = str(tmp_path / "ledger.log")
+    handles = [PerAccount.perform_later(account_id=i % 4, seconds=0.05, ledger=ledger) for i in range(40)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "jobkit", "worker", "--app", "tests.unique_jobs", "--concurrency", "4"],
+            env=env_for(db_url),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(3)
+    ]
+    try:
+        assert sorted(h.result(timeout=60) for h in handles) == sorted(i % 4 for i in range(40))
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(30)
+    assert peak_per_key(ledger) == {f"account:{i}": 1 for i in range(4)}
+    assert os.path.getsize(ledger) > 0
