@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import timedelta
@@ -121,7 +122,7 @@ def _ledger_line(path: str, text: str) -> None:
 @job(
     name="tests.keys.per_account",
     schema=KeyedArgs,
-    max_retries=0,
+    max_retries=2,
     concurrency_key=lambda args: f"account:{args.account_id}",
     concurrency_limit=1,
 )
@@ -130,10 +131,10 @@ class PerAccount(BaseJob[KeyedArgs]):
 
     def perform(self, args: KeyedArgs) -> int:
         if args.ledger:
-            _ledger_line(args.ledger, f"start account:{args.account_id} {time.time()!r} {self.job_id}")
+            _ledger_line(args.ledger, f"start account:{args.account_id} {time.time()!r} {self.job_id} {os.getpid()}")
         self.cancel_token.wait(args.seconds)
         if args.ledger:
-            _ledger_line(args.ledger, f"end account:{args.account_id} {time.time()!r} {self.job_id}")
+            _ledger_line(args.ledger, f"end account:{args.account_id} {time.time()!r} {self.job_id} {os.getpid()}")
         return args.account_id
 
 
@@ -145,13 +146,23 @@ class Pair(BaseJob[KeyedArgs]):
         return args.account_id
 
 
-def peak_per_key(path: str) -> dict[str, int]:
-    """The most jobs of each key that ran at once, from a ledger of start and end lines."""
-    events = []
+def ledger_lines(path: str) -> list[tuple[str, str, float, int, int]]:
+    """The ledger's lines: (start or end, key, wall time, job id, pid)."""
     with open(path, encoding="utf-8") as file:
-        for line in file:
-            kind, key, at, _ = line.split()
-            events.append((float(at), 0 if kind == "end" else 1, key))
+        return [(kind, key, float(at), int(job), int(pid)) for kind, key, at, job, pid in map(str.split, file)]
+
+
+def peak_per_key(path: str, killed: dict[int, float] | None = None) -> dict[str, int]:
+    """The most jobs of each key that ran at once, from a ledger of start and end lines.
+
+    ``killed``: pid -> when it was SIGKILLed; its jobs that never wrote an end ended then.
+    """
+    lines = ledger_lines(path)
+    ended = {(job_id, pid) for kind, _, _, job_id, pid in lines if kind == "end"}
+    events = [(at, 0 if kind == "end" else 1, key) for kind, key, at, _, _ in lines]
+    for kind, key, _, job_id, pid in lines:
+        if kind == "start" and (job_id, pid) not in ended and killed and pid in killed:
+            events.append((killed[pid], 0, key))
     now: dict[str, int] = {}
     peak: dict[str, int] = {}
     for _, starts, key in sorted(events):

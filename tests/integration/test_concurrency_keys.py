@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from jobkit import EnqueueError, FakeClock, JobQueue
 from tests.acceptance.test_cli_worker import env_for
 from tests.jobs import AddOne
-from tests.unique_jobs import BadKey, Pair, PerAccount, peak_per_key
+from tests.unique_jobs import BadKey, Pair, PerAccount, ledger_lines, peak_per_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,17 +73,16 @@ def test_why_names_the_full_key_and_its_holder(clocked_queue: JobQueue, clock: F
 
 def test_a_key_function_that_fails_refuses_the_enqueue(queue: JobQueue) -> None:
     """A key function that raises refuses the enqueue, naming the job; nothing is stored."""
-    with pytest.raises(EnqueueError, match="tests.keys.bad: concurrency_key raised LookupError: no key for account 1"):
+    with pytest.raises(
+        EnqueueError, match=r"tests\.keys\.bad: concurrency_key raised LookupError: no key for account 1"
+    ):
         BadKey.perform_later(account_id=1)
     assert queue.stats()["by_status"] == {}
 
 
-@pytest.mark.slow
-def test_limit_one_holds_across_three_worker_processes(db_url: str, queue: JobQueue, tmp_path: Path) -> None:
-    """3 worker processes, 4 accounts, limit 1: the ledger the jobs write never shows two of a key at once."""
-    ledger = str(tmp_path / "ledger.log")
-    handles = [PerAccount.perform_later(account_id=i % 4, seconds=0.05, ledger=ledger) for i in range(40)]
-    workers = [
+def start_workers(db_url: str, count: int) -> list[subprocess.Popen[bytes]]:
+    """``count`` real worker processes on ``db_url`` running tests.unique_jobs, 4 slots each."""
+    return [
         subprocess.Popen(
             [sys.executable, "-m", "jobkit", "worker", "--app", "tests.unique_jobs", "--concurrency", "4"],
             env=env_for(db_url),
@@ -90,14 +90,53 @@ def test_limit_one_holds_across_three_worker_processes(db_url: str, queue: JobQu
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for _ in range(3)
+        for _ in range(count)
     ]
-    try:
-        assert sorted(h.result(timeout=60) for h in handles) == sorted(i % 4 for i in range(40))
-    finally:
-        for worker in workers:
+
+
+def stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            worker.wait(30)
+    for worker in workers:
+        worker.wait(30)
+
+
+def test_limit_one_holds_across_three_worker_processes(db_url: str, queue: JobQueue, tmp_path: Path) -> None:
+    """3 worker processes, 4 accounts, limit 1: the ledger the jobs write never shows two of a key at once."""
+    ledger = str(tmp_path / "ledger.log")
+    handles = [PerAccount.perform_later(account_id=i % 4, seconds=0.05, ledger=ledger) for i in range(60)]
+    workers = start_workers(db_url, 3)
+    try:
+        assert sorted(h.result(timeout=60) for h in handles) == sorted(i % 4 for i in range(60))
+    finally:
+        stop(workers)
     assert peak_per_key(ledger) == {f"account:{i}": 1 for i in range(4)}
-    assert os.path.getsize(ledger) > 0
+    assert len({pid for *_, pid in ledger_lines(ledger)}) > 1  # the workers shared the keys
+
+
+@pytest.mark.slow
+def test_limit_one_holds_while_a_holder_is_sigkilled(db_url: str, queue: JobQueue, tmp_path: Path) -> None:
+    """A worker SIGKILLed mid-job keeps its key until it is rescued; then the job runs elsewhere, never beside another."""
+    ledger = str(tmp_path / "ledger.log")
+    handles = [PerAccount.perform_later(account_id=i % 3, seconds=0.3, ledger=ledger) for i in range(24)]
+    workers = start_workers(db_url, 3)
+    killed: dict[int, float] = {}
+    try:
+        deadline = time.monotonic() + 30
+        while not killed and time.monotonic() < deadline:
+            if os.path.exists(ledger):
+                lines = ledger_lines(ledger)
+                ended = {(job, pid) for kind, _, _, job, pid in lines if kind == "end"}
+                running = [pid for kind, _, _, job, pid in lines if kind == "start" and (job, pid) not in ended]
+                victim = next((w for w in workers if w.pid in running), None)
+                if victim is not None:
+                    victim.send_signal(signal.SIGKILL)
+                    victim.wait(10)
+                    killed[victim.pid] = time.time()
+            time.sleep(0.02)
+        assert killed, "no worker was seen running a job"
+        assert sorted(h.result(timeout=90) for h in handles) == sorted(i % 3 for i in range(24))
+    finally:
+        stop(workers)
+    assert peak_per_key(ledger, killed) == {f"account:{i}": 1 for i in range(3)}

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
-from jobkit._store import Completion, JobPage, NewJob, Rescue, Store, Transition, UniqueJob
+from jobkit._store import Completion, ConcurrencyKey, JobPage, NewJob, Rescue, Store, Transition, UniqueJob
 from jobkit._vocabulary import JobState, TransitionKind
 
 NAME = "tests.contract_probe"
@@ -616,3 +616,39 @@ def test_a_retried_job_gives_up_its_key_when_another_holds_it(store: Store) -> N
     assert store.retry_job(old.id, now=store.now())
     assert store.status_of(old.id) == "pending"
     assert store.enqueue_unique([unique_row("k1")], now=store.now())[0] == (new.id, True)
+
+
+# -- concurrency keys
+
+
+def keyed(store: Store, key: str, limit: int, *, priority: int = 0) -> int:
+    """A pending job holding concurrency key ``key`` (limit ``limit``)."""
+    now = store.now()
+    [job_id] = store.enqueue(
+        [NewJob(NAME, "{}", "default", priority, now, 3)], now=now, keys=[ConcurrencyKey(key, limit)]
+    )
+    return job_id
+
+
+def claim_keyed(store: Store, limit: int = 10) -> list[int]:
+    """Claim for WORKER with NAME's type keyed; the claimed ids in claim order."""
+    jobs = store.claim(worker=WORKER, limit=limit, names=[NAME], queues=None, now=store.now(), keyed=[NAME])
+    return [job.id for job in jobs]
+
+
+def test_a_keyed_claim_takes_each_key_up_to_its_limit_in_claim_order(store: Store) -> None:
+    """Per key, the best jobs in claim order up to the limit, counting the key's running jobs."""
+    a_low, a_high, a_mid = (keyed(store, "a", 2, priority=p) for p in (5, -1, 0))
+    b = keyed(store, "b", 1)
+    plain = enqueue(store)[0]
+    assert claim_keyed(store) == [a_high, a_mid, b, plain]
+    assert claim_keyed(store) == []
+    assert store.transition(Transition(TransitionKind.FAIL, a_high, WORKER, 1, {"errors": "[]"}), now=store.now())
+    assert claim_keyed(store) == [a_low]
+    assert store.key_holders("a") == sorted([a_mid, a_low])
+
+
+def test_a_claim_without_keyed_types_leaves_keyed_jobs_pending(store: Store) -> None:
+    """The plain claim never takes a job with a concurrency key."""
+    keyed(store, "a", 5)
+    assert claim(store) == []

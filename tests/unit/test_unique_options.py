@@ -70,3 +70,24 @@ def test_the_key_follows_name_queue_and_the_chosen_arguments() -> None:
     every_arg = UniqueOptions()
     assert every_arg.key("n", "q", '{"x": 1, "y": 2}') != every_arg.key("n", "q", '{"x": 1, "y": 3}')
     assert len(key) == 64
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"concurrency_key": "account"}, "unit.unique: concurrency_key must be a callable"),
+        ({"concurrency_limit": 2}, "unit.unique: concurrency_limit applies to jobs with a concurrency_key only"),
+        ({"concurrency_key": str, "concurrency_limit": 0}, "unit.unique: concurrency_limit must be between 1 and"),
+        ({"concurrency_key": str, "concurrency_limit": True}, "unit.unique: concurrency_limit must be an int"),
+    ],
+)
+def test_bad_concurrency_options_are_refused(options: dict[str, object], message: str) -> None:
+    """A concurrency key must be callable, and a limit needs a key and is at least 1."""
+    with pytest.raises(JobDefinitionError, match=message):
+        define(**options)
+
+
+def test_concurrency_limit_defaults_to_one() -> None:
+    """A key alone means one job per key at a time."""
+    options = define(concurrency_key=lambda args: f"account:{args.account_id}").job_type().options
+    assert options.concurrency_limit == 1 and options.concurrency_key is not None
