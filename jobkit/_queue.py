@@ -13,10 +13,9 @@ from jobkit._clock import Clock, SystemClock
 from jobkit._events import EventBus, Listener
 from jobkit._handle import JobHandle, JobInfo, JobWatch
 from jobkit._job import CallOptions
-from jobkit._payload import loads, to_json_args, validate
+from jobkit._payload import to_json_args
 from jobkit._registry import (
     MAX_QUEUE,
-    JobOptions,
     JobType,
     UniqueOptions,
     all_types,
@@ -30,7 +29,7 @@ from jobkit._settings import Settings, load_settings
 from jobkit._snapshots import info_of, older_than_cutoff
 from jobkit._store import ConcurrencyKey, NewJob, UniqueJob, open_notifier, open_store
 from jobkit._vocabulary import Event, EventType, JobState
-from jobkit._why import WaitFacts, explain
+from jobkit._why import why_waiting
 from jobkit.errors import EnqueueError, PayloadError
 
 if TYPE_CHECKING:
@@ -39,9 +38,6 @@ if TYPE_CHECKING:
     from jobkit._store import WorkerRecord
 
 log = logging.getLogger("jobkit")
-
-#: The length of the ``concurrency_key`` column (jobkit/_store/schema.py).
-MAX_CONCURRENCY_KEY = 200
 
 
 class JobQueue:
@@ -120,7 +116,11 @@ class JobQueue:
                 where = f"argument {exc.where()}" if exc.path else "arguments"
                 raise EnqueueError(f"{options.name}: {item}{where}: {exc.reason}") from None
             rows.append(NewJob(options.name, text, queue, priority, run_at, options.max_retries))
-        keys = None if options.concurrency_key is None else [self._concurrency_key(options, row) for row in rows]
+        keys = (
+            None
+            if options.concurrency_key is None
+            else [ConcurrencyKey(options.key_of(row.args), options.concurrency_limit) for row in rows]
+        )
         if options.unique is not None:
             return self._enqueue_unique(options.unique, rows, now, connection, keys)
         ids = self.store.enqueue(rows, now=now, connection=connection, keys=keys)
@@ -129,19 +129,6 @@ class JobQueue:
         for job_id in ids:  # built directly: this runs once per enqueued job
             self.events.emit(Event(EventType.ENQUEUED, job_id, {"name": name, "queue": queue}))
         return [JobHandle(job_id, self) for job_id in ids]
-
-    @staticmethod
-    def _concurrency_key(options: JobOptions, row: NewJob) -> ConcurrencyKey:
-        """The job's concurrency key, from its arguments as the worker will see them."""
-        assert options.concurrency_key is not None
-        try:
-            key = options.concurrency_key(validate(options.schema, loads(row.args)))
-        except Exception as exc:
-            raise EnqueueError(f"{options.name}: concurrency_key raised {type(exc).__name__}: {exc}") from exc
-        problem = name_problem("concurrency_key", key, MAX_CONCURRENCY_KEY)
-        if problem is not None:
-            raise EnqueueError(f"{options.name}: {problem}")
-        return ConcurrencyKey(key, options.concurrency_limit)
 
     def _enqueue_unique(
         self,
@@ -186,20 +173,10 @@ class JobQueue:
 
     def job_why(self, job_id: int) -> str | None:
         """Why the job is waiting, in one line (see ``jobkit._why``), or None when it does not exist."""
-        record = self.store.get(job_id)
-        if record is None:
-            return None
         # Eligibility is judged by the database's clock on the real clock (the later of it and ours, so
         # a clock's resolution never calls a job due now "scheduled"), by the fake one in tests.
         now = max(self.store.now(), self.clock.now()) if isinstance(self.clock, SystemClock) else self.clock.now()
-        facts = WaitFacts(
-            job=record,
-            now=now,
-            paused_queues=frozenset(self.store.paused_queues()),
-            workers=self.store.list_workers(rescue_after=self.settings.rescue_after),
-            key_holders=() if record.concurrency_key is None else self.store.key_holders(record.concurrency_key),
-        )
-        return explain(facts)
+        return why_waiting(self.store, job_id, now=now, rescue_after=self.settings.rescue_after)
 
     def job_status(self, job_id: int) -> str | None:
         """The job's status, or None."""

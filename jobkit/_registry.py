@@ -12,13 +12,15 @@ from datetime import timedelta
 from typing import Any
 
 from jobkit._backoff import BackoffSpec, Wait, delay_for, make_wait
-from jobkit._payload import BaseModel, ExtraArgs, args_model, is_model_class, stored_keys
+from jobkit._payload import BaseModel, ExtraArgs, args_model, is_model_class, loads, stored_keys, validate
 from jobkit._vocabulary import JobState
-from jobkit.errors import JobDefinitionError
+from jobkit.errors import EnqueueError, JobDefinitionError
 
 #: The lengths of the ``name`` and ``queue`` columns (jobkit/_store/schema.py; a test keeps them equal).
 MAX_NAME = 200
 MAX_QUEUE = 100
+#: The length of the ``concurrency_key`` column.
+MAX_CONCURRENCY_KEY = 200
 #: Priorities and retry counts are stored in 32-bit integer columns.
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
@@ -120,6 +122,19 @@ class JobOptions:
     def enqueue_schema(self) -> type[BaseModel] | None:
         """The model arguments are validated with before they are stored (or run by ``perform_now``)."""
         return self.args_model or self.schema
+
+    def key_of(self, args_json: str) -> str:
+        """The concurrency key of a job with these stored arguments, validated as the worker will see them."""
+        if self.concurrency_key is None:
+            raise EnqueueError(f"{self.name}: has no concurrency_key")
+        try:
+            key = self.concurrency_key(validate(self.schema, loads(args_json)))
+        except Exception as exc:
+            raise EnqueueError(f"{self.name}: concurrency_key raised {type(exc).__name__}: {exc}") from exc
+        problem = name_problem("concurrency_key", key, MAX_CONCURRENCY_KEY)
+        if problem is not None:
+            raise EnqueueError(f"{self.name}: {problem}")
+        return key
 
     def backoff_seconds(self, attempt: int) -> float:
         """Seconds to wait before retrying after ``attempt`` failed."""

@@ -13,10 +13,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from jobkit._clock import to_datetime
-from jobkit._store import JobRecord, WorkerRecord
+from jobkit._store import JobRecord, Store, WorkerRecord
 from jobkit._vocabulary import JobState
 
-__all__ = ["WAIT_REASONS", "WaitFacts", "concurrency_key_full", "explain", "no_worker", "queue_paused", "scheduled"]
+__all__ = [
+    "WAIT_REASONS",
+    "WaitFacts",
+    "concurrency_key_full",
+    "explain",
+    "no_worker",
+    "queue_paused",
+    "scheduled",
+    "why_waiting",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +112,18 @@ def explain(facts: WaitFacts) -> str:
         if line is not None:
             return line
     return "due now: waiting for a free slot on a worker that runs it"
+
+
+def why_waiting(store: Store, job_id: int, *, now: float, rescue_after: float) -> str | None:
+    """Gather the facts about one job from the store and explain its wait; None when it does not exist."""
+    record = store.get(job_id)
+    if record is None:
+        return None
+    facts = WaitFacts(
+        job=record,
+        now=now,
+        paused_queues=frozenset(store.paused_queues()),
+        workers=store.list_workers(rescue_after=rescue_after),
+        key_holders=() if record.concurrency_key is None else store.key_holders(record.concurrency_key),
+    )
+    return explain(facts)
