@@ -181,3 +181,18 @@ class BadKey(BaseJob[KeyedArgs]):
 
     def perform(self, args: KeyedArgs) -> int:
         return args.account_id
+
+
+@job(
+    name="tests.keys.unique",
+    schema=KeyedArgs,
+    unique=True,
+    unique_by=("account_id",),
+    concurrency_key=lambda args: "shared",
+    concurrency_limit=1,
+)
+class UniqueKeyed(BaseJob[KeyedArgs]):
+    """Unique per account, and one at a time across all accounts."""
+
+    def perform(self, args: KeyedArgs) -> int:
+        return args.account_id

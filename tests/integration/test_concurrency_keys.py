@@ -14,7 +14,7 @@ import pytest
 from jobkit import EnqueueError, FakeClock, JobQueue
 from tests.acceptance.test_cli_worker import env_for
 from tests.jobs import AddOne
-from tests.unique_jobs import BadKey, Pair, PerAccount, ledger_lines, peak_per_key
+from tests.unique_jobs import BadKey, Pair, PerAccount, UniqueKeyed, ledger_lines, peak_per_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,3 +140,16 @@ def test_limit_one_holds_while_a_holder_is_sigkilled(db_url: str, queue: JobQueu
     finally:
         stop(workers)
     assert peak_per_key(ledger, killed) == {f"account:{i}": 1 for i in range(3)}
+
+
+def test_a_unique_job_with_a_key_gets_its_key_and_stays_unique(clocked_queue: JobQueue) -> None:
+    """Unique and keyed together: duplicates return the first job; the new jobs share one place."""
+    first = UniqueKeyed.perform_later(account_id=1)
+    assert UniqueKeyed.perform_later(account_id=1).id == first.id
+    second = UniqueKeyed.perform_later(account_id=2)
+    keyed = ["tests.keys.unique"]
+    jobs = clocked_queue.store.claim(
+        worker="w", limit=5, names=keyed, queues=None, now=clocked_queue.clock.now(), keyed=keyed
+    )
+    assert [job.id for job in jobs] == [first.id]
+    assert second.refresh().status == "pending"
