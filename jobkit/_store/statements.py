@@ -295,7 +295,7 @@ class Statements:
         return sa.text(
             f"UPDATE jobkit_jobs SET status = {PENDING}, staged = FALSE, run_at = {now}, attempt = 0, crashes = 0, "
             "finished_at = NULL, "
-            f"worker_id = NULL, cancel_requested = NULL, updated_at = {now} {where}"
+            f"worker_id = NULL, cancel_requested = NULL, updated_at = {now}, {YIELD_KEY} {where}"
         )
 
     def contains_text(self, column: str, param: str) -> str:
