@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from jobkit._store.engine import BRIEF, HOT, HOT_ONE, PATIENT, WRITE, Database, transaction
 from jobkit._store.history import discard_entry, with_entry
+from jobkit._store.keys_sql import SCAN_FACTOR
 from jobkit._store.records import ClaimedJob, Completion, ConcurrencyKey, NewJob, Transition
 from jobkit._store.statements import FAILS_ONLY_BY_DISCARD
 from jobkit._vocabulary import JobState, TransitionKind
@@ -138,7 +139,7 @@ class Jobs(Database):
         if lock is not None:
             conn.execute(lock)
         statement, params = self.dialect.claim_keyed(keyed, queues)
-        params.update({"worker": worker, "limit": limit, "now": self.bind_now(now)})
+        params.update({"worker": worker, "limit": limit, "scan": limit * SCAN_FACTOR, "now": self.bind_now(now)})
         return [ClaimedJob.from_row(tuple(row), worker) for row in conn.execute(statement, params)]
 
     def key_holders(self, key: str) -> list[int]:

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from jobkit._store import schema
 from jobkit._store.dialect import Dialect, Engines
 from jobkit._store.engine import driver_connection
+from jobkit._store.keys_sql import keyed_candidates
 from jobkit._store.listen_postgres import PostgresListener
 from jobkit._store.notify import Listener
 from jobkit._store.records import (
@@ -144,31 +145,21 @@ def _claim_sql(filter_queues: bool) -> sa.TextClause:
 
 def _keyed_claim_sql(filter_queues: bool) -> sa.TextClause:
     queue_filter = "AND c.queue = ANY(CAST(:queues AS text[]))" if filter_queues else ""
-    # Jobs with a concurrency key: a candidate is claimable while its rank within its key (in claim
-    # order) plus the key's running rows stays within its limit. The count must see every other
-    # keyed claim that committed, so keyed claims take turns on one advisory lock (keyed_lock, a
-    # statement of its own: a statement's snapshot is taken before it could wait for the lock).
-    # No SKIP LOCKED: the plain claim never takes keyed rows, and an operator's concurrent write
-    # is seen by the re-checked status.
+    filters = f"""AND c.name = ANY(CAST(:keyed AS text[]))
+                       {queue_filter}
+                       AND (NOT EXISTS (SELECT 1 FROM jobkit_queue_pauses)
+                            OR c.queue <> ALL (ARRAY(SELECT queue FROM jobkit_queue_pauses)))"""
+    # Jobs with a concurrency key (keys_sql.py). The count must see every other keyed claim that
+    # committed, so keyed claims take turns on one advisory lock (keyed_lock, a statement of its
+    # own: a statement's snapshot is taken before it could wait for the lock). No SKIP LOCKED: the
+    # plain claim never takes keyed rows, and an operator's concurrent write is seen by the
+    # re-checked status.
     return sa.text(
         f"""
         UPDATE jobkit_jobs AS j
            SET status = {RUNNING}, attempt = j.attempt + 1, lease = j.lease + 1, worker_id = :worker,
                started_at = {NOW}, updated_at = {NOW}, cancel_requested = NULL, staged = TRUE
-          FROM (SELECT id FROM (
-                   SELECT c.id, c.priority, c.run_at, c.concurrency_limit,
-                          ROW_NUMBER() OVER (PARTITION BY c.concurrency_key ORDER BY c.priority, c.run_at, c.id) AS rank,
-                          (SELECT count(*) FROM jobkit_jobs AS r
-                            WHERE r.status = {RUNNING} AND r.concurrency_key = c.concurrency_key) AS held
-                     FROM jobkit_jobs AS c
-                    WHERE c.status = {PENDING} AND c.concurrency_key IS NOT NULL AND c.run_at <= {NOW}
-                      AND c.name = ANY(CAST(:keyed AS text[]))
-                      {queue_filter}
-                      AND (NOT EXISTS (SELECT 1 FROM jobkit_queue_pauses)
-                           OR c.queue <> ALL (ARRAY(SELECT queue FROM jobkit_queue_pauses)))) AS ranked
-                WHERE rank + held <= concurrency_limit
-                ORDER BY priority, run_at, id
-                LIMIT :limit) AS picked
+          FROM ({keyed_candidates(NOW, filters)}) AS picked
          WHERE j.id = picked.id AND j.status = {PENDING}
         RETURNING {", ".join("j." + c for c in CLAIM_COLUMNS)}
         """

@@ -89,9 +89,8 @@ jobs = sa.Table(
     sa.Column("concurrency_key", sa.String(200), nullable=True),
     sa.Column("concurrency_limit", sa.Integer, nullable=True),
     sa.Index(
-        # The keyed claim's candidates, per key in claim order.
+        # The keyed claim's candidates in claim order (keys_sql.py).
         "jobkit_jobs_keyed_pending",
-        "concurrency_key",
         "priority",
         "run_at",
         "id",

@@ -21,6 +21,7 @@ from sqlalchemy import event
 
 from jobkit._store.dialect import Dialect, Engines
 from jobkit._store.engine import driver_connection
+from jobkit._store.keys_sql import keyed_candidates
 from jobkit._store.listen_sqlite import SqliteListener
 from jobkit._store.notify import Listener
 from jobkit._store.records import (
@@ -75,28 +76,17 @@ def _claim_sql(filter_queues: bool) -> sa.TextClause:
 
 def _keyed_claim_sql(filter_queues: bool) -> sa.TextClause:
     queue_filter = "AND c.queue IN (SELECT value FROM json_each(:queues))" if filter_queues else ""
-    # Jobs with a concurrency key: a candidate is claimable while its rank within its key (in claim
-    # order) plus the key's running rows stays within its limit, so one claim never takes more of a
-    # key than the limit leaves. BEGIN IMMEDIATE makes the count and the claim atomic across processes.
+    filters = f"""AND c.name IN (SELECT value FROM json_each(:keyed))
+                       {queue_filter}
+                       AND c.queue NOT IN (SELECT queue FROM jobkit_queue_pauses)"""
+    # Jobs with a concurrency key (keys_sql.py). BEGIN IMMEDIATE makes the count and the claim
+    # atomic across processes.
     return sa.text(
         f"""
         UPDATE jobkit_jobs
            SET status = {RUNNING}, attempt = attempt + 1, lease = lease + 1, worker_id = :worker,
                started_at = :now, updated_at = :now, cancel_requested = NULL, staged = TRUE
-         WHERE {IS_PENDING} AND id IN (
-               SELECT id FROM (
-                   SELECT c.id, c.priority, c.run_at, c.concurrency_limit,
-                          ROW_NUMBER() OVER (PARTITION BY c.concurrency_key ORDER BY c.priority, c.run_at, c.id) AS rank,
-                          (SELECT count(*) FROM jobkit_jobs AS r
-                            WHERE r.status = {RUNNING} AND r.concurrency_key = c.concurrency_key) AS held
-                     FROM jobkit_jobs AS c
-                    WHERE c.status = {PENDING} AND c.concurrency_key IS NOT NULL AND c.run_at <= :now
-                      AND c.name IN (SELECT value FROM json_each(:keyed))
-                      {queue_filter}
-                      AND c.queue NOT IN (SELECT queue FROM jobkit_queue_pauses))
-                WHERE rank + held <= concurrency_limit
-                ORDER BY priority, run_at, id
-                LIMIT :limit)
+         WHERE {IS_PENDING} AND id IN ({keyed_candidates(":now", filters)})
         RETURNING {", ".join(CLAIM_COLUMNS)}
         """
     )

@@ -652,3 +652,11 @@ def test_a_claim_without_keyed_types_leaves_keyed_jobs_pending(store: Store) -> 
     """The plain claim never takes a job with a concurrency key."""
     keyed(store, "a", 5)
     assert claim(store) == []
+
+
+def test_a_key_crowding_the_head_leaves_one_claim_short_never_the_others_waiting(store: Store) -> None:
+    """A key with many jobs at the head fills the ranked window once; full at the next claim, it is skipped."""
+    head = [keyed(store, "a", 1) for _ in range(30)]
+    other = keyed(store, "b", 1)
+    assert claim_keyed(store, limit=2) == [head[0]]
+    assert claim_keyed(store, limit=2) == [other]

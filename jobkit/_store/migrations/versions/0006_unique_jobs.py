@@ -7,7 +7,7 @@ databases, so concurrent inserts can never create two, and a job leaving those s
 key without any write of its own.
 
 ``concurrency_key`` and ``concurrency_limit`` bound how many jobs sharing a key run at once; two
-partial indexes serve the keyed claim (pending candidates per key, running holders per key).
+partial indexes serve the keyed claim (pending candidates in claim order, running holders per key).
 
 ``jobkit_workers.names`` records the job types each worker runs, so ``handle.why()`` can tell a
 job that no live worker would ever claim.
@@ -44,7 +44,7 @@ def upgrade() -> None:
     op.create_index(
         "jobkit_jobs_keyed_pending",
         "jobkit_jobs",
-        ["concurrency_key", "priority", "run_at", "id"],
+        ["priority", "run_at", "id"],
         sqlite_where=keyed_pending,
         postgresql_where=keyed_pending,
     )
