@@ -29,13 +29,17 @@ from jobkit._store.preflight import PREFLIGHT_TIMEOUT, check_database, display_u
 from jobkit._store.records import (
     ClaimedJob,
     Completion,
+    Fired,
     HeldJob,
     JobPage,
     JobRecord,
     LostJob,
     NewJob,
+    NewSchedule,
+    PlannedFire,
     Rescue,
     Rescued,
+    ScheduleRecord,
     Transition,
     WorkerRecord,
 )
@@ -199,6 +203,45 @@ class Store(Protocol):
     def checkpoint_wal(self) -> bool:
         """Fold SQLite's write-ahead log back and truncate it; whether all of it was (PostgreSQL: True)."""
 
+    # -- recurring jobs
+
+    def upsert_schedule(self, schedule: NewSchedule, *, now: float) -> None:
+        """Insert a schedule, or give an existing one this definition (paused, last fire, missed kept)."""
+
+    def delete_schedule(self, key: str) -> bool:
+        """Delete a schedule (its fire rows stay until pruned); whether it existed."""
+
+    def pause_schedule(self, key: str, *, paused: bool, now: float) -> bool:
+        """Pause or resume a schedule; whether it exists."""
+
+    def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by key, with the status of its last job."""
+
+    def get_schedule(self, key: str) -> ScheduleRecord | None:
+        """One schedule, or None."""
+
+    def schedule_fires(self, key: str) -> list[tuple[float, int | None, str]]:
+        """The recorded fires of a schedule, oldest first: (fire time, job id, outcome)."""
+
+    def record_fires(
+        self,
+        key: str,
+        *,
+        expected_last_fire: float | None,
+        last_fire_at: float,
+        fires: Sequence[PlannedFire],
+        missed: int,
+        now: float,
+    ) -> list[Fired] | None:
+        """One tick of a schedule in one transaction: compare-and-set ``last_fire_at`` (None: another
+        scheduler won, or the schedule is paused), then each fire row not recorded before and its job."""
+
+    def fire_now(self, key: str, job: NewJob, *, now: float) -> int:
+        """Enqueue a schedule's job now, outside its timetable, recording a manual fire; the job's id."""
+
+    def prune_fires(self, *, older_than: float, limit: int = 5000) -> int:
+        """Delete fire rows recorded before ``older_than``; how many."""
+
     # -- the store itself
 
     def migrate(self) -> None:
@@ -243,15 +286,19 @@ __all__ = [
     "PREFLIGHT_TIMEOUT",
     "ClaimedJob",
     "Completion",
+    "Fired",
     "HeartbeatObserver",
     "HeldJob",
     "JobPage",
     "JobRecord",
     "LostJob",
     "NewJob",
+    "NewSchedule",
     "Notifier",
+    "PlannedFire",
     "Rescue",
     "Rescued",
+    "ScheduleRecord",
     "Store",
     "Transition",
     "Watch",

@@ -22,6 +22,7 @@ from jobkit._store.dialect import Dialect
 from jobkit._store.maintenance import Maintenance
 from jobkit._store.postgres import PostgresDialect
 from jobkit._store.queries import Queries
+from jobkit._store.schedules import Schedules
 from jobkit._store.sqlite import SQLiteDialect
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -35,7 +36,7 @@ def dialect_for(url: str) -> Dialect:
     return SQLiteDialect()
 
 
-class SQLStore(Queries, Admin, Maintenance):
+class SQLStore(Queries, Admin, Maintenance, Schedules):
     """All SQL jobkit runs, for SQLite and PostgreSQL, behind :class:`jobkit._store.Store`.
 
     Example::
