@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from jobkit._backoff import BackoffSpec
 from jobkit._cancel import CancelToken
@@ -240,12 +240,23 @@ def job(
     retry_on: tuple[type[BaseException], ...] = (),
     discard_on: tuple[type[BaseException], ...] = (),
     extra_args: ExtraArgs = "forbid",
+    cron: str | None = None,
+    cron_timezone: str = "UTC",
+    cron_args: dict[str, Any] | None = None,
+    catchup: Literal["skip", "latest", "all"] = "latest",
+    catchup_window: float | timedelta | None = None,
+    overlap: Literal["allow", "skip", "cancel_previous"] = "allow",
 ) -> Callable[[J], J]:
     """Declare a job class; every option is validated when the class is defined.
 
     With a ``schema``, an argument the schema does not name is refused at enqueue
     (pydantic's ``extra="forbid"``, so a typo never drops a value silently);
     ``extra_args="ignore"`` drops unknown arguments instead, as pydantic does by default.
+
+    With ``cron`` the job also runs on a schedule (see the Scheduling page): ``cron_timezone``
+    (default UTC) reads the expression, ``cron_args`` are its arguments (validated against the
+    schema now), ``catchup`` / ``catchup_window`` decide what happens to fire times missed while
+    no worker ran, and ``overlap`` what happens when the previous run has not finished.
 
     Example::
 
@@ -270,6 +281,12 @@ def job(
             retry_on=retry_on,
             discard_on=discard_on,
             extra_args=extra_args,
+            cron=cron,
+            cron_timezone=cron_timezone,
+            cron_args=cron_args,
+            catchup=catchup,
+            catchup_window=catchup_window,
+            overlap=overlap,
         )
         job_type = JobType(
             options=options,
