@@ -352,11 +352,11 @@ class JobQueue:
 
     def pause_schedule(self, key: str) -> bool:
         """Stop the schedule ``key`` firing (fire times while paused are skipped); whether it exists."""
-        return self.store.pause_schedule(key, paused=True, now=self.clock.now())
+        return self.store.pause_schedule(key, paused=True, now=self.scheduler.now())
 
     def resume_schedule(self, key: str) -> bool:
-        """Let the schedule ``key`` fire again; whether it exists."""
-        return self.store.pause_schedule(key, paused=False, now=self.clock.now())
+        """Let the schedule ``key`` fire again from now on; whether it exists."""
+        return self.store.pause_schedule(key, paused=False, now=self.scheduler.now())
 
     def run_schedule(self, key: str) -> JobHandle:
         """Enqueue the job of schedule ``key`` now, outside its timetable."""

@@ -212,7 +212,7 @@ class Store(Protocol):
         """Delete a schedule (its fire rows stay until pruned); whether it existed."""
 
     def pause_schedule(self, key: str, *, paused: bool, now: float) -> bool:
-        """Pause or resume a schedule; whether it exists."""
+        """Pause a schedule, or resume it from ``now`` (the fire times it was paused over are skipped)."""
 
     def list_schedules(self) -> list[ScheduleRecord]:
         """Every schedule, by key, with the status of its last job."""

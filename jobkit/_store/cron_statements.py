@@ -39,8 +39,13 @@ class CronStatements:
         self.list_schedules = sa.text(f"{select} ORDER BY s.key")
         self.get_schedule = sa.text(f"{select} WHERE s.key = :key")
         self.delete_schedule = sa.text("DELETE FROM jobkit_schedules WHERE key = :key")
-        self.pause_schedule = sa.text(
-            "UPDATE jobkit_schedules SET paused = :paused, updated_at = :now WHERE key = :key"
+        self.pause_schedule = sa.text("UPDATE jobkit_schedules SET paused = TRUE, updated_at = :now WHERE key = :key")
+        # Resuming moves last_fire_at to now: the fire times passed while paused are not missed
+        # runs to catch up on, they were declined.
+        self.resume_schedule = sa.text(
+            "UPDATE jobkit_schedules SET paused = FALSE, updated_at = :now, last_fire_at = CASE "
+            "WHEN paused AND (last_fire_at IS NULL OR last_fire_at < CAST(:now AS DOUBLE PRECISION)) "
+            "THEN CAST(:now AS DOUBLE PRECISION) ELSE last_fire_at END WHERE key = :key"
         )
         # The compare-and-set that decides a tick: only the scheduler that read the current
         # last_fire_at moves it on; any other one finds no row and fires nothing.

@@ -33,8 +33,9 @@ class Schedules(Jobs):
 
     @transaction(WRITE, retry=PATIENT)
     def pause_schedule(self, conn: sa.Connection, key: str, *, paused: bool, now: float) -> bool:
-        """Pause or resume a schedule; whether it exists."""
-        return bool(conn.execute(self.dialect.pause_schedule, {"key": key, "paused": paused, "now": now}).rowcount)
+        """Pause a schedule, or resume it from ``now`` (the fire times it was paused over are skipped)."""
+        statement = self.dialect.pause_schedule if paused else self.dialect.resume_schedule
+        return bool(conn.execute(statement, {"key": key, "now": now}).rowcount)
 
     @transaction(READ, retry=PATIENT)
     def list_schedules(self, conn: sa.Connection) -> list[ScheduleRecord]:

@@ -121,14 +121,17 @@ def test_a_redeclared_schedule_keeps_its_state(cq: JobQueue, cron_clock: FakeClo
 
 def test_a_paused_schedule_skips_its_fire_times(cq: JobQueue, cron_clock: FakeClock) -> None:
     """No job while paused; after resume the next fire fires and the paused-over ones do not."""
-    cq.schedule(Report, cron="@hourly", key="k", catchup="skip")
+    cq.schedule(Report, cron="@hourly", key="k")
     assert cq.pause_schedule("k")
     at(cron_clock, hours=1)
     assert cq.scheduler.run_once() == []
+    at(cron_clock, hours=1, minutes=10)
     assert cq.resume_schedule("k")
+    assert cq.scheduler.run_once() == []  # 01:00 was declined while paused, not missed
     at(cron_clock, hours=2)
     cq.scheduler.run_once()
     assert [hour_of(j) for j in report_jobs(cq)] == [2]
+    assert not cq.pause_schedule("missing")
 
 
 def test_unschedule_deletes_a_schedule(cq: JobQueue, cron_clock: FakeClock) -> None:

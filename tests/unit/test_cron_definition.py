@@ -34,7 +34,10 @@ def define(name: str, **options: object) -> type[BaseJob[Args]]:
         ({"cron": "@sometimes"}, "unit.cron: cron '@sometimes': unknown alias"),
         ({"cron": "0 0 30 2 *"}, "unit.cron: cron '0 0 30 2 \\*' never fires"),
         ({"cron": "0 0 * * 9"}, "unit.cron: cron '0 0 \\* \\* 9': weekday '9'"),
-        ({"cron": "0 2 * * *", "cron_timezone": "Europe/Atlantis"}, "unit.cron: cron_timezone 'Europe/Atlantis' is not"),
+        (
+            {"cron": "0 2 * * *", "cron_timezone": "Europe/Atlantis"},
+            "unit.cron: cron_timezone 'Europe/Atlantis' is not",
+        ),
         ({"cron": "0 2 * * *", "cron_args": {"scope": 5}}, "unit.cron: cron_args are invalid"),
         ({"cron": "0 2 * * *", "cron_args": {"scope": "a", "extra": 1}}, "unit.cron: cron_args are invalid"),
         ({"cron": "0 2 * * *", "cron_args": None}, "unit.cron: cron_args are invalid"),  # the schema requires scope
