@@ -136,7 +136,9 @@ class Worker:
             now=store.now if isinstance(clock, SystemClock) else clock.now,
             types=types,
             emit=emit,
-            on_enqueued=lambda: self.notify(""),
+            # Wakes this process's producer and rings other processes' doorbells (SQLite); on
+            # PostgreSQL the fire's transaction sent NOTIFY itself.
+            on_enqueued=lambda: self.notifier.announce(""),
         )
         self.lifecycle.on_change(self.producer.wake)
         self._hurry = threading.Event()
