@@ -60,8 +60,8 @@ class CronSpec:
     _trigger: Any
     _zone: ZoneInfo
 
-    def fire_times(self, *, after: float, until: float) -> list[float]:
-        """Every fire time in ``(after, until]``, as epoch seconds, in order."""
+    def fire_times(self, *, after: float, until: float, limit: int | None = None) -> list[float]:
+        """Every fire time in ``(after, until]``, as epoch seconds, in order (the first ``limit`` of them)."""
         if until <= after:
             return []
         low = after + min(self._offsets(after))
@@ -73,7 +73,10 @@ class CronSpec:
             if wall is None or wall.timestamp() > high:
                 break
             times.update(t for t in self._instants(wall.replace(tzinfo=None)) if after < t <= until)
-        return sorted(times)
+            # A little past the limit: near a fall-back hour, wall order and instant order differ.
+            if limit is not None and len(times) > limit + 2:
+                break
+        return sorted(times)[:limit]
 
     def next_fire(self, after: float) -> float | None:
         """The first fire time after ``after`` (None: the expression never fires again)."""

@@ -343,7 +343,9 @@ class JobQueue:
             queue=queue,
             schema=job_type.options.enqueue_schema,
         )
-        self.store.upsert_schedule(definition(key, job_type.name, recurrence, source="runtime"), now=self.clock.now())
+        # Stamped by the clock fires are decided by, so no fire before this moment is ever due.
+        now = self.scheduler.now()
+        self.store.upsert_schedule(definition(key, job_type.name, recurrence, source="runtime"), now=now)
 
     def unschedule(self, key: str) -> bool:
         """Delete the schedule ``key`` (its jobs stay); whether it existed. A schedule declared in code

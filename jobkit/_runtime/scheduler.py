@@ -107,7 +107,7 @@ def plan(schedule: ScheduleRecord, spec: CronSpec, *, now: float) -> Plan:
         if window is None:
             window = every if schedule.catchup == "latest" else min(every, SKIP_LATENESS)
         fires = [latest] if now - latest <= window else []
-    due = len(spec.fire_times(after=baseline, until=now)[:MAX_COUNTED])
+    due = len(spec.fire_times(after=baseline, until=now, limit=MAX_COUNTED))
     # Overlap: skip leaves a fire without a job while the previous run is unfinished; every
     # other policy enqueues (cancel_previous cancels the earlier run once the fire is recorded).
     active = schedule.last_job_status in ACTIVE

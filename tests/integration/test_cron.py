@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 import jobkit
-from jobkit import FakeClock, JobQueue
+from jobkit import FakeClock, JobQueue, SystemClock
+from tests.chaos.cluster import wait_until
 from tests.conftest import FAST
 from tests.cron_jobs import Report
 
@@ -170,3 +172,37 @@ def test_fire_rows_have_their_own_retention(cq: JobQueue, cron_clock: FakeClock)
     cron_clock.advance(timedelta(days=30))
     assert cq.worker.maintenance.prune_fires_once() == 1
     assert cq.store.schedule_fires("k") == []
+
+
+class FastClock(SystemClock):
+    """The real clock of a process that runs two hours fast."""
+
+    def now(self) -> float:
+        return time.time() + 7200.0
+
+
+def test_fire_times_come_from_the_database_clock(db_url: str) -> None:
+    """On the real clock a process two hours fast still fires at the database's time, not its own."""
+    queue = JobQueue(database_url=db_url, clock=FastClock(), **FAST)
+    try:
+        queue.schedule(Report, cron="* * * * * *", key="every-second", catchup="skip")
+        fires = wait_until(queue.scheduler.run_once, 10, "a fire on the real clock", interval=0.2)
+        assert abs(fires[0].fire_at - queue.store.now()) < 60
+    finally:
+        queue.close()
+
+
+def test_an_invalid_runtime_schedule_is_refused_naming_job_and_key(cq: JobQueue) -> None:
+    """queue.schedule refuses a bad expression, timezone or argument, naming the job and the key; nothing is stored."""
+    cases = [
+        ({"cron": "*/0 * * * *"}, "tests.cron.report \\(schedule 'k'\\): cron '\\*/0 \\* \\* \\* \\*'"),
+        ({"cron": "@daily", "timezone": "Nowhere/Land"}, "cron_timezone 'Nowhere/Land' is not a known IANA timezone"),
+        ({"cron": "@daily", "args": {"scope": 3}}, "tests.cron.report \\(schedule 'k'\\): cron_args are invalid"),
+        ({"cron": "@daily", "overlap": "sometimes"}, "overlap must be one of"),
+    ]
+    for options, message in cases:
+        with pytest.raises(jobkit.JobDefinitionError, match=message):
+            cq.schedule(Report, key="k", **options)  # type: ignore[arg-type]
+    with pytest.raises(LookupError, match="no job type named 'nope'"):
+        cq.schedule("nope", cron="@daily", key="k")
+    assert "k" not in {s["key"] for s in cq.schedules()}

@@ -84,6 +84,8 @@ def test_four_schedulers_make_one_job_per_fire_time(db_url: str) -> None:
             run_times.setdefault(key, []).append(info.run_at.timestamp())
         for key, times in expected.items():
             assert sorted(run_times[key]) == times, key
+        # Every fire was decided by exactly one of the four (the split between them varies run to run).
+        print(f"fires decided per scheduler: {counts}")
         assert sum(counts) == sum(len(v) for v in expected.values())
         assert all(s["missed"] == 0 for s in setup.schedules())
     finally:
