@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from jobkit import _job
 from jobkit._clock import Clock, SystemClock
@@ -315,9 +315,9 @@ class JobQueue:
         key: str,
         args: Mapping[str, Any] | None = None,
         timezone: str = "UTC",
-        catchup: str = "latest",
+        catchup: Literal["skip", "latest", "all"] = "latest",
         catchup_window: float | timedelta | None = None,
-        overlap: str = "allow",
+        overlap: Literal["allow", "skip", "cancel_previous"] = "allow",
         queue: str | None = None,
     ) -> None:
         """Create or redefine the schedule ``key`` at run time (stored: every worker fires it, once per time).
