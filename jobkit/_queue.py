@@ -14,24 +14,15 @@ from jobkit._events import EventBus, Listener
 from jobkit._handle import JobHandle, JobInfo, JobWatch
 from jobkit._job import CallOptions
 from jobkit._payload import to_json_args
-from jobkit._registry import (
-    MAX_NAME,
-    MAX_QUEUE,
-    JobType,
-    all_types,
-    build_recurrence,
-    handler_type,
-    name_problem,
-    register,
-)
-from jobkit._runtime.scheduler import Scheduler, definition
+from jobkit._registry import MAX_QUEUE, JobType, all_types, handler_type, name_problem, register
+from jobkit._runtime.scheduler import Scheduler
 from jobkit._runtime.signals import serve
 from jobkit._runtime.worker import Worker
 from jobkit._settings import Settings, load_settings
 from jobkit._snapshots import info_of, older_than_cutoff
 from jobkit._store import NewJob, open_notifier, open_store
 from jobkit._vocabulary import Event, EventType, JobState
-from jobkit.errors import EnqueueError, JobDefinitionError, PayloadError
+from jobkit.errors import EnqueueError, PayloadError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -326,39 +317,30 @@ class JobQueue:
 
             queue.schedule(NightlyReport, cron="*/15 * * * *", args={"scope": "eu"}, key="report-15m")
         """
-        job_type = all_types().get(job) if isinstance(job, str) else job.job_type()
-        if job_type is None:
-            raise LookupError(f"no job type named {job!r} is registered")
-        problem = name_problem("key", key, MAX_NAME)
-        if problem is not None:
-            raise JobDefinitionError(f"{job_type.name}: schedule {problem}")
-        recurrence = build_recurrence(
-            f"{job_type.name} (schedule {key!r})",
+        self.scheduler.define(
+            job if isinstance(job, str) else job.job_type(),
+            key=key,
             cron=cron,
+            args=args,
             timezone=timezone,
-            args=None if args is None else dict(args),
             catchup=catchup,
             catchup_window=catchup_window,
             overlap=overlap,
             queue=queue,
-            schema=job_type.options.enqueue_schema,
         )
-        # Stamped by the clock fires are decided by, so no fire before this moment is ever due.
-        now = self.scheduler.now()
-        self.store.upsert_schedule(definition(key, job_type.name, recurrence, source="runtime"), now=now)
 
     def unschedule(self, key: str) -> bool:
         """Delete the schedule ``key`` (its jobs stay); whether it existed. A schedule declared in code
         comes back at the next worker start unless its ``cron=`` is removed."""
-        return self.store.delete_schedule(key)
+        return self.scheduler.remove(key)
 
     def pause_schedule(self, key: str) -> bool:
         """Stop the schedule ``key`` firing (fire times while paused are skipped); whether it exists."""
-        return self.store.pause_schedule(key, paused=True, now=self.scheduler.now())
+        return self.scheduler.pause(key, paused=True)
 
     def resume_schedule(self, key: str) -> bool:
         """Let the schedule ``key`` fire again from now on; whether it exists."""
-        return self.store.pause_schedule(key, paused=False, now=self.scheduler.now())
+        return self.scheduler.pause(key, paused=False)
 
     def run_schedule(self, key: str) -> JobHandle:
         """Enqueue the job of schedule ``key`` now, outside its timetable."""

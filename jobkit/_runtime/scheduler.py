@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
 from jobkit._cron import CronSpec, parse_cron, period
-from jobkit._registry import JobType, Recurrence
+from jobkit._registry import MAX_NAME, JobType, Recurrence, build_recurrence, name_problem
 from jobkit._runtime.timers import Timers
 from jobkit._settings import Settings
 from jobkit._store import NewJob, NewSchedule, PlannedFire, ScheduleRecord, Store
 from jobkit._vocabulary import Event, EventType, JobState
+from jobkit.errors import JobDefinitionError
 
 log = logging.getLogger("jobkit.scheduler")
 
@@ -186,6 +188,48 @@ class Scheduler:
         if any(f.job_id is not None for f in fired):
             self.on_enqueued()
         return fired
+
+    def define(
+        self,
+        job: JobType | str,
+        *,
+        key: str,
+        cron: str,
+        args: Mapping[str, Any] | None = None,
+        timezone: str = "UTC",
+        catchup: str = "latest",
+        catchup_window: float | timedelta | None = None,
+        overlap: str = "allow",
+        queue: str | None = None,
+    ) -> None:
+        """Store (or redefine) a schedule made at run time, validated as ``@job(cron=...)`` is."""
+        job_type = self.types().get(job) if isinstance(job, str) else job
+        if job_type is None:
+            raise LookupError(f"no job type named {job!r} is registered")
+        problem = name_problem("key", key, MAX_NAME)
+        if problem is not None:
+            raise JobDefinitionError(f"{job_type.name}: schedule {problem}")
+        recurrence = build_recurrence(
+            f"{job_type.name} (schedule {key!r})",
+            cron=cron,
+            timezone=timezone,
+            args=None if args is None else dict(args),
+            catchup=catchup,
+            catchup_window=catchup_window,
+            overlap=overlap,
+            queue=queue,
+            schema=job_type.options.enqueue_schema,
+        )
+        # Stamped by the clock fires are decided by, so no fire before this moment is ever due.
+        self.store.upsert_schedule(definition(key, job_type.name, recurrence, source="runtime"), now=self.now())
+
+    def remove(self, key: str) -> bool:
+        """Delete a schedule (its jobs and fire rows stay); whether it existed."""
+        return self.store.delete_schedule(key)
+
+    def pause(self, key: str, *, paused: bool) -> bool:
+        """Pause a schedule, or resume it from now (declining the fire times it was paused over)."""
+        return self.store.pause_schedule(key, paused=paused, now=self.now())
 
     def fire_now(self, key: str) -> int:
         """Enqueue the job of schedule ``key`` now, outside its timetable; the job's id."""
