@@ -206,3 +206,12 @@ def test_an_invalid_runtime_schedule_is_refused_naming_job_and_key(cq: JobQueue)
     with pytest.raises(LookupError, match="no job type named 'nope'"):
         cq.schedule("nope", cron="@daily", key="k")
     assert "k" not in {s["key"] for s in cq.schedules()}
+
+
+def test_a_starting_worker_stores_the_declared_schedules(queue: JobQueue) -> None:
+    """queue.start() upserts every @job(cron=...) schedule before its scheduler first ticks."""
+    assert queue.store.list_schedules() == []
+    queue.start()
+    stored = {s.key: s for s in queue.store.list_schedules()}
+    assert stored["tests.cron.nightly"].cron == "0 2 * * *"
+    assert stored["tests.cron.nightly"].args == '{"scope":"nightly"}'
