@@ -165,7 +165,7 @@ class JobOptions:
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary for ``queue.job_types()`` and the CLI."""
         backoff = self.backoff if isinstance(self.backoff, str) else type(self.backoff).__name__
-        return {
+        described = {
             "name": self.name,
             "schema": None if self.schema is None else self.schema.__name__,
             "max_retries": self.max_retries,
@@ -175,8 +175,11 @@ class JobOptions:
             "priority": self.priority,
             "retry_on": [e.__name__ for e in self.retry_on],
             "discard_on": [e.__name__ for e in self.discard_on],
-            "cron": None if self.recurrence is None else self.recurrence.cron,
         }
+        if self.recurrence is not None:  # only scheduled types say so: the summary of others is unchanged
+            described["cron"] = self.recurrence.cron
+            described["cron_timezone"] = self.recurrence.timezone
+        return described
 
 
 def build_options(

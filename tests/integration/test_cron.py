@@ -215,3 +215,10 @@ def test_a_starting_worker_stores_the_declared_schedules(queue: JobQueue) -> Non
     stored = {s.key: s for s in queue.store.list_schedules()}
     assert stored["tests.cron.nightly"].cron == "0 2 * * *"
     assert stored["tests.cron.nightly"].args == '{"scope":"nightly"}'
+
+
+def test_job_types_show_a_declared_schedule(cq: JobQueue) -> None:
+    """job_types() names the cron expression and timezone of a type declared with cron=."""
+    nightly = cq.job_types()["tests.cron.nightly"]
+    assert (nightly["cron"], nightly["cron_timezone"]) == ("0 2 * * *", "Europe/Berlin")
+    assert "cron" not in cq.job_types()["tests.cron.report"]
