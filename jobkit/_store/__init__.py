@@ -5,7 +5,8 @@ the :class:`Store` protocol, the records it hands out, :func:`open_store`, :func
 and the start-up
 and error checks. Its modules are private: engine.py (connections, transactions, retries),
 statements.py, dialect.py, sqlite.py and postgres.py (all SQL: what both databases share, then
-each one's own), jobs.py, queries.py, admin.py and maintenance.py (the operations, no SQL),
+each one's own, with cron_statements.py for schedules), jobs.py, queries.py, admin.py,
+maintenance.py and schedules.py (the operations, no SQL),
 records.py and schema.py (rows and tables), store.py (the composed store and migrations),
 notify.py (the notifier: one per queue, what hears other processes) with each dialect's way to
 listen in listen_postgres.py and listen_sqlite.py (SQLite's doorbell sockets in doorbell.py).
