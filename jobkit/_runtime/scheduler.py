@@ -149,7 +149,11 @@ class Scheduler:
 
     def start(self) -> None:
         """Upsert the declared schedules, then tick every interval in the background."""
-        self.sync()
+        try:
+            self.sync()
+        except Exception as exc:
+            # The database may be away at start: each tick syncs first, so this is only early.
+            log.warning("could not store the declared schedules yet: %s", exc)
         self._timers.every(self.config.interval, self.run_once, "cron", first_in=self.config.interval)
         self._timers.start()
 
