@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel
 
 from jobkit import BaseJob, JobDefinitionError, job
@@ -116,3 +117,28 @@ def test_a_sixth_field_is_seconds() -> None:
     """Six fields: the first one is seconds."""
     end = datetime(2026, 12, 6, 0, 1, tzinfo=UTC)
     assert times("*/20 * * * * *", "UTC", DEC, end) == ["Sun 06 00:00:20", "Sun 06 00:00:40", "Sun 06 00:01:00"]
+
+
+@pytest.mark.parametrize("expression", ["*/7 * * * *", "15 9-17 * * *", "0 0 1,15 * *", "30 4 * 6 *", "*/45 * * * * *"])
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"])
+def test_away_from_dst_fire_times_are_apschedulers(expression: str, zone: str) -> None:
+    """On days without a clock change, jobkit's fire times are exactly APScheduler's CronTrigger's."""
+    fields = expression.split()
+    if len(fields) == 5:
+        fields.insert(0, "0")
+    second, minute, hour, day, month, _ = fields
+    trigger = CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month, timezone=ZoneInfo(zone))
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    end = datetime(2026, 6, 3, tzinfo=UTC) if "*" in minute or second != "0" else datetime(2026, 7, 20, tzinfo=UTC)
+    theirs: list[float] = []
+    previous = None
+    moment = start
+    while True:
+        fire = trigger.get_next_fire_time(previous, moment)
+        if fire is None or fire > end:
+            break
+        if fire > start:
+            theirs.append(fire.timestamp())
+        previous = moment = fire
+    ours = parse_cron(expression, zone).fire_times(after=start.timestamp(), until=end.timestamp())
+    assert ours == theirs and ours
