@@ -79,17 +79,21 @@ class CronSpec:
         return sorted(times)[:limit]
 
     def next_fire(self, after: float) -> float | None:
-        """The first fire time after ``after`` (None: the expression never fires again)."""
-        step = 86400.0
-        horizon = after
-        # Widen the search a day at a time up to a few years (a yearly expression, a 29 February).
-        while horizon < after + 5 * 366 * 86400.0:
-            found = self.fire_times(after=after, until=horizon + step)
-            if found:
-                return found[0]
-            horizon += step
-            step = min(step * 2, 366 * 86400.0)
-        return None
+        """The first fire time after ``after`` (None: the expression never fires in the next five years)."""
+        horizon = after + 5 * 366 * 86400.0
+        wall = _naive(after + min(self._offsets(after)) - 1.0)
+        best: float | None = None
+        stop = horizon
+        # Wall times one by one (the trigger jumps straight to each match): the first instant after
+        # ``after`` is known once the wall clock has passed it by the zone's largest offset there.
+        while True:
+            wall = self._trigger.get_next_fire_time(wall, wall)
+            if wall is None or wall.timestamp() > stop:
+                return best
+            for instant in self._instants(wall.replace(tzinfo=None)):
+                if instant > after and (best is None or instant < best):
+                    best = instant
+                    stop = instant + max(self._offsets(instant))
 
     def _offsets(self, at: float) -> list[float]:
         return [self._offset(at + delta) for delta in (-_NEAR, 0.0, _NEAR)]

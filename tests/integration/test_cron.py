@@ -222,3 +222,16 @@ def test_job_types_show_a_declared_schedule(cq: JobQueue) -> None:
     nightly = cq.job_types()["tests.cron.nightly"]
     assert (nightly["cron"], nightly["cron_timezone"]) == ("0 2 * * *", "Europe/Berlin")
     assert "cron" not in cq.job_types()["tests.cron.report"]
+
+
+def test_a_running_worker_keeps_up_with_an_every_second_schedule(db_url: str) -> None:
+    """A started worker's own scheduler thread fires a per-second schedule and its pool runs the jobs."""
+    queue = JobQueue(database_url=db_url, cron_interval=0.2, **FAST)
+    try:
+        queue.schedule(Report, cron="* * * * * *", key="every-second", catchup="skip")
+        queue.start()
+        wait_until(lambda: len(queue.jobs(name="tests.cron.report", status="completed")) >= 4, 15, "4 runs")
+        [row] = [s for s in queue.schedules() if s["key"] == "every-second"]
+        assert row["last_job_id"] is not None and row["next_fire_at"] > row["last_fire_at"]
+    finally:
+        queue.close()
