@@ -85,9 +85,11 @@ def test_four_schedulers_make_one_job_per_fire_time(db_url: str) -> None:
         for key, times in expected.items():
             assert sorted(run_times[key]) == times, key
         # Every fire was decided by exactly one of the four (the split between them varies run to run).
+        # Other declared schedules of this process (from modules earlier tests imported) count too.
         print(f"fires decided per scheduler: {counts}")
-        assert sum(counts) == sum(len(v) for v in expected.values())
-        assert all(s["missed"] == 0 for s in setup.schedules())
+        recorded = sum(len(setup.store.schedule_fires(s.key)) for s in setup.store.list_schedules())
+        assert sum(counts) == recorded >= sum(len(v) for v in expected.values())
+        assert all(s["missed"] == 0 for s in setup.schedules() if s["key"] in expected)
     finally:
         setup.close()
 
