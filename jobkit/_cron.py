@@ -12,6 +12,8 @@ applies an offset itself); jobkit then maps each wall time to instants in the sc
   ambiguous wall time (its first occurrence, before the clocks fall back), and a wall time that
   a spring-forward gap skips fires once right after the gap (Vixie cron's rule: ``30 2 * * *``
   in Europe/Berlin fires at 03:00 local on 2026-03-29);
+- as in Vixie cron, when both day of month and day of week are restricted (neither starts with
+  ``*``), a day matching either one fires;
 - an expression with ``*`` or a stepped hour follows wall-clock instants: an ambiguous wall
   time fires at both of its instants, and a skipped one does not fire.
 """
@@ -57,7 +59,9 @@ class CronSpec:
     timezone: str
     #: Whether the hour field names fixed hours (see the module docstring for what that changes).
     fixed_hour: bool
-    _trigger: Any
+    #: One trigger, or two when day of month and day of week are both restricted (cron fires
+    #: when either matches; one APScheduler trigger would need both).
+    _triggers: tuple[Any, ...]
     _zone: ZoneInfo
 
     def fire_times(self, *, after: float, until: float, limit: int | None = None) -> list[float]:
@@ -67,19 +71,26 @@ class CronSpec:
         low = after + min(self._offsets(after))
         high = until + max(self._offsets(until))
         times: set[float] = set()
-        wall = _naive(low - 1.0)
-        while True:
-            wall = self._trigger.get_next_fire_time(wall, wall)
-            if wall is None or wall.timestamp() > high:
-                break
-            times.update(t for t in self._instants(wall.replace(tzinfo=None)) if after < t <= until)
-            # A little past the limit: near a fall-back hour, wall order and instant order differ.
-            if limit is not None and len(times) > limit + 2:
-                break
+        for trigger in self._triggers:
+            found: set[float] = set()
+            wall = _naive(low - 1.0)
+            while True:
+                wall = trigger.get_next_fire_time(wall, wall)
+                if wall is None or wall.timestamp() > high:
+                    break
+                found.update(t for t in self._instants(wall.replace(tzinfo=None)) if after < t <= until)
+                # A little past the limit: near a fall-back hour, wall order and instant order differ.
+                if limit is not None and len(found) > limit + 2:
+                    break
+            times |= found
         return sorted(times)[:limit]
 
     def next_fire(self, after: float) -> float | None:
         """The first fire time after ``after`` (None: the expression never fires in the next five years)."""
+        found = [t for t in (self._next_of(trigger, after) for trigger in self._triggers) if t is not None]
+        return min(found, default=None)
+
+    def _next_of(self, trigger: Any, after: float) -> float | None:
         horizon = after + 5 * 366 * 86400.0
         wall = _naive(after + min(self._offsets(after)) - 1.0)
         best: float | None = None
@@ -87,7 +98,7 @@ class CronSpec:
         # Wall times one by one (the trigger jumps straight to each match): the first instant after
         # ``after`` is known once the wall clock has passed it by the zone's largest offset there.
         while True:
-            wall = self._trigger.get_next_fire_time(wall, wall)
+            wall = trigger.get_next_fire_time(wall, wall)
             if wall is None or wall.timestamp() > stop:
                 return best
             for instant in self._instants(wall.replace(tzinfo=None)):
@@ -151,19 +162,26 @@ def parse_cron(expression: str, timezone: str = "UTC") -> CronSpec:
             "or 6 (second first)"
         )
     second, minute, hour, day, month, weekday = fields
+    days = [(day, weekday)]
+    if not day.startswith(("*", "?")) and not weekday.startswith(("*", "?")):
+        # Vixie cron: with both restricted, a day matching either one fires.
+        days = [(day, "*"), ("*", weekday)]
     try:
-        trigger = CronTrigger(
-            second=second,
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=_weekdays(weekday),
-            timezone=UTC,
+        triggers = tuple(
+            CronTrigger(
+                second=second,
+                minute=minute,
+                hour=hour,
+                day=on_day,
+                month=month,
+                day_of_week=_weekdays(on_weekday),
+                timezone=UTC,
+            )
+            for on_day, on_weekday in days
         )
     except ValueError as exc:
         raise ValueError(f"cron {expression!r}: {exc}") from None
-    spec = CronSpec(expression, timezone, "*" not in hour and "/" not in hour, trigger, zone)
+    spec = CronSpec(expression, timezone, "*" not in hour and "/" not in hour, triggers, zone)
     if spec.next_fire(datetime.now(UTC).timestamp()) is None:
         raise ValueError(f"cron {expression!r} never fires")
     return spec

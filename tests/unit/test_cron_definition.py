@@ -142,3 +142,12 @@ def test_away_from_dst_fire_times_are_apschedulers(expression: str, zone: str) -
         previous = moment = fire
     ours = parse_cron(expression, zone).fire_times(after=start.timestamp(), until=end.timestamp())
     assert ours == theirs and ours
+
+
+def test_day_of_month_or_day_of_week_as_cron_does() -> None:
+    """With both restricted, a day matching either fires (Vixie cron); a ``*``-led field restricts nothing."""
+    december = datetime(2026, 12, 1, tzinfo=UTC)
+    new_year = datetime(2027, 1, 1, 1, tzinfo=UTC)
+    either = times("0 0 13 * 5", "UTC", december, new_year)
+    assert [t[:6] for t in either] == ["Fri 04", "Fri 11", "Sun 13", "Fri 18", "Fri 25", "Fri 01"]
+    assert [t[:6] for t in times("0 0 */10 * 5", "UTC", december, new_year)] == ["Fri 11", "Fri 01"]
