@@ -253,6 +253,12 @@ def job(
     # -- concurrency keys (docs/queues-and-limits.md)
     concurrency_key: Callable[[Any], str] | None = None,
     concurrency_limit: int | None = None,
+    cron: str | None = None,
+    cron_timezone: str = "UTC",
+    cron_args: dict[str, Any] | None = None,
+    catchup: Literal["skip", "latest", "all"] = "latest",
+    catchup_window: float | timedelta | None = None,
+    overlap: Literal["allow", "skip", "cancel_previous"] = "allow",
 ) -> Callable[[J], J]:
     """Declare a job class; every option is validated when the class is defined.
 
@@ -270,6 +276,10 @@ def job(
     ``concurrency_key=lambda args: f"account:{args.account_id}"`` with ``concurrency_limit=N``
     (default 1): at most N jobs with the same key run at once, across every worker on every host;
     the others wait pending, in priority order, without spending attempts.
+    With ``cron`` the job also runs on a schedule (see the Scheduling page): ``cron_timezone``
+    (default UTC) reads the expression, ``cron_args`` are its arguments (validated against the
+    schema now), ``catchup`` / ``catchup_window`` decide what happens to fire times missed while
+    no worker ran, and ``overlap`` what happens when the previous run has not finished.
 
     Example::
 
@@ -302,6 +312,12 @@ def job(
             on_conflict=on_conflict,
             concurrency_key=concurrency_key,
             concurrency_limit=concurrency_limit,
+            cron=cron,
+            cron_timezone=cron_timezone,
+            cron_args=cron_args,
+            catchup=catchup,
+            catchup_window=catchup_window,
+            overlap=overlap,
         )
         job_type = JobType(
             options=options,

@@ -12,9 +12,10 @@ from datetime import timedelta
 from typing import Any
 
 from jobkit._backoff import BackoffSpec, Wait, delay_for, make_wait
-from jobkit._payload import BaseModel, ExtraArgs, args_model, is_model_class, loads, stored_keys, validate
+from jobkit._cron import CronSpec, parse_cron
+from jobkit._payload import BaseModel, ExtraArgs, args_model, is_model_class, loads, stored_keys, to_json_args, validate
 from jobkit._vocabulary import JobState
-from jobkit.errors import EnqueueError, JobDefinitionError
+from jobkit.errors import EnqueueError, JobDefinitionError, PayloadError
 
 #: The lengths of the ``name`` and ``queue`` columns (jobkit/_store/schema.py; a test keeps them equal).
 MAX_NAME = 200
@@ -94,6 +95,81 @@ class UniqueOptions:
         return hashlib.sha256(material.encode()).hexdigest()
 
 
+#: What a schedule does with fire times missed while no scheduler ran, and with a run still going.
+CATCHUP_POLICIES = ("skip", "latest", "all")
+OVERLAP_POLICIES = ("allow", "skip", "cancel_previous")
+
+
+@dataclass(frozen=True, slots=True)
+class Recurrence:
+    """A validated schedule: when (``spec``), with which arguments, and its catch-up and overlap policies.
+
+    ``catchup_window`` (seconds) is how late a fire may still be made; None means one period of
+    the schedule for ``latest`` and ``all``, and the same bounded by a minute for ``skip``.
+    """
+
+    spec: CronSpec
+    args: dict[str, Any]
+    args_json: str
+    catchup: str = "latest"
+    catchup_window: float | None = None
+    overlap: str = "allow"
+    queue: str | None = None
+
+    @property
+    def cron(self) -> str:
+        """The expression as declared."""
+        return self.spec.expression
+
+    @property
+    def timezone(self) -> str:
+        """The IANA timezone the expression is read in."""
+        return self.spec.timezone
+
+
+def build_recurrence(
+    name: str,
+    *,
+    cron: Any,
+    timezone: Any = "UTC",
+    args: Any = None,
+    catchup: Any = "latest",
+    catchup_window: Any = None,
+    overlap: Any = "allow",
+    queue: Any = None,
+    schema: type[BaseModel] | None = None,
+) -> Recurrence:
+    """Validate a schedule's options (the expression, timezone, arguments against ``schema``), naming ``name``."""
+    try:
+        spec = parse_cron(cron, timezone)
+    except ValueError as exc:
+        raise JobDefinitionError(f"{name}: {exc}") from None
+    if args is None:
+        args = {}
+    if not isinstance(args, dict) or not all(isinstance(key, str) for key in args):
+        raise JobDefinitionError(f"{name}: cron_args must be a dict of arguments, got {short_repr(args)}")
+    try:
+        args_json = to_json_args(schema, args)
+    except (PayloadError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise JobDefinitionError(f"{name}: cron_args are invalid: {exc}") from None
+    if catchup not in CATCHUP_POLICIES:
+        raise JobDefinitionError(f"{name}: catchup must be one of {CATCHUP_POLICIES}, got {short_repr(catchup)}")
+    if overlap not in OVERLAP_POLICIES:
+        raise JobDefinitionError(f"{name}: overlap must be one of {OVERLAP_POLICIES}, got {short_repr(overlap)}")
+    if isinstance(catchup_window, timedelta):
+        catchup_window = catchup_window.total_seconds()
+    if catchup_window is not None and (
+        isinstance(catchup_window, bool) or not isinstance(catchup_window, int | float) or catchup_window <= 0
+    ):
+        raise JobDefinitionError(
+            f"{name}: catchup_window must be a positive number of seconds or a timedelta, got {catchup_window!r}"
+        )
+    if queue is not None and (problem := name_problem("queue", queue, MAX_QUEUE)) is not None:
+        raise JobDefinitionError(f"{name}: {problem}")
+    window = None if catchup_window is None else float(catchup_window)
+    return Recurrence(spec, dict(args), args_json, catchup, window, overlap, queue)
+
+
 @dataclass(frozen=True, slots=True)
 class JobOptions:
     """A job type's validated options, as given to ``@job`` or ``register_handler``."""
@@ -117,6 +193,8 @@ class JobOptions:
     wait: Wait = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     #: The model enqueue validates with (``schema``, or a subclass refusing unknown keywords).
     args_model: type[BaseModel] | None = field(default=None, repr=False, compare=False)
+    #: The schedule declared with ``@job(cron=...)``, upserted under the job's name at worker start.
+    recurrence: Recurrence | None = None
 
     @property
     def enqueue_schema(self) -> type[BaseModel] | None:
@@ -143,7 +221,7 @@ class JobOptions:
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary for ``queue.job_types()`` and the CLI."""
         backoff = self.backoff if isinstance(self.backoff, str) else type(self.backoff).__name__
-        return {
+        described = {
             "name": self.name,
             "schema": None if self.schema is None else self.schema.__name__,
             "max_retries": self.max_retries,
@@ -154,6 +232,10 @@ class JobOptions:
             "retry_on": [e.__name__ for e in self.retry_on],
             "discard_on": [e.__name__ for e in self.discard_on],
         }
+        if self.recurrence is not None:  # only scheduled types say so: the summary of others is unchanged
+            described["cron"] = self.recurrence.cron
+            described["cron_timezone"] = self.recurrence.timezone
+        return described
 
 
 def build_options(
@@ -176,6 +258,12 @@ def build_options(
     on_conflict: Any = "skip",
     concurrency_key: Any = None,
     concurrency_limit: Any = None,
+    cron: Any = None,
+    cron_timezone: Any = "UTC",
+    cron_args: Any = None,
+    catchup: Any = "latest",
+    catchup_window: Any = None,
+    overlap: Any = "allow",
 ) -> JobOptions:
     """Validate every option, naming the job and the option in each error."""
 
@@ -215,6 +303,29 @@ def build_options(
     for option, value in (("retry_on", retry_on), ("discard_on", discard_on)):
         if not isinstance(value, tuple) or not all(isinstance(e, type) and issubclass(e, BaseException) for e in value):
             raise bad(option, f"must be a tuple of exception classes, got {value!r}")
+    recurrence = None
+    if cron is not None:
+        model = None if schema is None else args_model(schema, extra_args)
+        recurrence = build_recurrence(
+            name,
+            cron=cron,
+            timezone=cron_timezone,
+            args=cron_args,
+            catchup=catchup,
+            catchup_window=catchup_window,
+            overlap=overlap,
+            schema=model,
+        )
+    else:
+        given = {
+            "cron_timezone": cron_timezone != "UTC",
+            "cron_args": cron_args is not None,
+            "catchup": catchup != "latest",
+            "catchup_window": catchup_window is not None,
+            "overlap": overlap != "allow",
+        }
+        if stray := [option for option, set_ in given.items() if set_]:
+            raise bad(", ".join(stray), "only apply to a job declared with cron=...")
     return JobOptions(
         name=name,
         schema=schema,
@@ -240,6 +351,7 @@ def build_options(
         concurrency_limit=1 if concurrency_limit is None else concurrency_limit,
         wait=wait,
         args_model=None if schema is None else args_model(schema, extra_args),
+        recurrence=recurrence,
     )
 
 

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     cancel_check_interval: float = Field(default=1.0, gt=0)
     retention: float = Field(default=7 * 24 * 3600.0, ge=0, description="seconds to keep terminal rows")
     prune_interval: float = Field(default=300.0, gt=0)
+    cron_interval: float = Field(default=1.0, gt=0, le=3600, description="seconds between scheduler ticks")
+    cron_retention: float = Field(
+        default=30 * 24 * 3600.0, ge=0, description="seconds to keep cron fire rows (apart from the jobs' retention)"
+    )
     auto_migrate: bool = True
     completion_batch: int = Field(default=200, ge=1)
     completion_flush: float = Field(default=0.002, ge=0)

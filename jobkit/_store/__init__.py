@@ -5,7 +5,8 @@ the :class:`Store` protocol, the records it hands out, :func:`open_store`, :func
 and the start-up
 and error checks. Its modules are private: engine.py (connections, transactions, retries),
 statements.py, dialect.py, sqlite.py and postgres.py (all SQL: what both databases share, then
-each one's own), jobs.py, queries.py, admin.py and maintenance.py (the operations, no SQL),
+each one's own, with cron_statements.py for schedules), jobs.py, queries.py, admin.py,
+maintenance.py and schedules.py (the operations, no SQL),
 records.py and schema.py (rows and tables), store.py (the composed store and migrations),
 notify.py (the notifier: one per queue, what hears other processes) with each dialect's way to
 listen in listen_postgres.py and listen_sqlite.py (SQLite's doorbell sockets in doorbell.py).
@@ -31,13 +32,17 @@ from jobkit._store.records import (
     Completion,
     ConcurrencyKey,
     Enqueued,
+    Fired,
     HeldJob,
     JobPage,
     JobRecord,
     LostJob,
     NewJob,
+    NewSchedule,
+    PlannedFire,
     Rescue,
     Rescued,
+    ScheduleRecord,
     Transition,
     UniqueJob,
     WorkerRecord,
@@ -240,6 +245,45 @@ class Store(Protocol):
     def checkpoint_wal(self) -> bool:
         """Fold SQLite's write-ahead log back and truncate it; whether all of it was (PostgreSQL: True)."""
 
+    # -- recurring jobs
+
+    def upsert_schedule(self, schedule: NewSchedule, *, now: float) -> None:
+        """Insert a schedule, or give an existing one this definition (paused, last fire, missed kept)."""
+
+    def delete_schedule(self, key: str) -> bool:
+        """Delete a schedule (its fire rows stay until pruned); whether it existed."""
+
+    def pause_schedule(self, key: str, *, paused: bool, now: float) -> bool:
+        """Pause a schedule, or resume it from ``now`` (the fire times it was paused over are skipped)."""
+
+    def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by key, with the status of its last job."""
+
+    def get_schedule(self, key: str) -> ScheduleRecord | None:
+        """One schedule, or None."""
+
+    def schedule_fires(self, key: str) -> list[tuple[float, int | None, str]]:
+        """The recorded fires of a schedule, oldest first: (fire time, job id, outcome)."""
+
+    def record_fires(
+        self,
+        key: str,
+        *,
+        expected_last_fire: float | None,
+        last_fire_at: float,
+        fires: Sequence[PlannedFire],
+        missed: int,
+        now: float,
+    ) -> list[Fired] | None:
+        """One tick of a schedule in one transaction: compare-and-set ``last_fire_at`` (None: another
+        scheduler won, or the schedule is paused), then each fire row not recorded before and its job."""
+
+    def fire_now(self, key: str, job: NewJob, *, now: float) -> int:
+        """Enqueue a schedule's job now, outside its timetable, recording a manual fire; the job's id."""
+
+    def prune_fires(self, *, older_than: float, limit: int = 5000) -> int:
+        """Delete fire rows recorded before ``older_than``; how many."""
+
     # -- the store itself
 
     def migrate(self) -> None:
@@ -286,15 +330,19 @@ __all__ = [
     "Completion",
     "ConcurrencyKey",
     "Enqueued",
+    "Fired",
     "HeartbeatObserver",
     "HeldJob",
     "JobPage",
     "JobRecord",
     "LostJob",
     "NewJob",
+    "NewSchedule",
     "Notifier",
+    "PlannedFire",
     "Rescue",
     "Rescued",
+    "ScheduleRecord",
     "Store",
     "Transition",
     "UniqueJob",

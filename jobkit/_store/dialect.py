@@ -17,12 +17,13 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
+from jobkit._store.cron_statements import CronStatements
 from jobkit._store.notify import Listener
 from jobkit._store.records import Completion, NewJob
 from jobkit._store.statements import Statement, Statements
 
 
-class Dialect(Statements, ABC):
+class Dialect(CronStatements, Statements, ABC):
     """One database's SQL; subclasses fill in what differs."""
 
     #: SQLAlchemy's name of the backend ("sqlite", "postgresql").

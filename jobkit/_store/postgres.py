@@ -258,6 +258,8 @@ class PostgresDialect(Dialect):
     server_clock = True
     notifies_enqueues = True
     same_worker = "worker_id IS NOT DISTINCT FROM CAST(:worker AS text)"
+    # The cast types the NULL bound before the first fire (IS NOT DISTINCT FROM needs a type).
+    same_last_fire = "last_fire_at IS NOT DISTINCT FROM CAST(:expected AS float8)"
     #: Writers run concurrently here: lock the row that the following UPDATE decides on.
     for_update = " FOR UPDATE"
     insert_pause = sa.text(

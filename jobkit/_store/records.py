@@ -235,6 +235,61 @@ class JobPage:
     next_cursor: int | None
 
 
+@dataclass(slots=True)
+class NewSchedule:
+    """A schedule's definition as declared (``@job(cron=...)`` or ``queue.schedule``); each field is a column."""
+
+    key: str
+    name: str
+    cron: str
+    timezone: str
+    args: str
+    queue: str | None
+    catchup: str
+    catchup_window: float | None
+    overlap: str
+    source: str
+
+
+@dataclass(slots=True)
+class ScheduleRecord:
+    """A stored schedule: its definition, its state and the state of the last job it made."""
+
+    key: str
+    name: str
+    cron: str
+    timezone: str
+    args: str
+    queue: str | None
+    catchup: str
+    catchup_window: float | None
+    overlap: str
+    paused: bool
+    source: str
+    created_at: float
+    updated_at: float
+    last_fire_at: float | None
+    last_job_id: int | None
+    missed: int
+    #: Not a column: the status of the job ``last_job_id`` names (None when it is gone or never was).
+    last_job_status: str | None = None
+
+
+@dataclass(slots=True)
+class PlannedFire:
+    """One fire time a scheduler decided: enqueue ``job`` for it, or record it skipped (``job`` None)."""
+
+    fire_at: float
+    job: NewJob | None
+
+
+class Fired(NamedTuple):
+    """A fire time this call recorded first, and the job it enqueued (None: skipped)."""
+
+    fire_at: float
+    job_id: int | None
+
+
 def _columns(record: type[Any], table: sa.Table, *, skip: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The record's field names, each checked to be a column of ``table``."""
     names = tuple(f.name for f in fields(record) if f.name not in skip)
@@ -254,6 +309,11 @@ INSERT_COLUMNS = _columns(NewJob, schema.jobs)
 COMPLETION_COLUMNS: tuple[str, ...] = Completion._fields
 #: The stored columns of a worker row.
 WORKER_COLUMNS = _columns(WorkerRecord, schema.workers, skip=("alive", "running"))
+
+#: The columns of a schedule's definition, in :class:`NewSchedule`'s field order.
+SCHEDULE_DEFINITION_COLUMNS = _columns(NewSchedule, schema.schedules)
+#: The stored columns of a schedule row.
+SCHEDULE_COLUMNS = _columns(ScheduleRecord, schema.schedules, skip=("last_job_status",))
 
 if unknown := [name for name in COMPLETION_COLUMNS if name not in schema.jobs.c]:
     raise TypeError(f"Completion: fields {unknown} are not columns of jobkit_jobs")
@@ -279,3 +339,10 @@ def job_record(row: Any) -> JobRecord:
 def worker_record(row: Any) -> WorkerRecord:
     """A :class:`WorkerRecord` from a row that selected :data:`WORKER_COLUMNS` and ``alive``, by name."""
     return WorkerRecord(**row._mapping)
+
+
+def schedule_record(row: Any) -> ScheduleRecord:
+    """A :class:`ScheduleRecord` from a row that selected :data:`SCHEDULE_COLUMNS` and ``last_job_status``."""
+    values = dict(row._mapping)
+    values["paused"] = bool(values["paused"])
+    return ScheduleRecord(**values)

@@ -178,3 +178,45 @@ queue_pauses = sa.Table(
     sa.Column("queue", sa.String(100), primary_key=True),
     sa.Column("paused_at", Epoch, nullable=False),
 )
+
+# Recurring jobs (migration 0005). A schedule is keyed by a stable name (the job name for schedules
+# declared with @job(cron=...), the caller's key for queue.schedule); its policies are stored as
+# text and validated above the store. last_fire_at is the newest fire time decided (fired or
+# skipped), compared-and-set by every scheduler so two schedulers never decide the same tick twice.
+schedules = sa.Table(
+    "jobkit_schedules",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("cron", sa.String(200), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
+    sa.Column("args", sa.Text, nullable=False),
+    sa.Column("queue", sa.String(100), nullable=True),
+    sa.Column("catchup", sa.String(16), nullable=False, server_default="latest"),
+    sa.Column("catchup_window", Epoch, nullable=True),
+    sa.Column("overlap", sa.String(16), nullable=False, server_default="allow"),
+    sa.Column("paused", sa.Boolean(create_constraint=False), nullable=False, server_default=sa.false()),
+    # "code" (declared with @job, upserted at worker start) or "runtime" (queue.schedule).
+    sa.Column("source", sa.String(16), nullable=False, server_default="code"),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("updated_at", Epoch, nullable=False),
+    sa.Column("last_fire_at", Epoch, nullable=True),
+    sa.Column("last_job_id", JobId, nullable=True),
+    # Fire times passed over by the catch-up policy or the overlap policy.
+    sa.Column("missed", sa.Integer, nullable=False, server_default="0"),
+)
+
+# One row per decided fire time: the primary key is what makes a fire happen once, whichever
+# scheduler gets there first. Kept apart from the jobs (with its own retention) so pruning a
+# finished job never reopens its fire time.
+cron_fires = sa.Table(
+    "jobkit_cron_fires",
+    metadata,
+    sa.Column("schedule_key", sa.String(200), primary_key=True),
+    sa.Column("fire_at", Epoch, primary_key=True),
+    sa.Column("job_id", JobId, nullable=True),
+    # "enqueued", "skipped" (overlap) or "manual" (jobkit cron run).
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Index("jobkit_cron_fires_created", "created_at"),
+)

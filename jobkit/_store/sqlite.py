@@ -147,6 +147,7 @@ class SQLiteDialect(Dialect):
     server_clock = False
     notifies_enqueues = False
     same_worker = "worker_id IS :worker"
+    same_last_fire = "last_fire_at IS :expected"
     #: No row locks: BEGIN IMMEDIATE already serialises every writer.
     for_update = ""
     insert_pause = sa.text("INSERT OR IGNORE INTO jobkit_queue_pauses (queue, paused_at) VALUES (:q, :now)")

@@ -22,6 +22,7 @@ from jobkit._store.dialect import Dialect
 from jobkit._store.maintenance import Maintenance
 from jobkit._store.postgres import PostgresDialect
 from jobkit._store.queries import Queries
+from jobkit._store.schedules import Schedules
 from jobkit._store.sqlite import SQLiteDialect
 from jobkit._store.unique import Unique
 
@@ -36,7 +37,7 @@ def dialect_for(url: str) -> Dialect:
     return SQLiteDialect()
 
 
-class SQLStore(Queries, Admin, Maintenance, Unique):
+class SQLStore(Queries, Admin, Maintenance, Unique, Schedules):
     """All SQL jobkit runs, for SQLite and PostgreSQL, behind :class:`jobkit._store.Store`.
 
     Example::

@@ -1,7 +1,7 @@
 """The ``jobkit`` command: thin commands over :class:`jobkit.JobQueue`.
 
 The top-level group lives here; each command or command group lives in the module named for
-it (``worker``, ``jobs``, ``queues``, ``db``, ``overview``), over ``context`` (settings, the
+it (``worker``, ``jobs``, ``queues``, ``cron``, ``db``, ``overview``), over ``context`` (settings, the
 database preflight, exit statuses) and ``output`` (literal rendering of stored text).
 """
 
@@ -20,6 +20,7 @@ from jobkit.cli.context import (
     load_apps,
     preflight,
 )
+from jobkit.cli.cron import cron_group
 from jobkit.cli.db import db_group
 from jobkit.cli.jobs import jobs_group
 from jobkit.cli.output import cell, console
@@ -57,5 +58,5 @@ def main(ctx: click.Context, database_url: str | None, verbose: bool) -> None:
     ctx.ensure_object(dict)["database_url"] = database_url
 
 
-for command in (worker_command, db_group, workers, stats, types, jobs_group, queues_group):
+for command in (worker_command, db_group, workers, stats, types, jobs_group, queues_group, cron_group):
     main.add_command(command)
