@@ -278,7 +278,7 @@ class Store(Protocol):
         """One tick of a schedule in one transaction: compare-and-set ``last_fire_at`` (None: another
         scheduler won, or the schedule is paused), then each fire row not recorded before and its job."""
 
-    def fire_now(self, key: str, job: NewJob, *, now: float) -> int:
+    def fire_now(self, key: str, job: NewJob, *, now: float, concurrency: ConcurrencyKey | None = None) -> int:
         """Enqueue a schedule's job now, outside its timetable, recording a manual fire; the job's id."""
 
     def prune_fires(self, *, older_than: float, limit: int = 5000) -> int:

@@ -281,6 +281,8 @@ class PlannedFire:
 
     fire_at: float
     job: NewJob | None
+    #: The job's concurrency key, when its type declares one: written in the fire's transaction.
+    key: ConcurrencyKey | None = None
 
 
 class Fired(NamedTuple):

@@ -14,6 +14,7 @@ from jobkit import FakeClock, JobQueue, SystemClock
 from tests.chaos.cluster import wait_until
 from tests.conftest import FAST
 from tests.cron_jobs import Report
+from tests.unique_jobs import PerAccount
 
 T0 = datetime(2026, 12, 7, 0, 0, 30, tzinfo=UTC)  # a Monday, just after midnight
 
@@ -235,3 +236,16 @@ def test_a_running_worker_keeps_up_with_an_every_second_schedule(db_url: str) ->
         assert row["last_job_id"] is not None and row["next_fire_at"] > row["last_fire_at"]
     finally:
         queue.close()
+
+
+def test_a_fired_job_holds_its_types_concurrency_key(cq: JobQueue, cron_clock: FakeClock) -> None:
+    """A job a fire enqueues counts toward its type's concurrency key, as a perform_later of it does."""
+    held = PerAccount.perform_later(account_id=7)
+    cq.schedule(PerAccount, cron="*/5 * * * *", args={"account_id": 7}, key="keyed")
+    at(cron_clock, minutes=5)
+    [fire] = cq.scheduler.run_once()
+    assert fire.job_id is not None
+    names = ["tests.keys.per_account"]
+    claimed = cq.store.claim(worker="w", limit=10, names=names, queues=None, now=cq.clock.now(), keyed=names)
+    assert [job.id for job in claimed] == [held.id]  # limit 1: the fired job waits for the key
+    assert cq.handle(fire.job_id).why() == f"concurrency key account:7 full (1/1, held by job {held.id})"
