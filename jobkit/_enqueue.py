@@ -165,7 +165,10 @@ class ConfiguredJob:
         items: list[dict[str, Any]] = []
         for index, args in enumerate(args_list):
             if not isinstance(args, Mapping):
-                raise EnqueueError(f"{self._type.name}: item {index} is not a mapping of arguments, got {short(args)}")
+                raise EnqueueError(
+                    f"{self._type.name}: perform_all_later takes one mapping of arguments per job, "
+                    f"e.g. [{{'to': 'a@b.c'}}, ...]; item {index} is {short(args)}"
+                )
             items.append(dict(args))
         if not items:
             return []

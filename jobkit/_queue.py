@@ -13,8 +13,8 @@ from jobkit._clock import Clock, SystemClock
 from jobkit._events import EventBus, Listener
 from jobkit._handle import JobHandle, JobInfo, JobWatch
 from jobkit._job import CallOptions
-from jobkit._payload import to_json_args
-from jobkit._registry import MAX_QUEUE, JobType, all_types, handler_type, name_problem, register
+from jobkit._payload import at_item, to_json_args
+from jobkit._registry import MAX_QUEUE, JobType, all_types, handler_type, load_plugins, name_problem, register
 from jobkit._runtime.signals import serve
 from jobkit._runtime.worker import Worker
 from jobkit._settings import Settings, load_settings
@@ -106,6 +106,10 @@ class JobQueue:
                 item = f"item {index}: " if len(args_list) > 1 else ""
                 where = f"argument {exc.where()}" if exc.path else "arguments"
                 raise EnqueueError(f"{options.name}: {item}{where}: {exc.reason}") from None
+            except ValueError as exc:  # pydantic's ValidationError: in a bulk enqueue, say which item
+                if len(args_list) == 1:
+                    raise
+                raise at_item(exc, index, options.name) from None
             rows.append(NewJob(options.name, text, queue, priority, run_at, options.max_retries))
         ids = self.store.enqueue(rows, now=now, connection=connection)
         self._notifier.announce(repr(run_at) if run_at > now else "", committed=connection is None)
@@ -259,8 +263,19 @@ class JobQueue:
         return [info_of(r) for r in self.store.list_jobs(status=status, name=name, queue=queue, limit=limit)]
 
     def job_types(self) -> dict[str, dict[str, Any]]:
-        """Every registered job type with its options."""
-        return {name: t.options.describe() for name, t in sorted(all_types().items())}
+        """Every registered job type (plugins' included) with its options, argument schema and result type.
+
+        Example::
+
+            queue.job_types()["send_email"]["result"]        # 'dict[str, bool]'
+        """
+        load_plugins(warn=log.warning)
+        return self.described_types()
+
+    @staticmethod
+    def described_types() -> dict[str, dict[str, Any]]:
+        """Every job type registered in this process, described, by name (plugins are not loaded)."""
+        return {name: t.describe() for name, t in sorted(all_types().items())}
 
     def workers(self) -> list[WorkerRecord]:
         """Registered workers, live and dead, with their last heartbeat and running jobs."""
@@ -296,6 +311,8 @@ class JobQueue:
     def worker(self) -> Worker:
         """This process's worker (created on first use)."""
         if self._worker is None:
+            # Every process that runs a worker sees the plugins' job types, not only `jobkit worker`.
+            load_plugins(warn=log.warning)
             self._worker = Worker(self.store, self.settings, self.clock, all_types, self.events.emit, self._notifier)
         return self._worker
 
