@@ -21,7 +21,7 @@ from jobkit._settings import Settings, load_settings
 from jobkit._snapshots import info_of, older_than_cutoff
 from jobkit._store import NewJob, open_notifier, open_store
 from jobkit._vocabulary import Event, EventType, JobState
-from jobkit.errors import EnqueueError, PayloadError
+from jobkit.errors import ConfigurationError, EnqueueError, PayloadError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -63,13 +63,27 @@ class JobQueue:
 
     # -- the process-wide queue ------------------------------------------------------------------
 
+    #: Why the process-wide queue may not be created from settings alone, or None (the pytest plugin sets it).
+    _implicit_refusal: ClassVar[str | None] = None
+
     @classmethod
     def instance(cls) -> JobQueue:
         """The process-wide queue, created from ``JOBKIT_*`` settings on first use."""
         with cls._instance_lock:
             if cls._instance is None:
+                if cls._implicit_refusal is not None:
+                    raise ConfigurationError(cls._implicit_refusal.format(url=load_settings().database_url))
                 cls._instance = JobQueue()
             return cls._instance
+
+    @classmethod
+    def refuse_implicit_instance(cls, reason: str | None) -> None:
+        """Make :meth:`instance` raise ``ConfigurationError(reason)`` rather than open the default database.
+
+        ``reason`` may name the database it would have opened as ``{url}``; None allows it again.
+        Explicit queues (``configure``, ``set_instance``) are not affected.
+        """
+        cls._implicit_refusal = reason
 
     @classmethod
     def set_instance(cls, queue: JobQueue | None) -> None:
