@@ -38,6 +38,22 @@ def display_url(url: str) -> str:
         return "<an unparseable database URL>"
 
 
+def database_location(url: str) -> str:
+    """Where ``url`` points, as the worker's banner shows it: the password hidden and, for SQLite, the
+    absolute path of the file (a relative ``sqlite:///jobkit.sqlite3`` is resolved against the working
+    directory, so an app and a worker started in different directories use different files)."""
+    shown = display_url(url)
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return shown
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or parsed.query.get("uri"):
+        return shown
+    path = Path(database)
+    return shown if path.is_absolute() else f"{shown} (the file {path.resolve()})"
+
+
 def check_database(url: str, *, require_schema: bool = True, timeout: float = PREFLIGHT_TIMEOUT) -> None:
     """Connect to ``url`` once and check jobkit's tables; raise instead of retrying.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 import jobkit
 from jobkit import BaseJob, JobQueue, job
+from jobkit._store import display_url
 from tests.jobs import AddOne
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,3 +193,37 @@ def test_enqueue_refuses_what_perform_later_refuses(
     usage_error(done, message)
     assert message in done.stderr.strip().splitlines()[-1], done.stderr  # one message, at the end
     assert producer.jobs() == []
+
+
+def worker_banner(cwd: Path, **env: str) -> str:
+    """Start `jobkit worker` in ``cwd``, return its first line (the banner), then stop it with SIGTERM."""
+    base = {key: value for key, value in os.environ.items() if key != "JOBKIT_DATABASE_URL"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jobkit", "worker", "--app", "tests.jobs"],
+        env={**base, "PYTHONPATH": str(ROOT), **env},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 0, line
+    return line
+
+
+def test_worker_banner_names_its_database(db_url: str, tmp_path: Path) -> None:
+    """The worker's first line names the database it works on, its password hidden."""
+    banner = worker_banner(tmp_path, JOBKIT_DATABASE_URL=db_url)
+    assert banner.startswith("jobkit worker "), banner
+    assert f"database {display_url(db_url)}" in banner, banner
+
+
+def test_worker_banner_resolves_the_default_sqlite_file(tmp_path: Path) -> None:
+    """With the default URL the banner says which file that is: ./jobkit.sqlite3 of the working directory."""
+    banner = worker_banner(tmp_path)
+    assert f"database sqlite:///jobkit.sqlite3 (the file {tmp_path.resolve() / 'jobkit.sqlite3'})" in banner, banner
