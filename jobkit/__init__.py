@@ -16,7 +16,7 @@ from jobkit._cancel import CancelToken
 from jobkit._clock import FakeClock, SystemClock
 from jobkit._enqueue import ConfiguredJob
 from jobkit._handle import JobEvent, JobHandle, JobInfo
-from jobkit._job import BaseJob, Checkpoint, job
+from jobkit._job import BaseJob, Checkpoint, JobContext, job
 from jobkit._queue import JobQueue, configure
 from jobkit._settings import Settings
 from jobkit._vocabulary import CancelReason, Event, EventType, JobState
@@ -56,6 +56,7 @@ __all__ = [
     "FakeClock",
     "JobCancelled",
     "JobCancelledError",
+    "JobContext",
     "JobDefinitionError",
     "JobError",
     "JobEvent",

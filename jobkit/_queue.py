@@ -302,6 +302,9 @@ class JobQueue:
     def enqueue(self, name: str, args: dict[str, Any] | None = None, **call: Any) -> JobHandle:
         """Enqueue a job by its registered name (for plugin handlers); ``call`` takes the ``set()`` options."""
         job_type = all_types().get(name) if isinstance(name, str) else None
+        if job_type is None and isinstance(name, str):
+            load_plugins(warn=log.warning)  # a plugin's type, in a process that has not loaded plugins yet
+            job_type = all_types().get(name)
         if job_type is None:
             raise LookupError(f"no job type named {name!r} is registered")
         unknown = set(call) - {"queue", "priority", "wait", "wait_until", "connection"}

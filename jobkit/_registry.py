@@ -173,6 +173,8 @@ class JobType:
     is_class: bool
     is_async: bool
     origin: str
+    #: A handler that takes a second parameter receives a ``JobContext`` in it (progress, checkpoint, token, logger).
+    takes_context: bool = False
 
     @property
     def name(self) -> str:
@@ -264,7 +266,20 @@ def handler_type(name: str, handler: Any, **options: Any) -> JobType:
         is_class=False,
         is_async=inspect.iscoroutinefunction(call),
         origin=_origin(handler),
+        takes_context=_takes_context(call),
     )
+
+
+def _takes_context(call: Callable[..., Any]) -> bool:
+    """Whether ``call`` accepts a second positional argument (``args, context``) besides ``args``."""
+    try:
+        parameters = list(inspect.signature(call).parameters.values())
+    except (TypeError, ValueError):  # no signature to read: call it as before, with args alone
+        return False
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        return True
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2
 
 
 #: The entry-point group plugin packages list their job modules (or set-up functions) in.
