@@ -317,8 +317,8 @@ def _duration(value: str | None) -> float | None:
 @jobs_group.command("clear")
 @click.argument("status", type=click.Choice([JobState.COMPLETED.value, JobState.FAILED.value]))
 @click.option("--older-than", default=None, help="Only jobs finished longer ago than this: 90 (seconds), 30m, 12h, 7d.")
-@click.option("--name", default=None, help="Job type.")
-@click.option("--queue", "queue_name", default=None)
+@click.option("--name", default=None, callback=_name_filter("job type", MAX_NAME), help="Job type.")
+@click.option("--queue", "queue_name", default=None, callback=_name_filter("queue", MAX_QUEUE))
 @click.pass_context
 def jobs_clear(
     ctx: click.Context, status: str, older_than: str | None, name: str | None, queue_name: str | None
@@ -330,8 +330,8 @@ def jobs_clear(
 
 
 @jobs_group.command("retry-failed")
-@click.option("--name", default=None, help="Job type.")
-@click.option("--queue", "queue_name", default=None)
+@click.option("--name", default=None, callback=_name_filter("job type", MAX_NAME), help="Job type.")
+@click.option("--queue", "queue_name", default=None, callback=_name_filter("queue", MAX_QUEUE))
 @click.pass_context
 def jobs_retry_failed(ctx: click.Context, name: str | None, queue_name: str | None) -> None:
     """Put every failed job (of a type or queue) back to pending."""

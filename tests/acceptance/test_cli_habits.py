@@ -129,6 +129,61 @@ def test_invalid_list_filters_exit_2(db_url: str, args: tuple[str, ...], message
     usage_error(run(db_url, "jobs", "list", *args), message)
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("jobs", "clear", "failed", "--queue", ""), ("jobs", "retry-failed", "--name", ""), ("jobs", "clear", "done")],
+)
+def test_invalid_bulk_filters_exit_2(db_url: str, command: tuple[str, ...]) -> None:
+    """`jobs clear` and `retry-failed` refuse a filter that can never match, as `jobs list` does."""
+    usage_error(run(db_url, *command), "Invalid value")
+
+
+BROKEN_VALIDATOR = """
+from pydantic import BaseModel, field_validator
+
+from jobkit import BaseJob, job
+
+
+class Args(BaseModel):
+    n: int
+
+    @field_validator("n")
+    @classmethod
+    def explode(cls, value: int) -> int:
+        raise RuntimeError("the validator itself is broken")
+
+
+@job(name="habits.broken_validator", schema=Args)
+class Broken(BaseJob[Args]):
+    def perform(self, args: Args) -> None:
+        return None
+"""
+
+
+def test_an_unexpected_failure_is_one_line_and_its_traceback_needs_v(db_url: str, tmp_path: Path) -> None:
+    """An exception no command expects (here a schema validator's bug) is one `jobkit:` line, exit 1; -v shows it all."""
+    (tmp_path / "broken_validator_app.py").write_text(BROKEN_VALIDATOR)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "JOBKIT_DATABASE_URL": db_url}
+    command = [sys.executable, "-m", "jobkit", "enqueue", "habits.broken_validator", "--app", "broken_validator_app"]
+    args = ["--args", '{"n": 1}']
+    quiet = subprocess.run([*command, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 1, quiet.stderr
+    assert quiet.stderr.strip() == (
+        "jobkit: RuntimeError: the validator itself is broken (jobkit -v shows the traceback)"
+    )
+    loud = subprocess.run(
+        [sys.executable, "-m", "jobkit", "-v", *command[3:], *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert loud.returncode == 1
+    assert "Traceback (most recent call last)" in loud.stderr
+    assert "the validator itself is broken" in loud.stderr
+
+
 def test_pausing_an_unknown_queue_is_refused(db_url: str, producer: JobQueue) -> None:
     """`queues pause` of a name no job or worker knows exits 1 naming the known queues; --force pauses it."""
     AddOne.set(queue="mailers").perform_later(n=1)
