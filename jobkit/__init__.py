@@ -18,6 +18,7 @@ from jobkit._enqueue import ConfiguredJob
 from jobkit._handle import JobEvent, JobHandle, JobInfo
 from jobkit._job import BaseJob, Checkpoint, JobContext, job
 from jobkit._queue import JobQueue, configure
+from jobkit._runtime.direct import DirectHandle
 from jobkit._settings import Settings
 from jobkit._vocabulary import CancelReason, Event, EventType, JobState
 from jobkit.errors import (
@@ -49,6 +50,7 @@ __all__ = [
     "ConfigurationError",
     "ConfiguredJob",
     "DatabaseUnavailable",
+    "DirectHandle",
     "Discard",
     "EnqueueError",
     "Event",

@@ -10,18 +10,28 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from jobkit import _job
 from jobkit._clock import Clock, SystemClock
+from jobkit._enqueue import args_json
 from jobkit._events import EventBus, Listener
 from jobkit._handle import JobHandle, JobInfo, JobWatch
 from jobkit._job import CallOptions
-from jobkit._payload import at_item, to_json_args
-from jobkit._registry import MAX_QUEUE, JobType, all_types, handler_type, load_plugins, name_problem, register
+from jobkit._registry import (
+    MAX_QUEUE,
+    JobType,
+    all_types,
+    handler_type,
+    load_plugins,
+    name_problem,
+    register,
+    require_type,
+)
+from jobkit._runtime.direct import DirectConfig, DirectHandle, DirectRunner
 from jobkit._runtime.signals import serve
 from jobkit._runtime.worker import Worker
 from jobkit._settings import Settings, load_settings
 from jobkit._snapshots import info_of, older_than_cutoff
 from jobkit._store import NewJob, open_notifier, open_store
 from jobkit._vocabulary import Event, EventType, JobState
-from jobkit.errors import ConfigurationError, EnqueueError, PayloadError
+from jobkit.errors import ConfigurationError, EnqueueError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -57,6 +67,7 @@ class JobQueue:
         )
         self.events = EventBus()
         self._worker: Worker | None = None
+        self._direct: DirectRunner | None = None  # queue.execute's threads, made on first use
         # One notifier for this queue: wake-ups for its worker and watches for its handles.
         self._notifier = open_notifier(self.store)
         self.events.tap(self._wake_watchers)
@@ -111,19 +122,9 @@ class JobQueue:
             run_at = now
         queue = call.queue or options.queue
         priority = options.priority if call.priority is None else call.priority
-        schema, depth, size = options.enqueue_schema, self.settings.max_payload_depth, self.settings.max_payload_bytes
         rows = []
         for index, args in enumerate(args_list):
-            try:
-                text = to_json_args(schema, args, max_depth=depth, max_bytes=size)
-            except PayloadError as exc:
-                item = f"item {index}: " if len(args_list) > 1 else ""
-                where = f"argument {exc.where()}" if exc.path else "arguments"
-                raise EnqueueError(f"{options.name}: {item}{where}: {exc.reason}") from None
-            except ValueError as exc:  # pydantic's ValidationError: in a bulk enqueue, say which item
-                if len(args_list) == 1:
-                    raise
-                raise at_item(exc, index, options.name) from None
+            text = args_json(options, args, index if len(args_list) > 1 else None, self.settings)
             rows.append(NewJob(options.name, text, queue, priority, run_at, options.max_retries))
         ids = self.store.enqueue(rows, now=now, connection=connection)
         self._notifier.announce(repr(run_at) if run_at > now else "", committed=connection is None)
@@ -131,6 +132,25 @@ class JobQueue:
         for job_id in ids:  # built directly: this runs once per enqueued job
             self.events.emit(Event(EventType.ENQUEUED, job_id, {"name": name, "queue": queue}))
         return [JobHandle(job_id, self) for job_id in ids]
+
+    def execute(self, job: type[_job.BaseJob[Any]] | str, args: Mapping[str, Any] | None = None) -> DirectHandle:
+        """Run a job now on a thread of this process, beside queued jobs, without storing it (nor retrying it).
+
+        Arguments are validated as at enqueue; the handle has ``result()``, ``stream()``, ``cancel()``.
+
+        Example::
+
+            handle = queue.execute("web-scraping", {"url": "https://example.org"})
+            print(handle.result(timeout=30))
+        """
+        name = job if isinstance(job, str) else job.job_type().name
+        job_type = require_type(name, warn=log.warning)
+        if args is not None and not isinstance(args, Mapping):
+            raise EnqueueError(f"{name}: args must be a mapping of arguments, got {type(args).__name__}")
+        text = args_json(job_type.options, dict(args or {}), None, self.settings)
+        if self._direct is None:
+            self._direct = DirectRunner(DirectConfig(self.settings.concurrency), self.clock)
+        return self._direct.submit(job_type, text)
 
     def handle(self, job_id: int) -> JobHandle:
         """A handle for an existing job id (from any process)."""
@@ -301,12 +321,7 @@ class JobQueue:
 
     def enqueue(self, name: str, args: dict[str, Any] | None = None, **call: Any) -> JobHandle:
         """Enqueue a job by its registered name (for plugin handlers); ``call`` takes the ``set()`` options."""
-        job_type = all_types().get(name) if isinstance(name, str) else None
-        if job_type is None and isinstance(name, str):
-            load_plugins(warn=log.warning)  # a plugin's type, in a process that has not loaded plugins yet
-            job_type = all_types().get(name)
-        if job_type is None:
-            raise LookupError(f"no job type named {name!r} is registered")
+        job_type = require_type(name, warn=log.warning)
         unknown = set(call) - {"queue", "priority", "wait", "wait_until", "connection"}
         if unknown:
             raise EnqueueError(f"{name}: unknown enqueue options {sorted(unknown)}; arguments go in args={{...}}")
@@ -377,6 +392,8 @@ class JobQueue:
     def close(self) -> None:
         """Stop the worker if running and release every database connection."""
         self.stop(grace=0)
+        if self._direct is not None:
+            self._direct.stop()
         self._notifier.stop()
         self.store.close()
 

@@ -324,3 +324,14 @@ def load_plugins(warn: Callable[[str], None] | None = None) -> list[str]:
         _loaded_plugins.add(key)
         loaded.append(plugin.name)
     return loaded
+
+
+def require_type(name: str, warn: Callable[[str], None] | None = None) -> JobType:
+    """The job type registered as ``name``, loading plugins first if it is not (yet); LookupError if none is."""
+    job_type = _types.get(name) if isinstance(name, str) else None
+    if job_type is None and isinstance(name, str):
+        load_plugins(warn)  # a plugin's type, in a process that has not loaded plugins yet
+        job_type = _types.get(name)
+    if job_type is None:
+        raise LookupError(f"no job type named {name!r} is registered")
+    return job_type
