@@ -117,9 +117,14 @@ def _import_app(name: str) -> None:
             traceback.print_exc()
         where = _raised_in(exc)
         fatal(
-            f"cannot import --app {name}: {type(exc).__name__}: {exc}{where} (jobkit -v shows the traceback)",
+            f"cannot import --app {name}: {type(exc).__name__}: {one_line(exc)}{where} (jobkit -v shows the traceback)",
             EXIT_USAGE,
         )
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line (pydantic's and libpq's span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _raised_in(exc: BaseException) -> str:
@@ -150,4 +155,4 @@ class FriendlyGroup(click.Group):
                 traceback.print_exc()
             code = EXIT_UNAVAILABLE if isinstance(exc, DatabaseUnavailable) else EXIT_FAILED
             hint = "" if ctx.obj.get("verbose") else " (jobkit -v shows the traceback)"
-            fatal(f"{type(exc).__name__}: {exc}{hint}", code)
+            fatal(f"{type(exc).__name__}: {one_line(exc)}{hint}", code)
