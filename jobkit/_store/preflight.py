@@ -83,6 +83,21 @@ def _first_line(exc: BaseException) -> str:
     return text.removeprefix("connection failed: ")
 
 
+#: What to do about the driver's commonest reasons, said after them.
+_FIXES = {
+    "Connection refused": "the port is closed: is PostgreSQL running, and listening on that host and port?",
+    "does not exist": "create it (createdb) or fix the database name in the URL",
+    "password authentication failed": "check the user and password in the URL",
+}
+
+
+def _with_fix(reason: str) -> str:
+    for symptom, fix in _FIXES.items():
+        if symptom in reason:
+            return f"{reason} ({fix})"
+    return reason
+
+
 def _check_sqlite(parsed: sa.URL, shown: str, *, require_schema: bool, timeout: float) -> None:
     database = parsed.database or ""
     if database in ("", ":memory:") or parsed.query.get("uri"):
@@ -146,7 +161,7 @@ def _check_postgres(parsed: sa.URL, shown: str, *, require_schema: bool, timeout
             if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": VERSION_TABLE}).scalar() is not None:
                 version = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
     except sa.exc.DBAPIError as exc:
-        raise DatabaseUnavailable(shown, _first_line(exc)) from None
+        raise DatabaseUnavailable(shown, _with_fix(_first_line(exc))) from None
     except ImportError as exc:
         raise DatabaseUnavailable(shown, f"the database driver is not installed ({exc})") from None
     finally:

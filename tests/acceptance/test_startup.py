@@ -281,6 +281,7 @@ def test_refused_port_exits_3_fast_without_the_password(command: tuple[str, ...]
     line = one_line(stderr)
     assert status == 3, stderr
     assert line.startswith("jobkit: cannot reach the database at postgresql+psycopg://postgres:***@127.0.0.1:1/test")
+    assert line.endswith("(the port is closed: is PostgreSQL running, and listening on that host and port?)")
     assert "s3cret-pw" not in stdout + stderr
     assert took < FAIL_FAST
 
@@ -291,7 +292,9 @@ def test_missing_postgres_database_exits_3() -> None:
     url = PG_ADMIN.replace("postgresql://", "postgresql+psycopg://", 1).rsplit("/", 1)[0] + "/jobkit_no_such_db"
     status, _, stderr, took = run_jobkit(url, "worker", "--app", "tests.jobs")
     assert status == 3, stderr
-    assert 'database "jobkit_no_such_db" does not exist' in one_line(stderr)
+    line = one_line(stderr)
+    assert 'database "jobkit_no_such_db" does not exist' in line
+    assert line.endswith("(create it (createdb) or fix the database name in the URL)")
     assert took < FAIL_FAST
 
 
