@@ -18,6 +18,7 @@ from jobkit._registry import (
     MAX_QUEUE,
     JobType,
     all_types,
+    describe_types,
     handler_type,
     load_plugins,
     name_problem,
@@ -304,12 +305,7 @@ class JobQueue:
             queue.job_types()["send_email"]["result"]        # 'dict[str, bool]'
         """
         load_plugins(warn=log.warning)
-        return self.described_types()
-
-    @staticmethod
-    def described_types() -> dict[str, dict[str, Any]]:
-        """Every job type registered in this process, described, by name (plugins are not loaded)."""
-        return {name: t.describe() for name, t in sorted(all_types().items())}
+        return describe_types()
 
     def workers(self) -> list[WorkerRecord]:
         """Registered workers, live and dead, with their last heartbeat and running jobs."""

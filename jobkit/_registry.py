@@ -252,6 +252,11 @@ def all_types() -> dict[str, JobType]:
         return dict(_types)
 
 
+def describe_types() -> dict[str, dict[str, Any]]:
+    """Every job type registered in this process, described (options, schema, result), by name."""
+    return {name: t.describe() for name, t in sorted(all_types().items())}
+
+
 def handler_type(name: str, handler: Any, **options: Any) -> JobType:
     """Describe a plugin handler: a callable ``handler(args)`` or an object with ``process(args)``."""
     call: Callable[..., Any] | None = getattr(handler, "process", None)

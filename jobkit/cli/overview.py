@@ -6,7 +6,7 @@ import json
 
 import click
 
-from jobkit._queue import JobQueue
+from jobkit._registry import describe_types
 from jobkit._vocabulary import JobState
 from jobkit.cli.context import load_apps, queue_of
 from jobkit.cli.output import echo_json, fmt_time, json_option, print_table, wide_option
@@ -113,7 +113,7 @@ def stats(ctx: click.Context, as_json: bool, by: str, wide: bool) -> None:
 def types(apps: tuple[str, ...], as_json: bool, wide: bool) -> None:
     """List the job types that --app modules (and plugins) register: options, argument schema, result type."""
     load_apps(apps)
-    described = JobQueue.described_types()
+    described = describe_types()
     if as_json:
         echo_json(described)
         return

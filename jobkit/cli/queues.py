@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from jobkit._queue import JobQueue
+from jobkit._registry import describe_types
 from jobkit.cli.context import EXIT_FAILED, fatal, queue_of
 from jobkit.cli.output import echo_json, json_option, print_table, wide_option
 from jobkit.cli.overview import STATES, worker_queues
@@ -20,7 +21,7 @@ def known_queues(queue: JobQueue) -> set[str]:
     names = set(queue.stats()["by_queue"]) | set(queue.paused_queues())
     for worker in queue.workers():
         names.update(worker_queues(worker.queues) or ())
-    names.update(t["queue"] for t in queue.described_types().values())
+    names.update(t["queue"] for t in describe_types().values())
     return names
 
 
