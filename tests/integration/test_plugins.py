@@ -96,6 +96,25 @@ def test_a_handler_objects_retry_sees_its_last_checkpoint(queue: JobQueue, forge
     assert handler.starts == [None, "on_error: connection reset", ("half", {"done": 5})]
 
 
+def test_an_async_handler_gets_its_context_too(queue: JobQueue, forget: list[str]) -> None:
+    """`async def handler(args, context)` reports progress through its context and returns its result."""
+
+    async def fetch(args: dict[str, Any], context: JobContext) -> int:
+        context.progress(75, stage="awaiting")
+        return int(args["n"]) + 1
+
+    queue.register_handler("tests.plugin.async_fetch", fetch, max_retries=0)
+    forget.append("tests.plugin.async_fetch")
+    handle = queue.enqueue("tests.plugin.async_fetch", {"n": 1})
+    queue.start()
+    try:
+        assert handle.result(timeout=10) == 2
+    finally:
+        queue.stop(grace=5)
+    progress = handle.refresh().progress
+    assert progress is not None and (progress["percent"], progress["stage"]) == (75.0, "awaiting")
+
+
 def test_a_one_argument_handler_is_called_as_before(queue: JobQueue, forget: list[str]) -> None:
     """A plain `handler(args)` gets its arguments alone."""
     queue.register_handler("tests.plugin.plain", lambda args: args["n"] * 2, max_retries=0)
