@@ -30,6 +30,7 @@ __all__ = [
     "Checkpoint",
     "ConfiguredJob",
     "Enqueuer",
+    "JobContext",
     "Reporter",
     "job",
     "set_enqueuer_factory",
@@ -82,6 +83,66 @@ class _JobLogger(logging.LoggerAdapter[logging.Logger]):
         extra = self.extra or {}
         kwargs["extra"] = {**extra, **(kwargs.get("extra") or {})}
         return f"[job {extra.get('job_id')} {extra.get('job_name')} #{extra.get('attempt')}] {msg}", kwargs
+
+
+class JobContext:
+    """What a ``register_handler`` handler receives as its second argument: what ``BaseJob`` has.
+
+    A handler that takes two parameters, ``handler(args, context)`` or ``process(self, args,
+    context)``, gets one per attempt; a handler of one parameter is called with ``args`` alone.
+
+    Example::
+
+        def scrape(args: dict, context: JobContext) -> dict:
+            context.progress(10, stage="fetch", message=args["url"])
+            context.cancel_token.raise_if_cancelled()
+            context.checkpoint("fetched", {"bytes": 1024})
+            context.logger.info("fetched %s", args["url"])
+            return {"ok": True}
+
+        queue.register_handler("web-scraping", scrape)
+    """
+
+    __slots__ = ("_logger", "_reporter", "attempt", "cancel_token", "job_id", "last_checkpoint", "name")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        job_id: int | None = None,
+        attempt: int = 1,
+        cancel_token: CancelToken | None = None,
+        last_checkpoint: Checkpoint | None = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.name = name
+        self.job_id = job_id
+        self.attempt = attempt
+        self.cancel_token = cancel_token or CancelToken()
+        self.last_checkpoint = last_checkpoint
+        self._reporter: Reporter = reporter or _InlineReporter()
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger named ``jobkit.job.<name>`` that tags records with the job id and attempt."""
+        if self._logger is None:
+            self._logger = _JobLogger(
+                logging.getLogger(f"jobkit.job.{self.name}"),
+                {"job_id": self.job_id, "job_name": self.name, "attempt": self.attempt},
+            )
+        return self._logger
+
+    def progress(self, percent: float, stage: str | None = None, message: str | None = None, **data: Any) -> None:
+        """Report progress (0-100), visible from any process; writes are coalesced."""
+        if not 0 <= percent <= 100:
+            raise ValueError(f"progress percent must be between 0 and 100, got {percent}")
+        self._reporter.progress(float(percent), stage, message, data)
+
+    def checkpoint(self, stage: str, data: Any = None) -> None:
+        """Persist a JSON checkpoint; later attempts see it as ``context.last_checkpoint``."""
+        self._reporter.checkpoint(stage, data)
+        self.last_checkpoint = Checkpoint(stage, data)
 
 
 class BaseJob(Generic[ArgsT]):

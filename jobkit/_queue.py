@@ -10,19 +10,23 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from jobkit import _job
 from jobkit._clock import Clock, SystemClock
+from jobkit._enqueue import args_json
 from jobkit._events import EventBus, Listener
 from jobkit._handle import JobHandle, JobInfo, JobWatch
 from jobkit._job import CallOptions
-from jobkit._payload import to_json_args
 from jobkit._registry import (
     MAX_QUEUE,
     JobType,
     UniqueOptions,
     all_types,
+    describe_types,
     handler_type,
+    load_plugins,
     name_problem,
     register,
+    require_type,
 )
+from jobkit._runtime.direct import DirectConfig, DirectHandle, DirectRunner
 from jobkit._runtime.scheduler import Scheduler
 from jobkit._runtime.signals import serve
 from jobkit._runtime.worker import Worker
@@ -31,7 +35,7 @@ from jobkit._snapshots import info_of, older_than_cutoff
 from jobkit._store import ConcurrencyKey, NewJob, UniqueJob, open_notifier, open_store
 from jobkit._vocabulary import Event, EventType, JobState
 from jobkit._why import why_waiting
-from jobkit.errors import EnqueueError, PayloadError
+from jobkit.errors import ConfigurationError, EnqueueError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -67,19 +71,34 @@ class JobQueue:
         )
         self.events = EventBus()
         self._worker: Worker | None = None
+        self._direct: DirectRunner | None = None  # queue.execute's threads, made on first use
         # One notifier for this queue: wake-ups for its worker and watches for its handles.
         self._notifier = open_notifier(self.store)
         self.events.tap(self._wake_watchers)
 
     # -- the process-wide queue ------------------------------------------------------------------
 
+    #: Why the process-wide queue may not be created from settings alone, or None (the pytest plugin sets it).
+    _implicit_refusal: ClassVar[str | None] = None
+
     @classmethod
     def instance(cls) -> JobQueue:
         """The process-wide queue, created from ``JOBKIT_*`` settings on first use."""
         with cls._instance_lock:
             if cls._instance is None:
+                if cls._implicit_refusal is not None:
+                    raise ConfigurationError(cls._implicit_refusal.format(url=load_settings().database_url))
                 cls._instance = JobQueue()
             return cls._instance
+
+    @classmethod
+    def refuse_implicit_instance(cls, reason: str | None) -> None:
+        """Make :meth:`instance` raise ``ConfigurationError(reason)`` rather than open the default database.
+
+        ``reason`` may name the database it would have opened as ``{url}``; None allows it again.
+        Explicit queues (``configure``, ``set_instance``) are not affected.
+        """
+        cls._implicit_refusal = reason
 
     @classmethod
     def set_instance(cls, queue: JobQueue | None) -> None:
@@ -107,15 +126,9 @@ class JobQueue:
             run_at = now
         queue = call.queue or options.queue
         priority = options.priority if call.priority is None else call.priority
-        schema, depth, size = options.enqueue_schema, self.settings.max_payload_depth, self.settings.max_payload_bytes
         rows = []
         for index, args in enumerate(args_list):
-            try:
-                text = to_json_args(schema, args, max_depth=depth, max_bytes=size)
-            except PayloadError as exc:
-                item = f"item {index}: " if len(args_list) > 1 else ""
-                where = f"argument {exc.where()}" if exc.path else "arguments"
-                raise EnqueueError(f"{options.name}: {item}{where}: {exc.reason}") from None
+            text = args_json(options, args, index if len(args_list) > 1 else None, self.settings)
             rows.append(NewJob(options.name, text, queue, priority, run_at, options.max_retries))
         keys = (
             None
@@ -160,6 +173,25 @@ class JobQueue:
             if not result.duplicate:
                 self.events.emit(Event(EventType.ENQUEUED, result.id, {"name": row.name, "queue": row.queue}))
         return [JobHandle(result.id, self, duplicate=result.duplicate) for result in results]
+
+    def execute(self, job: type[_job.BaseJob[Any]] | str, args: Mapping[str, Any] | None = None) -> DirectHandle:
+        """Run a job now on a thread of this process, beside queued jobs, without storing it (nor retrying it).
+
+        Arguments are validated as at enqueue; the handle has ``result()``, ``stream()``, ``cancel()``.
+
+        Example::
+
+            handle = queue.execute("web-scraping", {"url": "https://example.org"})
+            print(handle.result(timeout=30))
+        """
+        name = job if isinstance(job, str) else job.job_type().name
+        job_type = require_type(name, warn=log.warning)
+        if args is not None and not isinstance(args, Mapping):
+            raise EnqueueError(f"{name}: args must be a mapping of arguments, got {type(args).__name__}")
+        text = args_json(job_type.options, dict(args or {}), None, self.settings)
+        if self._direct is None:
+            self._direct = DirectRunner(DirectConfig(self.settings.concurrency), self.clock)
+        return self._direct.submit(job_type, text)
 
     def handle(self, job_id: int) -> JobHandle:
         """A handle for an existing job id (from any process)."""
@@ -313,8 +345,14 @@ class JobQueue:
         return [info_of(r) for r in self.store.list_jobs(status=status, name=name, queue=queue, limit=limit)]
 
     def job_types(self) -> dict[str, dict[str, Any]]:
-        """Every registered job type with its options."""
-        return {name: t.options.describe() for name, t in sorted(all_types().items())}
+        """Every registered job type (plugins' included) with its options, argument schema and result type.
+
+        Example::
+
+            queue.job_types()["send_email"]["result"]        # 'dict[str, bool]'
+        """
+        load_plugins(warn=log.warning)
+        return describe_types()
 
     def workers(self) -> list[WorkerRecord]:
         """Registered workers, live and dead, with their last heartbeat and running jobs."""
@@ -326,9 +364,7 @@ class JobQueue:
 
     def enqueue(self, name: str, args: dict[str, Any] | None = None, **call: Any) -> JobHandle:
         """Enqueue a job by its registered name (for plugin handlers); ``call`` takes the ``set()`` options."""
-        job_type = all_types().get(name) if isinstance(name, str) else None
-        if job_type is None:
-            raise LookupError(f"no job type named {name!r} is registered")
+        job_type = require_type(name, warn=log.warning)
         unknown = set(call) - {"queue", "priority", "wait", "wait_until", "connection"}
         if unknown:
             raise EnqueueError(f"{name}: unknown enqueue options {sorted(unknown)}; arguments go in args={{...}}")
@@ -410,6 +446,8 @@ class JobQueue:
     def worker(self) -> Worker:
         """This process's worker (created on first use)."""
         if self._worker is None:
+            # Every process that runs a worker sees the plugins' job types, not only `jobkit worker`.
+            load_plugins(warn=log.warning)
             self._worker = Worker(self.store, self.settings, self.clock, all_types, self.events.emit, self._notifier)
         return self._worker
 
@@ -457,6 +495,8 @@ class JobQueue:
     def close(self) -> None:
         """Stop the worker if running and release every database connection."""
         self.stop(grace=0)
+        if self._direct is not None:
+            self._direct.stop()
         self._notifier.stop()
         self.store.close()
 

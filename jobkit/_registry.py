@@ -9,11 +9,22 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from importlib.metadata import entry_points
 from typing import Any
 
 from jobkit._backoff import BackoffSpec, Wait, delay_for, make_wait
 from jobkit._cron import CronSpec, parse_cron
-from jobkit._payload import BaseModel, ExtraArgs, args_model, is_model_class, loads, stored_keys, to_json_args, validate
+from jobkit._payload import (
+    BaseModel,
+    ExtraArgs,
+    args_model,
+    is_model_class,
+    json_schema,
+    loads,
+    stored_keys,
+    to_json_args,
+    validate,
+)
 from jobkit._vocabulary import JobState
 from jobkit.errors import EnqueueError, JobDefinitionError, PayloadError
 
@@ -455,11 +466,46 @@ class JobType:
     is_class: bool
     is_async: bool
     origin: str
+    #: A handler that takes a second parameter receives a ``JobContext`` in it (progress, checkpoint, token, logger).
+    takes_context: bool = False
 
     @property
     def name(self) -> str:
         """The stable job name stored in the database."""
         return self.options.name
+
+    def describe(self) -> dict[str, Any]:
+        """The options, the arguments' JSON schema and the result type, for ``job_types()`` and the CLI."""
+        schema = self.options.schema
+        return {
+            **self.options.describe(),
+            "kind": "job" if self.is_class else "handler",
+            "args_schema": None if schema is None else json_schema(schema),
+            "result": result_type(self.entry_point()),
+        }
+
+    def entry_point(self) -> Callable[..., Any] | None:
+        """The function that does the work: ``perform``, ``process``, or the handler itself."""
+        if self.is_class:
+            perform: Callable[..., Any] = self.target.perform
+            return perform
+        call: Callable[..., Any] | None = getattr(self.target, "process", None)
+        return call if call is not None else (self.target if callable(self.target) else None)
+
+
+def result_type(fn: Callable[..., Any] | None) -> str | None:
+    """The declared return type of ``fn`` as written (``dict[str, int]``), or None when it has none."""
+    if fn is None:
+        return None
+    try:
+        annotation = inspect.signature(fn).return_annotation
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return None
+    if annotation is inspect.Signature.empty:
+        return None
+    if isinstance(annotation, str):  # `from __future__ import annotations`: the text as written
+        return annotation
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
 _lock = threading.Lock()
@@ -499,6 +545,11 @@ def all_types() -> dict[str, JobType]:
         return dict(_types)
 
 
+def describe_types() -> dict[str, dict[str, Any]]:
+    """Every job type registered in this process, described (options, schema, result), by name."""
+    return {name: t.describe() for name, t in sorted(all_types().items())}
+
+
 def handler_type(name: str, handler: Any, **options: Any) -> JobType:
     """Describe a plugin handler: a callable ``handler(args)`` or an object with ``process(args)``."""
     call: Callable[..., Any] | None = getattr(handler, "process", None)
@@ -513,4 +564,72 @@ def handler_type(name: str, handler: Any, **options: Any) -> JobType:
         is_class=False,
         is_async=inspect.iscoroutinefunction(call),
         origin=_origin(handler),
+        takes_context=_takes_context(call),
     )
+
+
+def _takes_context(call: Callable[..., Any]) -> bool:
+    """Whether ``call`` accepts a second positional argument (``args, context``) besides ``args``."""
+    try:
+        parameters = list(inspect.signature(call).parameters.values())
+    except (TypeError, ValueError):  # no signature to read: call it as before, with args alone
+        return False
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        return True
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2
+
+
+#: The entry-point group plugin packages list their job modules (or set-up functions) in.
+PLUGIN_GROUP = "jobkit.plugins"
+_loaded_plugins: set[str] = set()
+
+
+class Registrar:
+    """What a plugin's set-up function receives: ``register_handler`` as on the queue.
+
+    Example (a plugin's ``pyproject.toml``: ``[project.entry-points."jobkit.plugins"] scrape = "scrape:setup"``)::
+
+        def setup(registry):
+            registry.register_handler("web-scraping", Scraper(), queue="scrape")
+    """
+
+    def register_handler(self, name: str, handler: Any, **options: Any) -> None:
+        """Register a job type from a callable or an object with ``process(args)`` (and ``on_error``)."""
+        register(handler_type(name, handler, **options))
+
+
+def load_plugins(warn: Callable[[str], None] | None = None) -> list[str]:
+    """Load every ``jobkit.plugins`` entry point not loaded yet in this process; returns their names.
+
+    An entry point names a module (imported: its ``@job`` classes register themselves) or a
+    callable, called with a :class:`Registrar`. A plugin that fails to load is reported through
+    ``warn`` and skipped, so one broken package cannot stop a worker; it is tried again next time.
+    """
+    loaded: list[str] = []
+    for plugin in entry_points(group=PLUGIN_GROUP):
+        key = f"{plugin.name}={plugin.value}"
+        if key in _loaded_plugins:
+            continue
+        try:
+            target = plugin.load()
+            if callable(target) and not inspect.isclass(target):
+                target(Registrar())
+        except Exception as exc:
+            if warn is not None:
+                warn(f"plugin {plugin.name!r} ({plugin.value}) failed to load: {type(exc).__name__}: {exc}")
+            continue
+        _loaded_plugins.add(key)
+        loaded.append(plugin.name)
+    return loaded
+
+
+def require_type(name: str, warn: Callable[[str], None] | None = None) -> JobType:
+    """The job type registered as ``name``, loading plugins first if it is not (yet); LookupError if none is."""
+    job_type = _types.get(name) if isinstance(name, str) else None
+    if job_type is None and isinstance(name, str):
+        load_plugins(warn)  # a plugin's type, in a process that has not loaded plugins yet
+        job_type = _types.get(name)
+    if job_type is None:
+        raise LookupError(f"no job type named {name!r} is registered")
+    return job_type

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -116,8 +117,11 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_dialect(cls, value: str) -> str:
-        if not value.startswith(("sqlite", "postgresql")):
-            raise ValueError(f"database_url must be sqlite:/// or postgresql+psycopg://, got {value!r}")
+        if not value.startswith(("sqlite", "postgresql", "postgres://")):
+            raise ValueError(
+                f"{_without_password(value)!r} is not a jobkit database URL: use sqlite:///PATH (a file, "
+                "relative to the working directory) or postgresql+psycopg://USER@HOST/DATABASE"
+            )
         if value.startswith("postgresql://") or value.startswith("postgres://"):
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
@@ -138,6 +142,17 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**clean)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {_message(err)}" for err in exc.errors()
         )
         raise ConfigurationError(f"invalid jobkit settings: {problems}") from exc
+
+
+def _message(error: Any) -> str:
+    """A validation problem's text; our own validators' without pydantic's ``Value error, `` prefix."""
+    raised = (error.get("ctx") or {}).get("error")
+    return str(raised) if error.get("type") == "value_error" and raised is not None else str(error["msg"])
+
+
+def _without_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part replaced by ``***`` (for error messages)."""
+    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)

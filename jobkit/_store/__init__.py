@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from jobkit._store.diagnosis import is_missing_schema, is_transient
 from jobkit._store.liveness import HeartbeatObserver
 from jobkit._store.notify import Notifier, Watch
-from jobkit._store.preflight import PREFLIGHT_TIMEOUT, check_database, display_url
+from jobkit._store.preflight import PREFLIGHT_TIMEOUT, check_database, database_location, display_url
 from jobkit._store.records import (
     ClaimedJob,
     Completion,
@@ -349,6 +349,7 @@ __all__ = [
     "Watch",
     "WorkerRecord",
     "check_database",
+    "database_location",
     "display_url",
     "is_missing_schema",
     "is_transient",

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from jobkit._queue import JobQueue
+from jobkit._store import database_location
 from jobkit.cli.context import EXIT_OK, command_settings, fatal, load_apps, open_queue
 
 T = TypeVar("T")
@@ -124,6 +125,7 @@ def worker_command(
             click.echo(
                 f"jobkit worker {running.id}: {len(queue.job_types())} job types, "
                 + (", ".join(f"{name}={count}" for name, count in slots.items()) if slots else shared)
+                + f", database {database_location(settings.database_url)}"
             )
             status = queue.run()
             queue.store.close()
