@@ -16,7 +16,7 @@ from jobkit._enqueue import CallOptions, ConfiguredJob, Enqueuer, set_enqueuer_f
 from jobkit._enqueue import _call_options as _call_options  # re-exported: the queue checks set() options with it
 from jobkit._handle import JobHandle
 from jobkit._payload import BaseModel, ExtraArgs, validate
-from jobkit._registry import JobOptions, JobType, build_options, register
+from jobkit._registry import Isolation, JobOptions, JobType, build_options, register
 from jobkit.errors import JobDefinitionError
 
 if TYPE_CHECKING:
@@ -240,6 +240,7 @@ def job(
     retry_on: tuple[type[BaseException], ...] = (),
     discard_on: tuple[type[BaseException], ...] = (),
     extra_args: ExtraArgs = "forbid",
+    isolation: Isolation | None = None,
 ) -> Callable[[J], J]:
     """Declare a job class; every option is validated when the class is defined.
 
@@ -270,6 +271,7 @@ def job(
             retry_on=retry_on,
             discard_on=discard_on,
             extra_args=extra_args,
+            isolation=isolation,
         )
         job_type = JobType(
             options=options,

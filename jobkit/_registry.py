@@ -7,11 +7,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from jobkit._backoff import BackoffSpec, Wait, delay_for, make_wait
 from jobkit._payload import BaseModel, ExtraArgs, args_model, is_model_class
 from jobkit.errors import JobDefinitionError
+
+#: Where a job runs: an executor thread, or a child process (hard timeouts, crash containment).
+Isolation = Literal["thread", "process"]
 
 #: The lengths of the ``name`` and ``queue`` columns (jobkit/_store/schema.py; a test keeps them equal).
 MAX_NAME = 200
@@ -71,6 +74,8 @@ class JobOptions:
     retry_on: tuple[type[BaseException], ...] = ()
     discard_on: tuple[type[BaseException], ...] = ()
     extra_args: ExtraArgs = "forbid"
+    #: "thread" or "process"; None: the worker's pool decides (``pool`` setting).
+    isolation: Isolation | None = None
     wait: Wait = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     #: The model enqueue validates with (``schema``, or a subclass refusing unknown keywords).
     args_model: type[BaseModel] | None = field(default=None, repr=False, compare=False)
@@ -97,6 +102,7 @@ class JobOptions:
             "priority": self.priority,
             "retry_on": [e.__name__ for e in self.retry_on],
             "discard_on": [e.__name__ for e in self.discard_on],
+            "isolation": self.isolation,
         }
 
 
@@ -112,6 +118,7 @@ def build_options(
     retry_on: Any = (),
     discard_on: Any = (),
     extra_args: Any = "forbid",
+    isolation: Any = None,
 ) -> JobOptions:
     """Validate every option, naming the job and the option in each error."""
 
@@ -125,6 +132,8 @@ def build_options(
         raise bad("schema", f"must be a pydantic BaseModel subclass, got {schema!r}")
     if extra_args not in ("forbid", "ignore"):
         raise bad("extra_args", f"must be 'forbid' or 'ignore', got {short_repr(extra_args)}")
+    if isolation not in (None, "thread", "process"):
+        raise bad("isolation", f"must be 'thread' or 'process', got {short_repr(isolation)}")
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise bad("max_retries", f"must be >= 0, got {max_retries!r}")
     if max_retries > INT32_MAX:
@@ -154,6 +163,7 @@ def build_options(
         retry_on=retry_on,
         discard_on=discard_on,
         extra_args=extra_args,
+        isolation=isolation,
         wait=wait,
         args_model=None if schema is None else args_model(schema, extra_args),
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import re
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -44,6 +45,17 @@ class Settings(BaseSettings):
     max_stuck_threads: int = Field(
         default=4, ge=0, description="abandoned executor threads tolerated before the worker drains and exits"
     )
+    pool: Literal["threads", "processes"] = Field(
+        default="threads", description="where jobs without an isolation option run: threads or child processes"
+    )
+    max_tasks_per_child: int | None = Field(
+        default=None, ge=1, description="jobs a child process runs before it is replaced (None: no limit)"
+    )
+    max_memory_per_child: int | None = Field(
+        default=None,
+        ge=1,
+        description="resident bytes (or '200MB') past which a child is replaced after its job (None: no limit)",
+    )
     max_payload_depth: int = Field(default=64, ge=2, le=500, description="deepest nesting of stored JSON")
     max_payload_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="largest JSON text stored for arguments, results, progress"
@@ -56,6 +68,11 @@ class Settings(BaseSettings):
             names = tuple(part.strip() for part in value.split(",") if part.strip())
             return names or None
         return value
+
+    @field_validator("max_memory_per_child", mode="before")
+    @classmethod
+    def _memory_size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod
@@ -73,6 +90,24 @@ class Settings(BaseSettings):
         if heartbeat is not None and value <= heartbeat:
             raise ValueError(f"rescue_after ({value}s) must be longer than heartbeat_interval ({heartbeat}s)")
         return value
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``"1048576"``, ``"512KB"``, ``"200MB"``, ``"1.5GiB"`` (binary units, as ``ps`` and Celery count).
+
+    Example::
+
+        parse_size("200MB")  # 209715200
+    """
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(f"expected a number of bytes or a size such as '200MB', got {text!r}")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[(unit or "").lower()[:1]])
 
 
 def load_settings(**overrides: Any) -> Settings:

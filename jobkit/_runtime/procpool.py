@@ -1,0 +1,362 @@
+"""The process pool: long-lived child processes that run process-isolated jobs for the executor pool.
+
+A process-isolated job still takes one of the worker's slots and one executor thread, which
+waits for the child running it: so thread and process jobs share one ``concurrency``, and the
+ledger, lease, heartbeat, deadlines and completer treat them alike. What changes is what can be
+done to a job that misbehaves:
+
+- past ``timeout`` its token is cancelled (the request crosses the pipe); past ``kill_grace``
+  its child gets SIGTERM, then SIGKILL (:meth:`ProcessPool.terminate`); the attempt is a
+  ``JobTimeout``, a ``cancel`` stays a cancel and a ``kill`` a kill, and a fresh child takes
+  the next job;
+- a child that dies on its own (``os._exit``, a segfault, the OOM killer) fails only its job,
+  as a crash (``WorkerLost`` naming the exit code or signal), counted toward ``max_crashes``;
+- a child is replaced after ``max_tasks_per_child`` jobs, or after a job that left it above
+  ``max_memory_per_child`` resident bytes.
+
+Children are fresh interpreters (``python -c`` running :func:`jobkit._runtime.child.main`, as
+multiprocessing's ``spawn`` would start them, but without re-running the parent's ``__main__``;
+never a fork of the threaded worker). They are started lazily, so a worker that runs no process
+job never starts one (the pool costs nothing unused), and always from the pool's own spawner
+thread: Linux's parent-death signal fires when the *thread* that started a child ends, so that
+thread lives as long as the pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from functools import partial
+from multiprocessing.connection import Connection
+from typing import Any
+
+from jobkit._runtime import wire
+from jobkit._runtime.child import ChildConfig
+from jobkit._runtime.ledger import HeldJob
+from jobkit._runtime.outcome import Cancelled, Crashed, Failed, Outcome, error_entry
+from jobkit._vocabulary import CancelReason
+from jobkit.errors import Discard, JobTimeout, WorkerLost
+
+log = logging.getLogger("jobkit.worker")
+
+#: Seconds between a child's SIGTERM and its SIGKILL.
+TERM_TO_KILL = 0.5
+#: Seconds a child is given to start and import the app before it counts as failed.
+START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessConfig:
+    """Limits of the children: jobs and resident bytes before one is replaced (None: no limit)."""
+
+    max_tasks_per_child: int | None = None
+    max_memory_per_child: int | None = None
+    max_payload_depth: int = 64
+    max_payload_bytes: int = 16 * 1024 * 1024
+
+
+class Child:
+    """One child process and the parent's end of its pipe."""
+
+    def __init__(self, process: subprocess.Popen[bytes], conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.pid: int = process.pid
+        self.tasks = 0
+        self.rss = 0
+        #: The job it runs now (None while idle).
+        self.job_id: int | None = None
+        #: Why it is being ended by the parent (None: it was not), so its death is not a crash.
+        self.killing: str | None = None
+        self._send_lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> bool:
+        """Send a message; False when the child is gone."""
+        data = wire.encode(message)
+        try:
+            with self._send_lock:
+                self.conn.send_bytes(data)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def recv(self) -> dict[str, Any] | None:
+        """The next message, or None at end of file (the child died or closed its end)."""
+        try:
+            return wire.decode(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            return None
+
+    def signal(self, signum: int) -> None:
+        """Send a signal unless the child is already reaped."""
+        # poll() reaps a dead child first, so a recycled pid is never signalled.
+        if self.process.poll() is None:
+            try:
+                self.process.send_signal(signum)
+            except ProcessLookupError:
+                pass
+
+    def death(self) -> str:
+        """How the child ended: "exit code N" or "signal SIGSEGV" (waiting a moment for it to be reaped)."""
+        code = self.wait(TERM_TO_KILL * 4)
+        if code is None:
+            self.signal(signal.SIGKILL)
+            code = self.wait(5)
+        if code is None:
+            return "an unknown cause"
+        if code < 0:
+            try:
+                return f"signal {signal.Signals(-code).name}"
+            except ValueError:
+                return f"signal {-code}"
+        return f"exit code {code}"
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status once the child has ended within ``timeout`` seconds, else None."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def close(self) -> None:
+        """Ask an idle child to exit and forget it; it exits on its own when it reads the request."""
+        self.send({"op": "stop"})
+        self.conn.close()
+
+
+class ProcessPool:
+    """Children for process-isolated jobs: started on demand, reused, replaced when limits or deaths say.
+
+    Example::
+
+        pool = ProcessPool(ProcessConfig(max_tasks_per_child=100), modules=lambda: ("app.jobs",))
+        outcome = pool.run(held, relay)     # in an executor thread: blocks until the job ends
+        pool.terminate(held, CancelReason.TIMEOUT)    # from the watchdog: SIGTERM now, SIGKILL soon
+        pool.stop()
+    """
+
+    def __init__(self, config: ProcessConfig, modules: Callable[[], tuple[str, ...]]) -> None:
+        self.config = config
+        self.modules = modules
+        self._lock = threading.Lock()
+        self._spawns: queue.SimpleQueue[Future[Child] | None] = queue.SimpleQueue()
+        self._spawner: threading.Thread | None = None
+        self._idle: list[Child] = []
+        self._busy: dict[int, Child] = {}
+        self._stopped = False
+        #: Children started and replaced so far, for operators and tests.
+        self.started = 0
+        self.replaced = 0
+
+    # -- children ------------------------------------------------------------------------------------
+
+    def _spawn(self) -> Child:
+        """A new child, started by the spawner thread, once it has imported the app and said so."""
+        request: Future[Child] = Future()
+        with self._lock:
+            if self._stopped:
+                raise WorkerLost("the worker is stopping")
+            if self._spawner is None:
+                self._spawner = threading.Thread(target=self._spawn_loop, name="jobkit-spawner", daemon=True)
+                self._spawner.start()
+            self.started += 1
+        self._spawns.put(request)
+        child = request.result()
+        # Waited for here, not in the spawner, so that children start side by side.
+        ready = child.conn.poll(START_TIMEOUT) and child.recv()
+        if not ready or ready.get("op") != "ready":
+            cause = child.death()
+            raise WorkerLost(f"a child process did not start ({cause})")
+        return child
+
+    def _spawn_loop(self) -> None:
+        while True:
+            request = self._spawns.get()
+            if request is None:
+                return
+            try:
+                request.set_result(self._start_process())
+            except BaseException as exc:  # handed to the thread that asked, which fails its job
+                request.set_exception(exc)
+
+    def _start_process(self) -> Child:
+        parent_end, child_end = multiprocessing.Pipe(duplex=True)
+        levels = tuple(
+            (name, logging.getLogger(name or None).getEffectiveLevel()) for name in ("", "jobkit", "jobkit.job")
+        )
+        config = ChildConfig(
+            self.modules(),
+            self.config.max_payload_depth,
+            self.config.max_payload_bytes,
+            log_levels=levels,
+            sys_path=tuple(sys.path),
+            parent_pid=os.getpid(),
+        )
+        fd = child_end.fileno()
+        command = [sys.executable, "-c", f"from jobkit._runtime.child import main, Connection; main(Connection({fd}))"]
+        try:
+            process = subprocess.Popen(command, pass_fds=(fd,), stdin=subprocess.DEVNULL)
+        finally:
+            child_end.close()  # only the child holds its end now: its death is end of file here
+        child = Child(process, parent_end)
+        child.send(config.to_json())
+        return child
+
+    def _acquire(self, job_id: int) -> Child:
+        with self._lock:
+            child = self._idle.pop() if self._idle else None
+        if child is None:
+            child = self._spawn()
+        child.job_id = job_id
+        with self._lock:
+            self._busy[job_id] = child
+        return child
+
+    def _release(self, child: Child, *, dead: bool) -> None:
+        with self._lock:
+            if child.job_id is not None and self._busy.get(child.job_id) is child:
+                del self._busy[child.job_id]
+            child.job_id = None
+            keep = not dead and not self._stopped and self._within_limits(child)
+            if keep:
+                self._idle.append(child)
+            else:
+                self.replaced += 1
+        if not keep and not dead:
+            log.info("child %s replaced after %d jobs (%d bytes resident)", child.pid, child.tasks, child.rss)
+            child.close()
+
+    def _within_limits(self, child: Child) -> bool:
+        limit = self.config.max_tasks_per_child
+        if limit is not None and child.tasks >= limit:
+            return False
+        memory = self.config.max_memory_per_child
+        return memory is None or child.rss <= memory
+
+    def children(self) -> list[dict[str, Any]]:
+        """Each live child: pid, the job it runs (None: idle), jobs run, resident bytes after its last job."""
+        with self._lock:
+            busy = [(c, True) for c in self._busy.values()]
+            idle = [(c, False) for c in self._idle]
+        return [{"pid": c.pid, "job": c.job_id if b else None, "tasks": c.tasks, "rss": c.rss} for c, b in busy + idle]
+
+    # -- running one job --------------------------------------------------------------------------------
+
+    def run(self, held: HeldJob, kill_grace: float) -> Outcome:
+        """Run ``held`` in a child and return its outcome; blocks the calling (executor) thread."""
+        job = held.job
+        try:
+            child = self._acquire(job.id)
+        except Exception as exc:
+            error = WorkerLost(f"no child process to run it in: {exc}")
+            return Crashed(error_entry(error, job.attempt, _now(held)), attempt_spent=False)
+        module = getattr(held.job_type.target, "__module__", None) if held.job_type else None
+        message = {"op": "run", "job": dataclasses.asdict(job), "module": module, "reason": held.token.reason}
+        outcome: Outcome | None = None
+        if child.send(message):
+            # After the run message: a cancel always reaches the child behind the job it is for.
+            held.token.on_cancel(partial(_forward_cancel, child, job.id))
+            outcome = self._relay(child, held)
+        dead = outcome is None
+        if outcome is None:
+            outcome = self._ended(child, held, kill_grace)
+        self._release(child, dead=dead)
+        return outcome
+
+    def _relay(self, child: Child, held: HeldJob) -> Outcome | None:
+        """Hand the child's reports to the job's reporter until its outcome arrives; None: the child died."""
+        while True:
+            message = child.recv()
+            if message is None:
+                return None
+            op = message.get("op")
+            try:
+                if op == "done":
+                    child.tasks += 1
+                    child.rss = int(message.get("rss") or 0)
+                    return wire.load_outcome(message["outcome"])
+                if op == "progress":
+                    data = message.get("data") or {}
+                    held.reporter.progress(
+                        float(message["percent"]), message.get("stage"), message.get("message"), data
+                    )
+                elif op == "checkpoint":
+                    held.reporter.checkpoint(str(message["stage"]), message.get("data"))
+                elif op == "log":
+                    logging.getLogger(str(message["name"])).log(int(message["level"]), "%s", message["message"])
+            except Exception:
+                # One bad message (or a write the store refused) must not lose the job's outcome.
+                log.exception("job %s: could not handle %r from child %s", held.job.id, op, child.pid)
+
+    def _ended(self, child: Child, held: HeldJob, kill_grace: float) -> Outcome:
+        """The outcome of a job whose child died: the request that killed it, or a crash."""
+        cause = child.death()
+        job, now = held.job, _now(held)
+        reason = child.killing
+        if reason == CancelReason.TIMEOUT:
+            timeout = held.job_type.options.timeout if held.job_type else None
+            error = JobTimeout(
+                f"{job.name}: exceeded its timeout of {timeout}s and did not stop within kill_grace "
+                f"({kill_grace}s); its child process {child.pid} was killed ({cause})"
+            )
+            return Failed(error_entry(error, job.attempt, now), retryable=True)
+        if reason == CancelReason.DISCARD:
+            return Failed(error_entry(Discard("discarded by an operator while running"), job.attempt, now), False)
+        if reason is not None:
+            log.warning("job %s %s: child %s ended (%s) for %s", job.id, job.name, child.pid, cause, reason)
+            return Cancelled(CancelReason.parse(reason))
+        log.warning("job %s %s: its child process %s died (%s)", job.id, job.name, child.pid, cause)
+        lost = WorkerLost(f"{job.name}: the child process {child.pid} running it died ({cause})")
+        entry = error_entry(lost, job.attempt, now) | {"exit": cause}
+        return Crashed(entry)
+
+    def terminate(self, held: HeldJob, reason: str) -> bool:
+        """End the child running ``held`` (SIGTERM now, SIGKILL after TERM_TO_KILL); False if none does."""
+        with self._lock:
+            child = self._busy.get(held.job.id)
+        if child is None or child.killing is not None:
+            return child is not None
+        child.killing = reason
+        log.warning("job %s %s: terminating its child process %s (%s)", held.job.id, held.job.name, child.pid, reason)
+        child.signal(signal.SIGTERM)
+        timer = threading.Timer(TERM_TO_KILL, child.signal, args=(signal.SIGKILL,))
+        timer.daemon = True
+        timer.start()
+        return True
+
+    # -- the service ------------------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask every idle child to exit and wait for them; a child still running a job is killed."""
+        with self._lock:
+            self._stopped = True
+            idle, self._idle = self._idle, []
+            busy = list(self._busy.values())
+        for child in idle:
+            child.close()
+        for child in busy:
+            child.killing = child.killing or CancelReason.SHUTDOWN
+            child.signal(signal.SIGKILL)
+        for child in idle + busy:
+            if child.wait(timeout) is None:
+                child.signal(signal.SIGKILL)
+                child.wait(timeout)
+        self._spawns.put(None)
+
+
+def _forward_cancel(child: Child, job_id: int, reason: str) -> None:
+    child.send({"op": "cancel", "job": job_id, "reason": reason})
+
+
+def _now(held: HeldJob) -> float:
+    return held.reporter.clock.now()
