@@ -274,7 +274,7 @@ class ExecutorPool:
         """The worker's children, made on first use."""
         with self._lock:
             if self._processes is None:
-                self._processes = ProcessPool(self.config.processes, self._app_modules)
+                self._processes = ProcessPool(self.config.processes, self._app_modules, self.config.concurrency)
             return self._processes
 
     def children(self) -> list[dict[str, Any]]:

@@ -51,6 +51,8 @@ log = logging.getLogger("jobkit.worker")
 
 #: Seconds between a child's SIGTERM and its SIGKILL.
 TERM_TO_KILL = 0.5
+#: The spawner's request for a spare child.
+WARM = "warm"
 #: Seconds a child is given to start and import the app before it counts as failed.
 START_TIMEOUT = 60.0
 
@@ -145,14 +147,20 @@ class ProcessPool:
         pool.stop()
     """
 
-    def __init__(self, config: ProcessConfig, modules: Callable[[], tuple[str, ...]]) -> None:
+    def __init__(self, config: ProcessConfig, modules: Callable[[], tuple[str, ...]], capacity: int = 1) -> None:
         self.config = config
         self.modules = modules
+        #: Most children kept alive (the worker's concurrency): a replacement is started only below it.
+        self.capacity = capacity
         self._lock = threading.Lock()
-        self._spawns: queue.SimpleQueue[Future[Child] | None] = queue.SimpleQueue()
+        # Requests to the spawner thread: a future to start one for a job, WARM for a spare, None to stop.
+        self._spawns: queue.SimpleQueue[Future[Child] | str | None] = queue.SimpleQueue()
         self._spawner: threading.Thread | None = None
         self._idle: list[Child] = []
         self._busy: dict[int, Child] = {}
+        # Kills asked for a job whose child was still starting: done as soon as it has one.
+        # Keyed by the held job itself, so a late request can never reach a later attempt of the job.
+        self._pending_kills: dict[int, tuple[HeldJob, str]] = {}
         self._stopped = False
         #: Children started and replaced so far, for operators and tests.
         self.started = 0
@@ -171,23 +179,38 @@ class ProcessPool:
                 self._spawner.start()
             self.started += 1
         self._spawns.put(request)
-        child = request.result()
         # Waited for here, not in the spawner, so that children start side by side.
-        ready = child.conn.poll(START_TIMEOUT) and child.recv()
-        if not ready or ready.get("op") != "ready":
-            cause = child.death()
-            raise WorkerLost(f"a child process did not start ({cause})")
-        return child
+        return _ready(request.result())
 
     def _spawn_loop(self) -> None:
         while True:
             request = self._spawns.get()
             if request is None:
                 return
+            if isinstance(request, str):
+                self._warm()
+                continue
             try:
                 request.set_result(self._start_process())
             except BaseException as exc:  # handed to the thread that asked, which fails its job
                 request.set_exception(exc)
+
+    def _warm(self) -> None:
+        """Start a spare child in place of one that died or was retired, so the next job finds it ready."""
+        with self._lock:
+            if self._stopped or len(self._idle) + len(self._busy) >= self.capacity:
+                return
+            self.started += 1
+        try:
+            child = _ready(self._start_process())
+        except Exception as exc:
+            log.warning("could not start a spare child process: %s", exc)
+            return
+        with self._lock:
+            if not self._stopped:
+                self._idle.append(child)
+                return
+        child.close()
 
     def _start_process(self) -> Child:
         parent_end, child_end = multiprocessing.Pipe(duplex=True)
@@ -212,14 +235,22 @@ class ProcessPool:
         child.send(config.to_json())
         return child
 
-    def _acquire(self, job_id: int) -> Child:
+    def _acquire(self, held: HeldJob) -> Child:
+        job_id = held.job.id
+        child: Child | None = None
         with self._lock:
-            child = self._idle.pop() if self._idle else None
+            while self._idle and child is None:
+                child = self._idle.pop()
+                if child.process.poll() is not None:
+                    child = None  # died while idle (killed from outside): forget it
         if child is None:
             child = self._spawn()
         child.job_id = job_id
         with self._lock:
             self._busy[job_id] = child
+            pending = self._pending_kills.pop(job_id, None)
+        if pending is not None and pending[0] is held:
+            self._kill(child, job_id, pending[1])
         return child
 
     def _release(self, child: Child, *, dead: bool) -> None:
@@ -235,6 +266,8 @@ class ProcessPool:
         if not keep and not dead:
             log.info("child %s replaced after %d jobs (%d bytes resident)", child.pid, child.tasks, child.rss)
             child.close()
+        if not keep:
+            self._spawns.put(WARM)
 
     def _within_limits(self, child: Child) -> bool:
         limit = self.config.max_tasks_per_child
@@ -256,8 +289,10 @@ class ProcessPool:
         """Run ``held`` in a child and return its outcome; blocks the calling (executor) thread."""
         job = held.job
         try:
-            child = self._acquire(job.id)
+            child = self._acquire(held)
         except Exception as exc:
+            with self._lock:
+                self._pending_kills.pop(job.id, None)
             error = WorkerLost(f"no child process to run it in: {exc}")
             return Crashed(error_entry(error, job.attempt, _now(held)), attempt_spent=False)
         module = getattr(held.job_type.target, "__module__", None) if held.job_type else None
@@ -270,6 +305,8 @@ class ProcessPool:
         dead = outcome is None
         if outcome is None:
             outcome = self._ended(child, held, kill_grace)
+        with self._lock:
+            self._pending_kills.pop(job.id, None)  # asked for as it ended: nothing left to kill
         self._release(child, dead=dead)
         return outcome
 
@@ -324,15 +361,21 @@ class ProcessPool:
         """End the child running ``held`` (SIGTERM now, SIGKILL after TERM_TO_KILL); False if none does."""
         with self._lock:
             child = self._busy.get(held.job.id)
-        if child is None or child.killing is not None:
-            return child is not None
+            if child is None:
+                self._pending_kills[held.job.id] = (held, reason)
+                return False
+        self._kill(child, held.job.id, reason)
+        return True
+
+    def _kill(self, child: Child, job_id: int, reason: str) -> None:
+        if child.killing is not None:
+            return
         child.killing = reason
-        log.warning("job %s %s: terminating its child process %s (%s)", held.job.id, held.job.name, child.pid, reason)
+        log.warning("job %s: terminating its child process %s (%s)", job_id, child.pid, reason)
         child.signal(signal.SIGTERM)
         timer = threading.Timer(TERM_TO_KILL, child.signal, args=(signal.SIGKILL,))
         timer.daemon = True
         timer.start()
-        return True
 
     # -- the service ------------------------------------------------------------------------------------
 
@@ -352,6 +395,15 @@ class ProcessPool:
                 child.signal(signal.SIGKILL)
                 child.wait(timeout)
         self._spawns.put(None)
+
+
+def _ready(child: Child) -> Child:
+    """The child once it said it is ready (it imported the app); a child that did not is ended."""
+    ready = child.conn.poll(START_TIMEOUT) and child.recv()
+    if not ready or ready.get("op") != "ready":
+        cause = child.death()
+        raise WorkerLost(f"a child process did not start ({cause})")
+    return child
 
 
 def _forward_cancel(child: Child, job_id: int, reason: str) -> None:

@@ -1,0 +1,235 @@
+"""The process pool's misbehaving-job matrix: each misdeed ends its own attempt, never a slot or the worker.
+
+Every case runs in a two-slot worker with real child processes: first two normal jobs warm both
+children, then an innocent job and the misbehaving one run side by side. The misbehaving job's
+first attempt must end within ``timeout + kill_grace + 1 s``, the job must end as its policy says
+with an error history naming what happened, the innocent job must complete in its own untouched
+child, and a following batch of normal jobs must run two at a time (the peak read from a ledger
+the jobs write).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jobkit
+from jobkit import JobFailed, JobQueue
+from jobkit._vocabulary import Event, EventType
+from tests import proc_jobs
+from tests.conftest import FAST
+from tests.proc_jobs import (
+    ProcGrow,
+    ProcKeyboardInterrupt,
+    ProcOsExit,
+    ProcSegfault,
+    ProcSleep,
+    ProcSpin,
+    ProcSysExit,
+    ProcWedged,
+)
+
+KILL_GRACE = 0.5
+ENDINGS = {EventType.COMPLETED, EventType.RETRYING, EventType.FAILED, EventType.CANCELLED, EventType.RESCUED}
+
+
+class Timeline:
+    """When each job started and ended its attempts, from the queue's events."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.marks: dict[int, list[tuple[EventType, float]]] = {}
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self.marks.setdefault(event.job_id, []).append((EventType(event["type"]), time.monotonic()))
+
+    def attempts(self, job_id: int) -> list[float]:
+        """How long each attempt of the job took, from its start to its ending."""
+        with self._lock:
+            marks = list(self.marks.get(job_id, []))
+        spans, began = [], None
+        for kind, at in marks:
+            if kind is EventType.STARTED:
+                began = at
+            elif kind in ENDINGS and began is not None:
+                spans.append(at - began)
+                began = None
+        return spans
+
+
+@dataclass
+class ProcQueue:
+    queue: JobQueue
+    timeline: Timeline
+    tmp: Path
+
+
+@pytest.fixture
+def proc_queue(db_url: str, tmp_path: Path) -> Iterator[ProcQueue]:
+    """A two-slot worker in this process whose process-isolated jobs run in real children."""
+    q = jobkit.configure(
+        database_url=db_url,
+        concurrency=2,
+        kill_grace=KILL_GRACE,
+        max_crashes=2,
+        max_memory_per_child="250MB",
+        **FAST,
+    )
+    timeline = Timeline()
+    q.subscribe(timeline)
+    q.start()
+    try:
+        yield ProcQueue(q, timeline, tmp_path)
+    finally:
+        q.close()
+        JobQueue.set_instance(None)
+
+
+def warm(pq: ProcQueue) -> list[int]:
+    """Run two normal jobs at once so that both children are up; returns their pids."""
+    ledger = pq.tmp / "warm.ledger"
+    handles = ProcSleep.perform_all_later([{"seconds": 0.3, "ledger": str(ledger)}] * 2)
+    return [h.result(timeout=30) for h in handles]
+
+
+def assert_full_concurrency(pq: ProcQueue, name: str = "batch") -> None:
+    """Four 1 s jobs run two at a time: both slots are there, and the worker holds nothing after."""
+    ledger = pq.tmp / f"{name}.ledger"
+    handles = ProcSleep.perform_all_later([{"seconds": 1.0, "ledger": str(ledger)}] * 4)
+    for handle in handles:
+        assert isinstance(handle.result(timeout=30), int)
+    assert proc_jobs.peak(ledger) == 2
+    assert pq.queue.worker.running_count == 0
+    assert pq.queue.worker.stuck_threads == 0
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie awaiting its parent's wait() counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@dataclass(frozen=True)
+class Case:
+    job: type[jobkit.BaseJob[Any]]
+    errors: list[str]
+    says: str
+    timeout: float = 0.0
+
+
+CASES = {
+    "sys_exit": Case(ProcSysExit, ["SystemExit", "SystemExit"], "3"),
+    "keyboard_interrupt": Case(ProcKeyboardInterrupt, ["KeyboardInterrupt", "KeyboardInterrupt"], ""),
+    # Crashes count toward max_crashes=2 although max_retries allows 5.
+    "os_exit": Case(ProcOsExit, ["WorkerLost", "WorkerLost"], "exit code 7"),
+    "segfault": Case(ProcSegfault, ["WorkerLost", "WorkerLost"], "signal SIGSEGV"),
+    "infinite_loop": Case(ProcSpin, ["JobTimeout", "JobTimeout"], "was killed", timeout=1.0),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=list(CASES))
+def test_a_misbehaving_process_job_ends_as_its_policy_says_and_spares_the_rest(
+    proc_queue: ProcQueue, case: Case
+) -> None:
+    """Its attempt ends in time, its history names what happened, the innocent neighbour and the slots survive."""
+    warm(proc_queue)
+    innocent = ProcSleep.perform_later(seconds=2.5)
+    bad = case.job.perform_later()
+    with pytest.raises(JobFailed):
+        bad.result(timeout=30)
+    info = bad.refresh()
+    assert [e["type"] for e in info.errors] == case.errors
+    assert all(case.says in e["message"] for e in info.errors), info.errors
+    first = proc_queue.timeline.attempts(bad.id)[0]
+    assert first <= case.timeout + KILL_GRACE + 1.0, first
+    innocent_pid = innocent.result(timeout=30)
+    assert alive(innocent_pid), "the innocent job's child was taken down with the other"
+    assert innocent.refresh().errors == []
+    assert_full_concurrency(proc_queue)
+
+
+def test_a_child_over_max_memory_finishes_its_job_then_is_replaced(proc_queue: ProcQueue) -> None:
+    """A job that leaks past max_memory_per_child completes; its child exits and a fresh one takes the slot."""
+    warm(proc_queue)
+    grown = ProcGrow.perform_later(megabytes=300)
+    pid = grown.result(timeout=30)
+    assert grown.refresh().status == "completed"
+    deadline = time.monotonic() + KILL_GRACE + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid), "the child over its memory limit was kept"
+    assert pid not in [c["pid"] for c in proc_queue.queue.worker.pool.children()]
+    assert_full_concurrency(proc_queue)
+
+
+@pytest.mark.parametrize("request_", ["cancel", "kill"])
+def test_cancel_and_kill_end_a_wedged_process_job_within_kill_grace(proc_queue: ProcQueue, request_: str) -> None:
+    """A running job that ignores its token is ended (its child killed) within kill_grace of the request."""
+    warm(proc_queue)
+    ledger = proc_queue.tmp / "wedged.ledger"
+    innocent = ProcSleep.perform_later(seconds=2.5)
+    handle = ProcWedged.perform_later(seconds=60, ledger=str(ledger))
+    deadline = time.monotonic() + 10
+    while not ledger.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    wedged_pid = proc_jobs.pids(ledger)[0]
+    asked = time.monotonic()
+    getattr(handle, request_)()
+    with pytest.raises(jobkit.JobCancelled):
+        handle.result(timeout=10)
+    assert time.monotonic() - asked <= KILL_GRACE + 1.0 + (0.0 if request_ == "kill" else FAST["cancel_check_interval"])
+    assert handle.refresh().status == "cancelled"
+    assert not alive(wedged_pid)
+    assert alive(innocent.result(timeout=30))
+    assert_full_concurrency(proc_queue)
+
+
+def test_a_mixed_worker_never_runs_more_than_its_concurrency(db_url: str, tmp_path: Path) -> None:
+    """Thread and process jobs share one concurrency: three slots, six of each kind, never more than three at once."""
+    q = jobkit.configure(database_url=db_url, concurrency=3, **FAST)
+    q.start()
+    try:
+        ledger = tmp_path / "mixed.ledger"
+        args = [{"seconds": 0.6, "ledger": str(ledger)}] * 6
+        handles = proc_jobs.ThreadSleep.perform_all_later(args) + ProcSleep.perform_all_later(args)
+        pids = {h.result(timeout=60) for h in handles}
+        assert os.getpid() in pids and len(pids) > 1  # both kinds ran: in this process and in children
+        assert proc_jobs.peak(ledger) == 3
+        assert q.worker.peak_running == 3
+    finally:
+        q.close()
+        JobQueue.set_instance(None)
+
+
+def test_the_processes_pool_runs_jobs_without_an_isolation_option_in_children(db_url: str) -> None:
+    """pool="processes" sends jobs with no isolation option to a child; isolation="thread" stays here."""
+    q = jobkit.configure(database_url=db_url, concurrency=2, pool="processes", max_tasks_per_child=1, **FAST)
+    q.start()
+    try:
+        first = proc_jobs.DefaultSleep.perform_later().result(timeout=30)
+        second = proc_jobs.DefaultSleep.perform_later().result(timeout=30)
+        assert os.getpid() not in (first, second)
+        assert first != second  # max_tasks_per_child=1: each job in a fresh child
+        assert proc_jobs.ThreadSleep.perform_later().result(timeout=30) == os.getpid()
+    finally:
+        q.close()
+        JobQueue.set_instance(None)
+
+
+def test_a_worker_that_runs_no_process_job_starts_no_child(queue: JobQueue) -> None:
+    """The process pool costs nothing unused: thread jobs alone never make it."""
+    queue.start()
+    assert proc_jobs.ThreadSleep.perform_later().result(timeout=30) == os.getpid()
+    assert queue.worker.pool.children() == []
+    assert queue.worker.pool._processes is None
