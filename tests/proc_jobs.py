@@ -44,6 +44,15 @@ def peak(ledger: Path) -> int:
     return best
 
 
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie awaiting its parent's wait() counts as gone; Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def pids(ledger: Path) -> list[int]:
     """The process ids that ran the ledger's jobs, in the order they finished."""
     return [int(line.split()[2]) for line in ledger.read_text().splitlines()]

@@ -34,6 +34,7 @@ from tests.proc_jobs import (
     ProcSpin,
     ProcSysExit,
     ProcWedged,
+    alive,
 )
 
 KILL_GRACE = 0.5
@@ -109,15 +110,6 @@ def assert_full_concurrency(pq: ProcQueue, name: str = "batch") -> None:
     assert proc_jobs.peak(ledger) == 2
     assert pq.queue.worker.running_count == 0
     assert pq.queue.worker.stuck_threads == 0
-
-
-def alive(pid: int) -> bool:
-    """Whether a process runs (a zombie awaiting its parent's wait() counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @dataclass(frozen=True)
