@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from jobkit import BaseJob, job
+from tests.long_jobs import ImportArgs, ImportDocument, ImportDocumentAsync
 
 
 class ProcArgs(BaseModel):
@@ -163,3 +164,13 @@ class ProcReports(BaseJob[ProcArgs]):
                 self.cancel_token.raise_if_cancelled()
         self.logger.warning("reports finished in %s", os.getpid())
         return {"resumed_at": first, "pid": os.getpid()}
+
+
+@job(name="proc.import_document", schema=ImportArgs, isolation="process", max_retries=3, backoff=lambda a: 0.0)
+class ProcImportDocument(ImportDocument):
+    """The long-running import (stages, progress, checkpoints, file controls) in a child process."""
+
+
+@job(name="proc.import_document_async", schema=ImportArgs, isolation="process", max_retries=3, backoff=lambda a: 0.0)
+class ProcImportDocumentAsync(ImportDocumentAsync):
+    """The async import in a child process (its own event loop there)."""
