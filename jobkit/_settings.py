@@ -107,7 +107,8 @@ def parse_size(text: str) -> int:
     if match is None:
         raise ValueError(f"expected a number of bytes or a size such as '200MB', got {text!r}")
     number, unit = match.groups()
-    return int(float(number) * _UNITS[(unit or "").lower()[:1]])
+    prefix = (unit or "").lower()[:1]
+    return int(float(number) * _UNITS[prefix if prefix in _UNITS else ""])
 
 
 def load_settings(**overrides: Any) -> Settings:
