@@ -31,7 +31,7 @@ from jobkit._runtime.executor import Prepared, abandoned, prepare, run_async, ru
 from jobkit._runtime.ledger import HeldJob, Ledger
 from jobkit._runtime.lifecycle import EXIT_STUCK, Lifecycle
 from jobkit._runtime.outcome import Cancelled, Crashed, Failed, Outcome, error_entry, first_line
-from jobkit._runtime.procpool import ProcessConfig, ProcessPool
+from jobkit._runtime.procpool import Isolation, ProcessConfig
 from jobkit._runtime.reporter import Flusher, JobReporter, ReportWrites
 from jobkit._settings import Settings
 from jobkit._store import ClaimedJob
@@ -115,9 +115,8 @@ class ExecutorPool:
         self._lock = threading.Lock()
         self._spawned = 0
         self._started = False
-        # Made on the first process-isolated job: a worker that runs none starts no child.
-        self._processes: ProcessPool | None = None
-        self._default_process = config.pool == "processes"
+        #: Process-isolated jobs and the children that run them (made on the first such job).
+        self.isolation = Isolation(config.pool, config.processes, config.concurrency, types)
 
     # -- the service ---------------------------------------------------------------------------------
 
@@ -142,11 +141,12 @@ class ExecutorPool:
             loop.call_soon_threadsafe(loop.stop)
         if loop_thread is not None:
             loop_thread.join(timeout=5)
-        with self._lock:
-            processes = self._processes
-        if processes is not None:
-            processes.stop()
+        self.isolation.stop()
         self.flusher.stop()
+
+    def children(self) -> list[dict[str, Any]]:
+        """The worker's live child processes: pid, job (None: idle), jobs run, resident bytes after the last."""
+        return self.isolation.children()
 
     def run_once(self, jobs: Sequence[ClaimedJob]) -> int:
         """Run claimed jobs in the calling thread, one after another, each outcome written before the next."""
@@ -235,8 +235,8 @@ class ExecutorPool:
             return True
         prepared = held.prepared
         assert prepared is not None
-        if self.isolated(prepared.job_type):
-            self._done(held, self.process_pool().run(held, self.config.kill_grace))
+        if self.isolation.applies(prepared.job_type):
+            self._done(held, self.isolation.pool().run(held, self.config.kill_grace))
             return True
         if prepared.job_type.is_async and not held.inline:
             future = asyncio.run_coroutine_threadsafe(run_async(prepared, self.clock, self.dump), self._event_loop())
@@ -260,34 +260,6 @@ class ExecutorPool:
         if timeout is not None:
             self.deadlines.at(timeout, held, Action.TIMEOUT)
         return True
-
-    # -- process isolation -------------------------------------------------------------------------------
-
-    def isolated(self, job_type: JobType | None) -> bool:
-        """True when jobs of this type run in a child process (their option, else the worker's pool)."""
-        if job_type is None:
-            return False
-        isolation = job_type.options.isolation
-        return isolation == "process" or (isolation is None and self._default_process)
-
-    def process_pool(self) -> ProcessPool:
-        """The worker's children, made on first use."""
-        with self._lock:
-            if self._processes is None:
-                self._processes = ProcessPool(self.config.processes, self._app_modules, self.config.concurrency)
-            return self._processes
-
-    def children(self) -> list[dict[str, Any]]:
-        """The live child processes (empty while no process job ran)."""
-        with self._lock:
-            processes = self._processes
-        return [] if processes is None else processes.children()
-
-    def _app_modules(self) -> tuple[str, ...]:
-        # What a child imports at start: the modules that declare process-isolated job types (the
-        # worker's --app modules among them); a module it lacks is imported when its job comes.
-        modules = {getattr(t.target, "__module__", None) for t in self.types().values() if self.isolated(t)}
-        return tuple(sorted(m for m in modules if isinstance(m, str) and m not in ("__main__", "__mp_main__")))
 
     def _async_done(self, held: HeldJob, future: Future[Outcome]) -> None:
         try:
@@ -359,13 +331,13 @@ class ExecutorPool:
                 timeout = held.job_type.options.timeout if held.job_type else None
                 log.warning("job %s %s exceeded its timeout of %ss; cancelling it", *_ids(held), timeout)
                 # The caller's own thread is never left behind: it waits for its job (a child can be killed).
-                if not held.inline or self.isolated(held.job_type):
+                if not held.inline or self.isolation.applies(held.job_type):
                     self.deadlines.at(self.config.kill_grace, held, Action.ABANDON)
         elif held.token.reason == CancelReason.SHUTDOWN:
             return
-        elif self.isolated(held.job_type):
+        elif self.isolation.applies(held.job_type):
             # A child can be killed: its job ends with its process (the executor thread sees the death).
-            self.process_pool().terminate(held, held.token.reason or CancelReason.KILL)
+            self.isolation.pool().terminate(held, held.token.reason or CancelReason.KILL)
         elif not held.inline:
             self._abandon(held)
 

@@ -26,22 +26,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import multiprocessing
-import os
 import queue
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
-from multiprocessing.connection import Connection
 from typing import Any
 
+from jobkit._registry import JobType
 from jobkit._runtime import wire
-from jobkit._runtime.child import ChildConfig
+from jobkit._runtime.childproc import TERM_TO_KILL, Child, ready, start_child
 from jobkit._runtime.ledger import HeldJob
 from jobkit._runtime.outcome import Cancelled, Crashed, Failed, Outcome, error_entry
 from jobkit._vocabulary import CancelReason
@@ -49,12 +45,8 @@ from jobkit.errors import Discard, JobTimeout, WorkerLost
 
 log = logging.getLogger("jobkit.worker")
 
-#: Seconds between a child's SIGTERM and its SIGKILL.
-TERM_TO_KILL = 0.5
 #: The spawner's request for a spare child.
 WARM = "warm"
-#: Seconds a child is given to start and import the app before it counts as failed.
-START_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,75 +57,6 @@ class ProcessConfig:
     max_memory_per_child: int | None = None
     max_payload_depth: int = 64
     max_payload_bytes: int = 16 * 1024 * 1024
-
-
-class Child:
-    """One child process and the parent's end of its pipe."""
-
-    def __init__(self, process: subprocess.Popen[bytes], conn: Connection) -> None:
-        self.process = process
-        self.conn = conn
-        self.pid: int = process.pid
-        self.tasks = 0
-        self.rss = 0
-        #: The job it runs now (None while idle).
-        self.job_id: int | None = None
-        #: Why it is being ended by the parent (None: it was not), so its death is not a crash.
-        self.killing: str | None = None
-        self._send_lock = threading.Lock()
-
-    def send(self, message: dict[str, Any]) -> bool:
-        """Send a message; False when the child is gone."""
-        data = wire.encode(message)
-        try:
-            with self._send_lock:
-                self.conn.send_bytes(data)
-        except (OSError, ValueError):
-            return False
-        return True
-
-    def recv(self) -> dict[str, Any] | None:
-        """The next message, or None at end of file (the child died or closed its end)."""
-        try:
-            return wire.decode(self.conn.recv_bytes())
-        except (EOFError, OSError):
-            return None
-
-    def signal(self, signum: int) -> None:
-        """Send a signal unless the child is already reaped."""
-        # poll() reaps a dead child first, so a recycled pid is never signalled.
-        if self.process.poll() is None:
-            try:
-                self.process.send_signal(signum)
-            except ProcessLookupError:
-                pass
-
-    def death(self) -> str:
-        """How the child ended: "exit code N" or "signal SIGSEGV" (waiting a moment for it to be reaped)."""
-        code = self.wait(TERM_TO_KILL * 4)
-        if code is None:
-            self.signal(signal.SIGKILL)
-            code = self.wait(5)
-        if code is None:
-            return "an unknown cause"
-        if code < 0:
-            try:
-                return f"signal {signal.Signals(-code).name}"
-            except ValueError:
-                return f"signal {-code}"
-        return f"exit code {code}"
-
-    def wait(self, timeout: float) -> int | None:
-        """The exit status once the child has ended within ``timeout`` seconds, else None."""
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def close(self) -> None:
-        """Ask an idle child to exit and forget it; it exits on its own when it reads the request."""
-        self.send({"op": "stop"})
-        self.conn.close()
 
 
 class ProcessPool:
@@ -180,7 +103,7 @@ class ProcessPool:
             self.started += 1
         self._spawns.put(request)
         # Waited for here, not in the spawner, so that children start side by side.
-        return _ready(request.result())
+        return ready(request.result())
 
     def _spawn_loop(self) -> None:
         while True:
@@ -202,7 +125,7 @@ class ProcessPool:
                 return
             self.started += 1
         try:
-            child = _ready(self._start_process())
+            child = ready(self._start_process())
         except Exception as exc:
             log.warning("could not start a spare child process: %s", exc)
             return
@@ -213,27 +136,8 @@ class ProcessPool:
         child.close()
 
     def _start_process(self) -> Child:
-        parent_end, child_end = multiprocessing.Pipe(duplex=True)
-        levels = tuple(
-            (name, logging.getLogger(name or None).getEffectiveLevel()) for name in ("", "jobkit", "jobkit.job")
-        )
-        config = ChildConfig(
-            self.modules(),
-            self.config.max_payload_depth,
-            self.config.max_payload_bytes,
-            log_levels=levels,
-            sys_path=tuple(sys.path),
-            parent_pid=os.getpid(),
-        )
-        fd = child_end.fileno()
-        command = [sys.executable, "-c", f"from jobkit._runtime.child import main, Connection; main(Connection({fd}))"]
-        try:
-            process = subprocess.Popen(command, pass_fds=(fd,), stdin=subprocess.DEVNULL)
-        finally:
-            child_end.close()  # only the child holds its end now: its death is end of file here
-        child = Child(process, parent_end)
-        child.send(config.to_json())
-        return child
+        config = self.config
+        return start_child(self.modules(), config.max_payload_depth, config.max_payload_bytes)
 
     def _acquire(self, held: HeldJob) -> Child:
         job_id = held.job.id
@@ -397,13 +301,63 @@ class ProcessPool:
         self._spawns.put(None)
 
 
-def _ready(child: Child) -> Child:
-    """The child once it said it is ready (it imported the app); a child that did not is ended."""
-    ready = child.conn.poll(START_TIMEOUT) and child.recv()
-    if not ready or ready.get("op") != "ready":
-        cause = child.death()
-        raise WorkerLost(f"a child process did not start ({cause})")
-    return child
+class Isolation:
+    """Which jobs run in a child (their ``isolation`` option, else the worker's pool), and the children.
+
+    The :class:`ProcessPool` is made on the first process-isolated job: a worker that runs none
+    starts no child and no spawner thread.
+    """
+
+    def __init__(
+        self, pool: str, config: ProcessConfig, capacity: int, types: Callable[[], dict[str, JobType]]
+    ) -> None:
+        self.default_process = pool == "processes"
+        self.config = config
+        self.capacity = capacity
+        self.types = types
+        self._lock = threading.Lock()
+        self._pool: ProcessPool | None = None
+
+    def applies(self, job_type: JobType | None) -> bool:
+        """True when jobs of this type run in a child process."""
+        if job_type is None:
+            return False
+        isolation = job_type.options.isolation
+        return isolation == "process" or (isolation is None and self.default_process)
+
+    def pool(self) -> ProcessPool:
+        """The worker's children, made on first use."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPool(self.config, self.app_modules, self.capacity)
+            return self._pool
+
+    @property
+    def started(self) -> bool:
+        """Whether any process job ran (and so the pool exists)."""
+        return self._pool is not None
+
+    def children(self) -> list[dict[str, Any]]:
+        """The live child processes (empty while no process job ran)."""
+        with self._lock:
+            pool = self._pool
+        return [] if pool is None else pool.children()
+
+    def app_modules(self) -> tuple[str, ...]:
+        """What a child imports at start: the modules declaring process-isolated job types (the --app ones).
+
+        A module it lacks is imported when one of its jobs comes; ``__main__`` cannot be (a
+        child must not re-run the worker's script), so job types defined there run in threads only.
+        """
+        modules = {getattr(t.target, "__module__", None) for t in self.types().values() if self.applies(t)}
+        return tuple(sorted(m for m in modules if isinstance(m, str) and m not in ("__main__", "__mp_main__")))
+
+    def stop(self) -> None:
+        """Stop the children, if any were started."""
+        with self._lock:
+            pool = self._pool
+        if pool is not None:
+            pool.stop()
 
 
 def _forward_cancel(child: Child, job_id: int, reason: str) -> None:

@@ -224,4 +224,4 @@ def test_a_worker_that_runs_no_process_job_starts_no_child(queue: JobQueue) -> N
     queue.start()
     assert proc_jobs.ThreadSleep.perform_later().result(timeout=30) == os.getpid()
     assert queue.worker.pool.children() == []
-    assert queue.worker.pool._processes is None
+    assert not queue.worker.pool.isolation.started
