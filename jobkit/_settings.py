@@ -56,6 +56,9 @@ class Settings(BaseSettings):
         ge=1,
         description="resident bytes (or '200MB') past which a child is replaced after its job (None: no limit)",
     )
+    loop_lag_threshold: float = Field(
+        default=1.0, gt=0, le=3600, description="seconds an async job may block the event loop before it is logged"
+    )
     max_payload_depth: int = Field(default=64, ge=2, le=500, description="deepest nesting of stored JSON")
     max_payload_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="largest JSON text stored for arguments, results, progress"

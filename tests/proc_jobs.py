@@ -174,3 +174,12 @@ class ProcImportDocument(ImportDocument):
 @job(name="proc.import_document_async", schema=ImportArgs, isolation="process", max_retries=3, backoff=lambda a: 0.0)
 class ProcImportDocumentAsync(ImportDocumentAsync):
     """The async import in a child process (its own event loop there)."""
+
+
+@job(name="proc.blocks_loop", schema=ProcArgs, max_retries=0)
+class BlocksLoop(BaseJob[ProcArgs]):
+    """An async job that calls a blocking sleep: it stalls the worker's event loop."""
+
+    async def perform(self, args: ProcArgs) -> str:
+        time.sleep(args.seconds)
+        return "blocked"

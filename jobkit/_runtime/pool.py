@@ -30,6 +30,7 @@ from jobkit._runtime.deadlines import Action, Deadlines
 from jobkit._runtime.executor import Prepared, abandoned, prepare, run_async, run_sync
 from jobkit._runtime.ledger import HeldJob, Ledger
 from jobkit._runtime.lifecycle import EXIT_STUCK, Lifecycle
+from jobkit._runtime.looplag import LoopWatch
 from jobkit._runtime.outcome import Cancelled, Crashed, Failed, Outcome, error_entry, first_line
 from jobkit._runtime.procpool import Isolation, ProcessConfig
 from jobkit._runtime.reporter import Flusher, JobReporter, ReportWrites
@@ -53,6 +54,7 @@ class PoolConfig:
     #: Where jobs without an ``isolation`` option run: "threads" or "processes".
     pool: str = "threads"
     processes: ProcessConfig = field(default_factory=ProcessConfig)
+    loop_lag_threshold: float = 1.0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -73,7 +75,14 @@ class PoolConfig:
             settings.max_payload_depth,
             settings.max_payload_bytes,
         )
-        return cls(settings.concurrency, settings.kill_grace, settings.max_stuck_threads, settings.pool, processes)
+        return cls(
+            settings.concurrency,
+            settings.kill_grace,
+            settings.max_stuck_threads,
+            settings.pool,
+            processes,
+            settings.loop_lag_threshold,
+        )
 
 
 class ExecutorPool:
@@ -112,6 +121,8 @@ class ExecutorPool:
         self._work: queue.SimpleQueue[HeldJob | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
+        #: Watches the async loop for jobs that block it (made with the loop).
+        self.loop_watch: LoopWatch | None = None
         self._lock = threading.Lock()
         self._spawned = 0
         self._started = False
@@ -137,6 +148,8 @@ class ExecutorPool:
             self._started = False
             for _ in range(self.config.concurrency):
                 self._work.put(None)
+        if self.loop_watch is not None:
+            self.loop_watch.stop()
         if loop is not None:
             loop.call_soon_threadsafe(loop.stop)
         if loop_thread is not None:
@@ -261,6 +274,10 @@ class ExecutorPool:
             self.deadlines.at(timeout, held, Action.TIMEOUT)
         return True
 
+    def _job_name(self, job_id: int) -> str | None:
+        held = self.ledger.get(job_id)
+        return None if held is None else held.job.name
+
     def _async_done(self, held: HeldJob, future: Future[Outcome]) -> None:
         try:
             outcome = future.result()
@@ -281,6 +298,8 @@ class ExecutorPool:
                 self._loop = loop
                 self._loop_thread = threading.Thread(target=loop.run_forever, name="jobkit-async", daemon=True)
                 self._loop_thread.start()
+                self.loop_watch = LoopWatch(loop, self.config.loop_lag_threshold, self._job_name)
+                self.loop_watch.start()
             return self._loop
 
     # -- endings ---------------------------------------------------------------------------------------
