@@ -12,6 +12,7 @@ inline tests).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import threading
@@ -160,6 +161,10 @@ class ExecutorPool:
     def children(self) -> list[dict[str, Any]]:
         """The worker's live child processes: pid, job (None: idle), jobs run, resident bytes after the last."""
         return self.isolation.children()
+
+    def report(self) -> str:
+        """The pool and its children as JSON, for the heartbeat (``jobkit workers`` shows it)."""
+        return json.dumps({"pool": self.config.pool, "children": self.isolation.children()})
 
     def run_once(self, jobs: Sequence[ClaimedJob]) -> int:
         """Run claimed jobs in the calling thread, one after another, each outcome written before the next."""

@@ -117,6 +117,7 @@ class Worker:
             interrupt=self.pool.interrupt,
             requeue_stale=self.producer.requeue_stale,
             on_held_again=self.producer.wake,
+            pool_report=self.pool.report,
         )
         self.maintenance = Maintenance(
             MaintenanceConfig.from_settings(settings),

@@ -108,6 +108,8 @@ class WorkerRecord:
     stopped_at: float | None
     #: Executor threads abandoned by jobs that overran their timeout, as of the last heartbeat.
     stuck: int = 0
+    #: The pool and its children as JSON text (``{"pool": ..., "children": [...]}``), as of the last heartbeat.
+    pool: str | None = None
     #: Not columns: whether the heartbeat is fresh by the database's clock, and the jobs it runs.
     alive: bool = False
     running: list[int] = field(default_factory=list)

@@ -116,6 +116,9 @@ workers = sa.Table(
     sa.Column("stopped_at", Epoch, nullable=True),
     # Executor threads abandoned by their job (migration 0003), as of the last heartbeat.
     sa.Column("stuck", sa.Integer, nullable=False, server_default="0"),
+    # The worker's pool and its child processes as JSON (migration 0008), as of the last heartbeat:
+    # {"pool": "threads" | "processes", "children": [{"pid", "job", "tasks", "rss"}, ...]}.
+    sa.Column("pool", sa.Text, nullable=True),
 )
 
 queue_pauses = sa.Table(

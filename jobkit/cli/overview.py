@@ -7,6 +7,7 @@ import sys
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from jobkit._registry import all_types
 from jobkit.cli.context import load_apps, queue_of
@@ -35,6 +36,42 @@ def workers(ctx: click.Context) -> None:
         ]
         table.add_row(*row)
     console.print(table)
+    # A second table, only for workers with a process pool or children: the first stays as narrow as it was.
+    children = Table("worker", "pool", "child pid", "job", "jobs run", "resident MB")
+    for w in records:
+        if w.stopped_at is None:
+            for row in pool_rows(w.id, w.pool):
+                children.add_row(*row)
+    if children.row_count:
+        console.print(children)
+
+
+def pool_rows(worker_id: str, report: str | None) -> list[list[Text]]:
+    """Rows of the children table from a worker's stored pool report (JSON): one per child, or one for its pool.
+
+    A worker whose pool is threads and which has no child gets no row; an unreadable report gets none.
+    """
+    try:
+        data = json.loads(report) if report else None
+        if not isinstance(data, dict):
+            return []
+        pool = str(data.get("pool", "-"))
+        rows = [
+            [
+                cell(worker_id),
+                cell(pool),
+                cell(int(child["pid"])),
+                cell("idle" if child.get("job") is None else int(child["job"])),
+                cell(int(child.get("tasks") or 0)),
+                cell(int(child.get("rss") or 0) // (1024 * 1024)),
+            ]
+            for child in data.get("children") or []
+        ]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []
+    if not rows and pool == "processes":
+        rows = [[cell(worker_id), cell(pool), cell(None), cell(None), cell(None), cell(None)]]
+    return rows
 
 
 @click.command()

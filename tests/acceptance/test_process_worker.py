@@ -12,6 +12,7 @@ from pathlib import Path
 
 from jobkit import JobQueue
 from tests import proc_jobs
+from tests.acceptance.test_cli_control import cli
 from tests.acceptance.test_cli_worker import ROOT, env_for
 from tests.proc_jobs import alive
 
@@ -94,3 +95,17 @@ def test_sigterm_lets_running_process_jobs_finish_then_stops_the_children(
     assert worker.returncode == 0, output
     assert [h.status() for h in running] == ["completed", "completed"], output
     assert not any(alive(pid) for pid in children)
+
+
+def test_jobkit_workers_shows_the_pool_and_its_children(db_url: str, producer: JobQueue) -> None:
+    """`jobkit workers` shows a process worker's pool and each child's pid after a heartbeat."""
+    worker = start_process_worker(db_url, "--concurrency", "1")
+    try:
+        pid = proc_jobs.ProcSleep.perform_later(seconds=0.1).result(timeout=60)
+        wait_for(lambda: str(pid) in cli(db_url, "workers").stdout, 10, "the child in `jobkit workers`")
+        shown = cli(db_url, "workers")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    assert "processes" in shown.stdout and "idle" in shown.stdout
