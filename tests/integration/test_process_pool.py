@@ -11,6 +11,7 @@ the jobs write).
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -165,24 +166,51 @@ def test_a_child_over_max_memory_finishes_its_job_then_is_replaced(proc_queue: P
     assert_full_concurrency(proc_queue)
 
 
-@pytest.mark.parametrize("request_", ["cancel", "kill"])
-def test_cancel_and_kill_end_a_wedged_process_job_within_kill_grace(proc_queue: ProcQueue, request_: str) -> None:
-    """A running job that ignores its token is ended (its child killed) within kill_grace of the request."""
-    warm(proc_queue)
-    ledger = proc_queue.tmp / "wedged.ledger"
+def start_wedged(pq: ProcQueue) -> tuple[jobkit.JobHandle, jobkit.JobHandle, int]:
+    """An innocent job and a wedged one running side by side in warm children; the wedged job's child pid."""
+    warm(pq)
+    ledger = pq.tmp / "wedged.ledger"
     innocent = ProcSleep.perform_later(seconds=2.5)
     handle = ProcWedged.perform_later(seconds=60, ledger=str(ledger))
     deadline = time.monotonic() + 10
     while not ledger.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-    wedged_pid = proc_jobs.pids(ledger)[0]
-    asked = time.monotonic()
+    return innocent, handle, proc_jobs.pids(ledger)[0]
+
+
+def wait_status(handle: jobkit.JobHandle, status: str, timeout: float) -> float:
+    """Seconds until the job shows ``status`` (a black-box poll of the row); fails after ``timeout``."""
+    began = time.monotonic()
+    while handle.status() != status:
+        assert time.monotonic() - began < timeout, f"job {handle.id} still {handle.status()} after {timeout}s"
+        time.sleep(0.02)
+    return time.monotonic() - began
+
+
+@pytest.mark.parametrize(("request_", "status"), [("cancel", "cancelled"), ("kill", "cancelled"), ("pause", "paused")])
+def test_cancel_kill_and_pause_end_a_wedged_process_job_within_kill_grace(
+    proc_queue: ProcQueue, request_: str, status: str
+) -> None:
+    """A running job that ignores its token is ended (its child killed) within kill_grace of the request."""
+    innocent, handle, wedged_pid = start_wedged(proc_queue)
     getattr(handle, request_)()
-    with pytest.raises(jobkit.JobCancelled):
-        handle.result(timeout=10)
-    assert time.monotonic() - asked <= KILL_GRACE + 1.0 + (0.0 if request_ == "kill" else FAST["cancel_check_interval"])
-    assert handle.refresh().status == "cancelled"
+    took = wait_status(handle, status, 10)
+    assert took <= KILL_GRACE + 1.0 + FAST["cancel_check_interval"], took
+    assert handle.refresh().errors == []
     assert not alive(wedged_pid)
+    assert alive(innocent.result(timeout=30))
+    assert_full_concurrency(proc_queue)
+
+
+def test_a_child_killed_from_outside_fails_only_its_job_as_a_crash(proc_queue: ProcQueue) -> None:
+    """SIGKILL of a busy child (as the OOM killer does): WorkerLost naming the signal; the rest carries on."""
+    innocent, handle, wedged_pid = start_wedged(proc_queue)
+    os.kill(wedged_pid, signal.SIGKILL)
+    with pytest.raises(JobFailed):
+        handle.result(timeout=10)  # max_retries=0: the crash spent its only attempt
+    [error] = handle.refresh().errors
+    assert error["type"] == "WorkerLost" and "signal SIGKILL" in error["message"]
+    assert handle.refresh().crashes == 1
     assert alive(innocent.result(timeout=30))
     assert_full_concurrency(proc_queue)
 
