@@ -138,6 +138,9 @@ class ExecutorPool:
         self._started = True
         for _ in range(self.config.concurrency):
             self._spawn_executor()
+        if self.isolation.default_process:
+            # A processes worker will need its children: start them now, beside the first claims.
+            self.isolation.pool().warm(self.config.concurrency)
 
     def stop(self) -> None:
         """Stop the executor threads (each after its current job), the async loop and the watchdog."""

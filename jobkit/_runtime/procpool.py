@@ -37,16 +37,13 @@ from typing import Any
 
 from jobkit._registry import JobType
 from jobkit._runtime import wire
-from jobkit._runtime.childproc import TERM_TO_KILL, Child, ready, start_child
+from jobkit._runtime.childproc import START_TIMEOUT, TERM_TO_KILL, Child, ready, start_child
 from jobkit._runtime.ledger import HeldJob
 from jobkit._runtime.outcome import Cancelled, Crashed, Failed, Outcome, error_entry
 from jobkit._vocabulary import CancelReason
 from jobkit.errors import Discard, JobTimeout, WorkerLost
 
 log = logging.getLogger("jobkit.worker")
-
-#: The spawner's request for a spare child.
-WARM = "warm"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +73,11 @@ class ProcessPool:
         #: Most children kept alive (the worker's concurrency): a replacement is started only below it.
         self.capacity = capacity
         self._lock = threading.Lock()
-        # Requests to the spawner thread: a future to start one for a job, WARM for a spare, None to stop.
-        self._spawns: queue.SimpleQueue[Future[Child] | str | None] = queue.SimpleQueue()
+        self._cv = threading.Condition(self._lock)
+        #: Spare children starting now (a job with no idle child waits for one of them).
+        self._warming = 0
+        # Requests to the spawner thread: a future to start one for a job, a count of spares, None to stop.
+        self._spawns: queue.SimpleQueue[Future[Child] | int | None] = queue.SimpleQueue()
         self._spawner: threading.Thread | None = None
         self._idle: list[Child] = []
         self._busy: dict[int, Child] = {}
@@ -97,10 +97,8 @@ class ProcessPool:
         with self._lock:
             if self._stopped:
                 raise WorkerLost("the worker is stopping")
-            if self._spawner is None:
-                self._spawner = threading.Thread(target=self._spawn_loop, name="jobkit-spawner", daemon=True)
-                self._spawner.start()
             self.started += 1
+        self._ensure_spawner()
         self._spawns.put(request)
         # Waited for here, not in the spawner, so that children start side by side.
         return ready(request.result())
@@ -110,30 +108,55 @@ class ProcessPool:
             request = self._spawns.get()
             if request is None:
                 return
-            if isinstance(request, str):
-                self._warm()
+            if isinstance(request, int):
+                self._warm(request)
                 continue
             try:
                 request.set_result(self._start_process())
             except BaseException as exc:  # handed to the thread that asked, which fails its job
                 request.set_exception(exc)
 
-    def _warm(self) -> None:
-        """Start a spare child in place of one that died or was retired, so the next job finds it ready."""
+    def warm(self, count: int) -> None:
+        """Start up to ``count`` spare children in the background (a processes worker at start)."""
+        self._ensure_spawner()
+        self._spawns.put(count)
+
+    def _ensure_spawner(self) -> None:
         with self._lock:
-            if self._stopped or len(self._idle) + len(self._busy) >= self.capacity:
-                return
-            self.started += 1
-        try:
-            child = ready(self._start_process())
-        except Exception as exc:
-            log.warning("could not start a spare child process: %s", exc)
-            return
+            if self._spawner is None and not self._stopped:
+                self._spawner = threading.Thread(target=self._spawn_loop, name="jobkit-spawner", daemon=True)
+                self._spawner.start()
+
+    def _warm(self, count: int) -> None:
+        """Start up to ``count`` spare children side by side, so that the next jobs find them ready."""
         with self._lock:
-            if not self._stopped:
+            room = self.capacity - len(self._idle) - len(self._busy) - self._warming
+            count = 0 if self._stopped else max(0, min(count, room))
+            self._warming += count
+            self.started += count
+        started: list[Child] = []
+        for _ in range(count):
+            try:
+                started.append(self._start_process())
+            except Exception as exc:
+                log.warning("could not start a spare child process: %s", exc)
+                self._warmed(None)
+        for child in started:
+            try:
+                self._warmed(ready(child))
+            except Exception as exc:
+                log.warning("a spare child process did not start: %s", exc)
+                self._warmed(None)
+
+    def _warmed(self, child: Child | None) -> None:
+        with self._lock:
+            self._warming -= 1
+            if child is not None and not self._stopped:
                 self._idle.append(child)
-                return
-        child.close()
+                child = None
+            self._cv.notify_all()
+        if child is not None:
+            child.close()
 
     def _start_process(self) -> Child:
         config = self.config
@@ -143,7 +166,13 @@ class ProcessPool:
         job_id = held.job.id
         child: Child | None = None
         with self._lock:
-            while self._idle and child is None:
+            while child is None:
+                if not self._idle:
+                    if not self._warming:
+                        break
+                    # A spare is on its way: waiting for it beats starting one more beside it.
+                    self._cv.wait(START_TIMEOUT)
+                    continue
                 child = self._idle.pop()
                 if child.process.poll() is not None:
                     child = None  # died while idle (killed from outside): forget it
@@ -162,16 +191,19 @@ class ProcessPool:
             if child.job_id is not None and self._busy.get(child.job_id) is child:
                 del self._busy[child.job_id]
             child.job_id = None
-            keep = not dead and not self._stopped and self._within_limits(child)
-            if keep:
+            retire = dead or self._stopped or not self._within_limits(child)
+            spare = len(self._idle) >= self.capacity  # more children than slots: one was started too many
+            if not retire and not spare:
                 self._idle.append(child)
-            else:
+                return
+            if retire:
                 self.replaced += 1
-        if not keep and not dead:
-            log.info("child %s replaced after %d jobs (%d bytes resident)", child.pid, child.tasks, child.rss)
+        if not dead:
+            if retire:
+                log.info("child %s replaced after %d jobs (%d bytes resident)", child.pid, child.tasks, child.rss)
             child.close()
-        if not keep:
-            self._spawns.put(WARM)
+        if retire:
+            self._spawns.put(1)
 
     def _within_limits(self, child: Child) -> bool:
         limit = self.config.max_tasks_per_child
@@ -289,6 +321,7 @@ class ProcessPool:
             self._stopped = True
             idle, self._idle = self._idle, []
             busy = list(self._busy.values())
+            self._cv.notify_all()
         for child in idle:
             child.close()
         for child in busy:
