@@ -191,7 +191,8 @@ class ProcessPool:
             if child.job_id is not None and self._busy.get(child.job_id) is child:
                 del self._busy[child.job_id]
             child.job_id = None
-            retire = dead or self._stopped or not self._within_limits(child)
+            # A child being killed is never reused: its job may have ended just before the signal.
+            retire = dead or child.killing is not None or self._stopped or not self._within_limits(child)
             spare = len(self._idle) >= self.capacity  # more children than slots: one was started too many
             if not retire and not spare:
                 self._idle.append(child)
