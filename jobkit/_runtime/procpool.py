@@ -254,6 +254,8 @@ class ProcessPool:
             if message is None:
                 return None
             op = message.get("op")
+            if op in ("progress", "checkpoint", "done") and message.get("job") != held.job.id:
+                continue  # from a thread an earlier job left running in the child: not this job's
             try:
                 if op == "done":
                     child.tasks += 1
