@@ -4,9 +4,8 @@ Every case runs in a two-slot worker with real child processes: first two normal
 children, then an innocent job and the misbehaving one run side by side. The misbehaving job's
 first attempt must end within ``timeout + kill_grace + 1 s`` of its enqueue (as the worker records
 it), the job must end as its policy says with an error history naming what happened, the innocent
-job must complete in its own untouched
-child, and a following batch of normal jobs must run two at a time (the peak read from a ledger
-the jobs write).
+job must complete in its own untouched child, and a following batch of normal jobs must run two
+at a time (the peak read from a ledger the jobs write).
 """
 
 from __future__ import annotations
