@@ -25,13 +25,13 @@ import resource
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
 from jobkit._cancel import CancelToken
-from jobkit._clock import SystemClock
 from jobkit._payload import dumps
 from jobkit._registry import lookup
 from jobkit._runtime import wire
@@ -199,7 +199,8 @@ def main(conn: Connection) -> None:
             data = wire.dump_outcome(outcome)
             pipe.send({"op": "done", "job": job_id, "outcome": data, "rss": resident_bytes()})
         except ValueError as exc:  # a snooze of NaN seconds, say: still an outcome, never a silent child
-            failed = Failed(error_entry(exc, int(message["job"]["attempt"]), SystemClock().now()), retryable=False)
+            at = _WorkerClock(message.get("now")).now()
+            failed = Failed(error_entry(exc, int(message["job"]["attempt"]), at), retryable=False)
             pipe.send({"op": "done", "job": job_id, "outcome": wire.dump_outcome(failed), "rss": resident_bytes()})
     conn.close()
 
@@ -242,8 +243,18 @@ def _read(
             return
 
 
+class _WorkerClock:
+    """The worker's clock as of the run message, moving on with this process's: error times match the worker's."""
+
+    def __init__(self, worker_now: float | None) -> None:
+        self.offset = 0.0 if worker_now is None else float(worker_now) - time.time()
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+
 def _run(message: dict[str, Any], token: CancelToken, pipe: _Pipe, dump: Any) -> Outcome:
-    clock = SystemClock()
+    clock = _WorkerClock(message.get("now"))
     job = ClaimedJob(**message["job"])
     try:
         job_type = lookup(job.name)

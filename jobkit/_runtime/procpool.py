@@ -233,7 +233,13 @@ class ProcessPool:
             error = WorkerLost(f"no child process to run it in: {exc}")
             return Crashed(error_entry(error, job.attempt, _now(held)), attempt_spent=False)
         module = getattr(held.job_type.target, "__module__", None) if held.job_type else None
-        message = {"op": "run", "job": dataclasses.asdict(job), "module": module, "reason": held.token.reason}
+        message = {
+            "op": "run",
+            "job": dataclasses.asdict(job),
+            "module": module,
+            "reason": held.token.reason,
+            "now": _now(held),  # the worker's clock (a test's fake one too): the child keeps its times on it
+        }
         outcome: Outcome | None = None
         if child.send(message):
             # After the run message: a cancel always reaches the child behind the job it is for.

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from jobkit import JobEvent, JobQueue
+from jobkit._clock import FakeClock
 from tests.integration.test_long_running import DOC, collect_stream, stage_sequence, stages_run
 from tests.long_jobs import STAGES, expected_result, ran
 from tests.observe import EventLog
-from tests.proc_jobs import ProcImportDocument, ProcImportDocumentAsync, ProcReports
+from tests.proc_jobs import ProcImportDocument, ProcImportDocumentAsync, ProcReports, ProcSysExit
 
 
 @pytest.mark.parametrize("job", [ProcImportDocument, ProcImportDocumentAsync], ids=["sync", "async"])
@@ -66,3 +68,15 @@ def test_log_records_of_a_child_reach_the_workers_loggers(queue: JobQueue, caplo
     result = ProcReports.perform_later(stages=2).result(timeout=30)
     assert result["pid"] != os.getpid()
     assert any(f"reports finished in {result['pid']}" in r.getMessage() for r in caplog.records)
+
+
+def test_a_process_job_runs_inline_on_a_fake_clock_and_keeps_its_times(
+    clocked_queue: JobQueue, clock: FakeClock
+) -> None:
+    """run_once runs a process job in a child too; its error history is stamped on the worker's (fake) clock."""
+    clock.advance(timedelta(days=365))
+    handle = ProcSysExit.perform_later()
+    assert clocked_queue.run_once() == 1
+    [error] = handle.refresh().errors
+    assert error["type"] == "SystemExit"
+    assert abs(error["at"] - clock.now()) < 60  # a year from the real time: the child kept the worker's clock
