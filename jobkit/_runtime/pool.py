@@ -29,11 +29,12 @@ from jobkit._registry import JobType
 from jobkit._runtime.completer import Completer, Finished, job_log
 from jobkit._runtime.deadlines import Action, Deadlines
 from jobkit._runtime.executor import Prepared, abandoned, prepare, run_async, run_sync
+from jobkit._runtime.isolation import Isolation
 from jobkit._runtime.ledger import HeldJob, Ledger
 from jobkit._runtime.lifecycle import EXIT_STUCK, Lifecycle
 from jobkit._runtime.looplag import LoopWatch
 from jobkit._runtime.outcome import Cancelled, Crashed, Failed, Outcome, error_entry, first_line
-from jobkit._runtime.procpool import Isolation, ProcessConfig
+from jobkit._runtime.procpool import ProcessConfig
 from jobkit._runtime.reporter import Flusher, JobReporter, ReportWrites
 from jobkit._settings import Settings
 from jobkit._store import ClaimedJob
