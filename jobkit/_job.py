@@ -16,7 +16,7 @@ from jobkit._enqueue import CallOptions, ConfiguredJob, Enqueuer, set_enqueuer_f
 from jobkit._enqueue import _call_options as _call_options  # re-exported: the queue checks set() options with it
 from jobkit._handle import JobHandle
 from jobkit._payload import BaseModel, ExtraArgs, validate
-from jobkit._registry import JobOptions, JobType, build_options, register
+from jobkit._registry import Isolation, JobOptions, JobType, build_options, register
 from jobkit.errors import JobDefinitionError
 
 if TYPE_CHECKING:
@@ -322,6 +322,7 @@ def job(
     catchup: Literal["skip", "latest", "all"] = "latest",
     catchup_window: float | timedelta | None = None,
     overlap: Literal["allow", "skip", "cancel_previous"] = "allow",
+    isolation: Isolation | None = None,
 ) -> Callable[[J], J]:
     """Declare a job class; every option is validated when the class is defined.
 
@@ -381,6 +382,7 @@ def job(
             catchup=catchup,
             catchup_window=catchup_window,
             overlap=overlap,
+            isolation=isolation,
         )
         job_type = JobType(
             options=options,

@@ -212,8 +212,8 @@ class Store(Protocol):
     ) -> None:
         """Insert this process's worker row (with the job types it runs), its first heartbeat stamped."""
 
-    def heartbeat(self, worker_id: str, *, stuck: int = 0) -> int | None:
-        """Renew the worker's lease and record its stuck threads; the jobs it holds (None: row gone)."""
+    def heartbeat(self, worker_id: str, *, stuck: int = 0, pool: str | None = None) -> int | None:
+        """Renew the worker's lease, record its stuck threads and its pool (JSON); the jobs it holds (None: row gone)."""
 
     def mark_stopped(self, worker_id: str) -> None:
         """Mark a worker stopped (its row goes once no running job names it)."""
