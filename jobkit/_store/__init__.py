@@ -7,6 +7,7 @@ and error checks. Its modules are private: engine.py (connections, transactions,
 statements.py, dialect.py, sqlite.py and postgres.py (all SQL: what both databases share, then
 each one's own), jobs.py, queries.py, admin.py and maintenance.py (the operations, no SQL),
 records.py and schema.py (rows and tables), store.py (the composed store and migrations),
+borrow.py (a connection inside a transaction another library owns),
 notify.py (the notifier: one per queue, what hears other processes) with each dialect's way to
 listen in listen_postgres.py and listen_sqlite.py (SQLite's doorbell sockets in doorbell.py).
 
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from jobkit._store.borrow import borrowed_connection
 from jobkit._store.diagnosis import is_missing_schema, is_transient
 from jobkit._store.liveness import HeartbeatObserver
 from jobkit._store.notify import Notifier, Watch
@@ -300,6 +302,7 @@ __all__ = [
     "UniqueJob",
     "Watch",
     "WorkerRecord",
+    "borrowed_connection",
     "check_database",
     "display_url",
     "is_missing_schema",
