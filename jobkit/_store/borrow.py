@@ -52,7 +52,13 @@ def _engine_for(url: str, raw: Any) -> sa.Engine:
         if found is not None and found[0] is raw and str(found[1].url) == str(sa.make_url(url)):
             return found[1]
         owned = _Owned(raw)
-        engine = sa.create_engine(url, creator=lambda: owned, poolclass=StaticPool, pool_reset_on_return=None)
+        extra: dict[str, Any] = {}
+        if sa.make_url(url).get_backend_name() == "postgresql":
+            # The hstore probe needs psycopg's own class, not the wrapper; jobkit stores no hstore.
+            extra["use_native_hstore"] = False
+        engine = sa.create_engine(
+            url, creator=lambda: owned, poolclass=StaticPool, pool_reset_on_return=None, **extra
+        )
         if len(_engines) >= _KEEP:
             _engines.pop(next(iter(_engines)))
         _engines[key] = (raw, engine)
