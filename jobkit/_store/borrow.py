@@ -56,9 +56,7 @@ def _engine_for(url: str, raw: Any) -> sa.Engine:
         if sa.make_url(url).get_backend_name() == "postgresql":
             # The hstore probe needs psycopg's own class, not the wrapper; jobkit stores no hstore.
             extra["use_native_hstore"] = False
-        engine = sa.create_engine(
-            url, creator=lambda: owned, poolclass=StaticPool, pool_reset_on_return=None, **extra
-        )
+        engine = sa.create_engine(url, creator=lambda: owned, poolclass=StaticPool, pool_reset_on_return=None, **extra)
         if len(_engines) >= _KEEP:
             _engines.pop(next(iter(_engines)))
         _engines[key] = (raw, engine)

@@ -15,7 +15,7 @@ import pytest
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django.project.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 

@@ -96,7 +96,6 @@ def test_worker_process_runs_tasks_and_signals_there(workers: Workers, tmp_path:
     assert f"jobkit worker {worker_id} for TASKS['default']" in workers.output(0)
 
 
-@pytest.mark.slow
 def test_a_killed_workers_task_is_rescued_and_completed(workers: Workers, tmp_path: Path) -> None:
     """SIGKILL mid-task: a second worker rescues the task (jobkit's default policy) and completes it."""
     control = tmp_path / "control"

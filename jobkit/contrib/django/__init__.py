@@ -8,7 +8,7 @@ Needs the ``jobkit[django]`` extra (Django >= 6.0, Python >= 3.12). In settings.
 See docs/django.md.
 """
 
-from jobkit.contrib.django.backend import JobkitBackend, JobkitTask
 from jobkit.contrib.django._tasks import ReturnValueError
+from jobkit.contrib.django.backend import JobkitBackend, JobkitTask
 
 __all__ = ["JobkitBackend", "JobkitTask", "ReturnValueError"]

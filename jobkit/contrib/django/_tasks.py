@@ -102,7 +102,7 @@ class _TaskJob(BaseJob[dict[str, Any]]):
 class _AsyncTaskJob(_TaskJob):
     """Runs one ``async def`` Django task on the worker's event loop."""
 
-    async def perform(self, args: dict[str, Any]) -> Any:  # type: ignore[override]
+    async def perform(self, args: dict[str, Any]) -> Any:
         # Reading the row and sending signals touch the database: off the event loop.
         task, result, call_args, call_kwargs = await asyncio.to_thread(self._begin, args)
         try:

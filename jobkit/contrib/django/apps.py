@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.apps import AppConfig
 
 
-class JobkitConfig(AppConfig):
+class JobkitConfig(AppConfig):  # type: ignore[misc]
     """jobkit's Django app: it has no models, only the ``jobkit_worker`` management command."""
 
     name = "jobkit.contrib.django"

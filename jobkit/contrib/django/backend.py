@@ -17,9 +17,9 @@ from django.tasks.signals import task_enqueued
 from jobkit import JobQueue, Settings
 from jobkit._enqueue import CallOptions
 from jobkit._store import borrowed_connection
-from jobkit.errors import JobDefinitionError
 from jobkit.contrib.django._database import backend_url, same_database, url_of_alias
 from jobkit.contrib.django._tasks import PREFIX, job_class, resolve, result_of
+from jobkit.errors import JobDefinitionError
 
 #: The jobkit job options a task may carry (``@task(max_retries=5, timeout=30)`` on Django >= 6.1).
 TASK_OPTIONS = ("max_retries", "timeout", "backoff")
@@ -177,7 +177,7 @@ class JobkitBackend(BaseTaskBackend):  # type: ignore[misc]
 
     def _atomic_alias(self) -> str | None:
         """The Django database alias whose transaction the caller is in (the jobkit one first), or None."""
-        inside = [alias for alias in connections if connections[alias].in_atomic_block]
+        inside: list[str] = [str(alias) for alias in connections if connections[alias].in_atomic_block]
         for alias in inside:
             if same_database(self.database_url, url_of_alias(alias)):
                 return alias

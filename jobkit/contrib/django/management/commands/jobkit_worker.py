@@ -23,7 +23,7 @@ from jobkit.contrib.django.backend import JobkitBackend
 log = logging.getLogger("jobkit.django")
 
 
-class Command(BaseCommand):
+class Command(BaseCommand):  # type: ignore[misc]
     """Run a jobkit worker for one ``TASKS`` backend until SIGTERM or SIGINT."""
 
     help = "Run a jobkit worker for a TASKS backend (SIGTERM or SIGINT drains it; a second signal hurries it)."
