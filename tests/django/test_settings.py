@@ -53,3 +53,18 @@ def test_enqueue_on_commit_off_stores_at_once(django_db: str, tmp_path: Path) ->
             assert own.queue.job_info(int(result.id)) is not None
     finally:
         own.close()
+
+
+def test_backend_instances_of_threads_share_one_queue(django_db: str) -> None:
+    """Django builds a backend per thread; they share one jobkit queue (one engine, one pool)."""
+    import threading
+
+    from django.tasks import task_backends
+
+    seen: list[object] = []
+    thread = threading.Thread(target=lambda: seen.append((task_backends["default"], task_backends["default"].queue)))
+    thread.start()
+    thread.join()
+    [(other, other_queue)] = seen
+    assert other is not task_backends["default"]
+    assert other_queue is task_backends["default"].queue

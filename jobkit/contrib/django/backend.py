@@ -6,6 +6,7 @@ import asyncio
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from django.db import connections, transaction
@@ -20,6 +21,11 @@ from jobkit._store import borrowed_connection
 from jobkit.contrib.django._database import backend_url, same_database, url_of_alias
 from jobkit.contrib.django._tasks import PREFIX, job_class, resolve, result_of
 from jobkit.errors import JobDefinitionError
+
+#: The queues of the backends, shared by their instances: Django builds a backend per thread (and per
+#: async context), and one engine with its pool per database is what jobkit wants.
+_queues: dict[tuple[str, str, str], JobQueue] = {}
+_queues_lock = threading.Lock()
 
 #: The jobkit job options a task may carry (``@task(max_retries=5, timeout=30)`` on Django >= 6.1).
 TASK_OPTIONS = ("max_retries", "timeout", "backoff")
@@ -75,12 +81,10 @@ class JobkitBackend(BaseTaskBackend):  # type: ignore[misc]
             raise InvalidTask(f"TASK_DEFAULTS: unknown options {sorted(unknown)}; known: {', '.join(TASK_OPTIONS)}")
         #: jobkit settings for this backend's queue (``concurrency``, ``poll_interval`` …), as ``Settings`` takes them.
         self.settings_overrides: dict[str, Any] = {k.lower(): v for k, v in self.options.get("JOBKIT", {}).items()}
-        self._queue: JobQueue | None = None
-        self._queue_lock = threading.Lock()
 
     # -- the queue -------------------------------------------------------------------------------
 
-    @property
+    @cached_property
     def database_url(self) -> str:
         """The database this backend's jobs are stored in."""
         return Settings(database_url=backend_url(self.options)).database_url
@@ -88,10 +92,15 @@ class JobkitBackend(BaseTaskBackend):  # type: ignore[misc]
     @property
     def queue(self) -> JobQueue:
         """This backend's jobkit queue (opened on first use; enqueue and results go through it)."""
-        with self._queue_lock:
-            if self._queue is None:
-                self._queue = JobQueue(database_url=self.database_url, **self.settings_overrides)
-            return self._queue
+        key = self._queue_key()
+        with _queues_lock:
+            found = _queues.get(key)
+            if found is None:
+                found = _queues[key] = JobQueue(database_url=self.database_url, **self.settings_overrides)
+            return found
+
+    def _queue_key(self) -> tuple[str, str, str]:
+        return (self.alias, self.database_url, repr(sorted(self.settings_overrides.items())))
 
     def worker_queue(self, **overrides: Any) -> JobQueue:
         """A new queue for a worker of this backend: its settings, ``overrides`` on top, its QUEUES worked."""
@@ -100,11 +109,11 @@ class JobkitBackend(BaseTaskBackend):  # type: ignore[misc]
         return JobQueue(database_url=self.database_url, **settings)
 
     def close(self) -> None:
-        """Release the queue's connections."""
-        with self._queue_lock:
-            if self._queue is not None:
-                self._queue.close()
-                self._queue = None
+        """Release the queue's connections (every backend instance of this alias shares them)."""
+        with _queues_lock:
+            found = _queues.pop(self._queue_key(), None)
+        if found is not None:
+            found.close()
 
     # -- tasks ------------------------------------------------------------------------------------
 
