@@ -64,9 +64,18 @@ def exits() -> None:
     raise SystemExit(3)
 
 
+class PaymentDeclined(Exception):
+    """An exception of the project's own, found again by its import path."""
+
+
 @task(backend="noretry")
 def fails(message: str) -> None:
     raise ValueError(message)
+
+
+@task(backend="noretry")
+def declines() -> None:
+    raise PaymentDeclined("card 4242")
 
 
 @task

@@ -117,6 +117,24 @@ def test_an_exception_is_recorded_with_its_class_and_traceback(worker: JobQueue)
     assert "broken" in error.traceback
 
 
+def test_a_project_exception_class_is_found_by_its_path(worker: JobQueue) -> None:
+    """The error names the project's own exception class by its import path."""
+    result = tasks.declines.enqueue()
+    worker.run_once()
+    result.refresh()
+    [error] = result.errors
+    assert error.exception_class_path == "tests.django.tasks.PaymentDeclined"
+    assert error.exception_class is tasks.PaymentDeclined
+
+
+def test_return_value_of_an_unfinished_task_raises(worker: JobQueue) -> None:
+    """return_value raises until the task succeeded, as Django's API says."""
+    result = tasks.add.enqueue(1, 2)
+    with pytest.raises(ValueError, match="not finished"):
+        result.return_value  # noqa: B018
+    assert not result.is_finished
+
+
 def test_a_value_json_cannot_hold_fails_naming_its_type(worker: JobQueue) -> None:
     """A non-JSON return value fails the task at once (no retry), the error naming the type."""
     result = tasks.returns_object.enqueue()

@@ -3,10 +3,12 @@ what ENQUEUE_ON_COMMIT=False does."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 from django.db import transaction
+from django.tasks import task_backends
 from django.tasks.exceptions import InvalidTask
 
 from jobkit.contrib.django import JobkitBackend
@@ -57,10 +59,6 @@ def test_enqueue_on_commit_off_stores_at_once(django_db: str, tmp_path: Path) ->
 
 def test_backend_instances_of_threads_share_one_queue(django_db: str) -> None:
     """Django builds a backend per thread; they share one jobkit queue (one engine, one pool)."""
-    import threading
-
-    from django.tasks import task_backends
-
     seen: list[object] = []
     thread = threading.Thread(target=lambda: seen.append((task_backends["default"], task_backends["default"].queue)))
     thread.start()
