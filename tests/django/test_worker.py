@@ -96,6 +96,28 @@ def test_worker_process_runs_tasks_and_signals_there(workers: Workers, tmp_path:
     assert f"jobkit worker {worker_id} for TASKS['default']" in workers.output(0)
 
 
+def test_a_task_outside_autodiscovery_waiting_at_start_up_runs(workers: Workers) -> None:
+    """A task in a module no app imports, with a job waiting, is imported at start-up and runs."""
+    from tests.django import elsewhere
+
+    result = elsewhere.hidden.enqueue("early")
+    workers.start()
+    wait_until(lambda: finished(result), 30, "the waiting task to finish")
+    assert result.return_value == "EARLY"
+
+
+def test_a_task_outside_autodiscovery_enqueued_later_runs(workers: Workers) -> None:
+    """A task no app imports, first enqueued while the worker runs, is found by its rescan (TASK_RESCAN)."""
+    from tests.django import elsewhere
+
+    workers.start()
+    wait_until(lambda: "jobkit worker" in workers.output(0), 30, "the worker's banner")
+    assert "django:tests.django.elsewhere.hidden" not in workers.output(0)
+    result = elsewhere.hidden.enqueue("late")
+    wait_until(lambda: finished(result), 30, "the task enqueued later to finish")
+    assert result.return_value == "LATE"
+
+
 def test_a_killed_workers_task_is_rescued_and_completed(workers: Workers, tmp_path: Path) -> None:
     """SIGKILL mid-task: a second worker rescues the task (jobkit's default policy) and completes it."""
     control = tmp_path / "control"

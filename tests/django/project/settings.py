@@ -39,7 +39,11 @@ def tasks_setting() -> dict[str, Any]:
     """Two backends on one database: ``default`` with jobkit's retry policy, ``noretry`` that never retries."""
     queues = ["default", "emails"]
     return {
-        "default": {"BACKEND": "jobkit.contrib.django.JobkitBackend", "QUEUES": queues, "OPTIONS": {"JOBKIT": FAST}},
+        "default": {
+            "BACKEND": "jobkit.contrib.django.JobkitBackend",
+            "QUEUES": queues,
+            "OPTIONS": {"JOBKIT": FAST, "TASK_RESCAN": 0.5},
+        },
         "noretry": {
             "BACKEND": "jobkit.contrib.django.JobkitBackend",
             "QUEUES": queues,

@@ -1,14 +1,16 @@
 """``manage.py jobkit_worker``: jobkit's worker for a Django project's tasks.
 
 It imports every installed app's ``tasks`` module (and the modules in the backend's
-``OPTIONS["TASK_MODULES"]``), and the module of every task that already has jobs waiting, so each
-task's job type is registered, then runs jobkit's worker: concurrent, rescuing the jobs of workers
+``OPTIONS["TASK_MODULES"]``), and the module of every task that has jobs waiting (at start and every
+``OPTIONS["TASK_RESCAN"]`` seconds, default 30), so each task's job type is registered, then runs
+jobkit's worker: concurrent, rescuing the jobs of workers
 that died, draining on SIGTERM.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from importlib import import_module
 from typing import Any
 
@@ -16,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.tasks import task_backends
 from django.utils.module_loading import autodiscover_modules, import_string
 
-from jobkit import JobState
+from jobkit import JobQueue, JobState
 from jobkit.contrib.django._tasks import PREFIX
 from jobkit.contrib.django.backend import JobkitBackend
 
@@ -47,22 +49,72 @@ class Command(BaseCommand):  # type: ignore[misc]
             import_module(module)
         queues = options["queues"].split(",") if options["queues"] else None
         queue = backend.worker_queue(concurrency=options["concurrency"], queues=queues)
-        for path in _waiting_tasks(queue.stats()):
-            try:
-                import_string(path)  # defining the task registers its job type
-            except ImportError as exc:
-                log.warning("jobs wait for task %s, which cannot be imported here: %s", path, exc)
+        finder = TaskFinder(queue, float(backend.options.get("TASK_RESCAN", 30.0)))
+        finder.run_once()
         tasks = [name for name in queue.job_types() if name.startswith(PREFIX)]
         self.stdout.write(
             f"jobkit worker {queue.worker.id} for TASKS[{alias!r}]: {len(tasks)} tasks, "
             f"concurrency {queue.settings.concurrency}, queues {', '.join(queue.settings.queues or ('all',))}"
         )
+        finder.start()
         try:
             status = queue.run()
         finally:
+            finder.stop()
             queue.close()
         if status:
             raise SystemExit(status)
+
+
+class TaskFinder:
+    """Imports the module of every task that has jobs waiting, so that this worker claims them too.
+
+    A task's job type is registered when its module is imported; a task defined outside the
+    autodiscovered modules is found here, from the jobs that wait for it, every ``interval`` seconds.
+    """
+
+    def __init__(self, queue: JobQueue, interval: float) -> None:
+        self.queue = queue
+        self.interval = interval
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._unimportable: set[str] = set()
+
+    def run_once(self) -> list[str]:
+        """Import the waiting tasks not registered yet; returns the module paths it registered."""
+        known = set(self.queue.job_types())
+        found = []
+        try:
+            waiting = _waiting_tasks(self.queue.stats())
+        except Exception as exc:  # the database is away for a moment: the next pass looks again
+            log.warning("could not list the tasks that jobs wait for: %s", exc)
+            return []
+        for path in waiting:
+            if PREFIX + path in known or path in self._unimportable:
+                continue
+            try:
+                import_string(path)  # defining the task registers its job type
+            except ImportError as exc:
+                self._unimportable.add(path)
+                log.warning("jobs wait for task %s, which cannot be imported here: %s", path, exc)
+            else:
+                found.append(path)
+        return found
+
+    def start(self) -> None:
+        """Look again every ``interval`` seconds, on a thread of its own, until ``stop``."""
+        self._thread = threading.Thread(target=self._loop, name="jobkit-django-tasks", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End the thread."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(self.interval):
+            self.run_once()
 
 
 def _waiting_tasks(stats: dict[str, Any]) -> list[str]:
