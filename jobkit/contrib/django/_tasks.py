@@ -172,7 +172,7 @@ def _error_of(entry: dict[str, Any]) -> Any:
 
 
 def _worker_ids(info: JobInfo) -> list[str]:
-    # One id per attempt: a crashed attempt's entry names its worker; otherwise the row's last worker.
+    # One id per attempt: each failed attempt's error entry names its worker; the latest is the row's.
     known = {e.get("attempt"): e.get("worker") for e in info.errors if isinstance(e, dict) and e.get("worker")}
     return [str(known.get(n) or info.worker_id or "") for n in range(1, info.attempt + 1)]
 
