@@ -83,6 +83,14 @@ def returns_object() -> Any:
     return object()
 
 
+@task(backend="quick", takes_context=True)
+def flaky(context: TaskContext) -> int:
+    """Fails its first attempt, succeeds on the next; returns the attempt."""
+    if context.attempt == 1:
+        raise ConnectionError("first attempt fails")
+    return context.attempt
+
+
 @task(backend="noretry", queue_name="emails")
 def in_emails(tag: str) -> str:
     record("ran", tag=tag)

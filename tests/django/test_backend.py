@@ -152,6 +152,28 @@ def test_plain_tasks_get_jobkit_retries(worker: JobQueue) -> None:
     assert worker.job_types()["django:tests.django.tasks.fails"]["max_retries"] == 0  # TASK_DEFAULTS
 
 
+def test_a_failed_attempt_is_retried_and_recorded(worker: JobQueue, tmp_path: Path) -> None:
+    """A failure with retries left makes the task READY again; the retry succeeds; errors, worker_ids,
+    attempts and signals tell both attempts."""
+    result = tasks.flaky.enqueue()
+    assert worker.run_once() == 1
+    result.refresh()
+    assert result.status == TaskResultStatus.READY
+    assert [e.exception_class for e in result.errors] == [ConnectionError]
+    assert worker.run_once() == 1
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 2
+    assert result.attempts == 2 and result.worker_ids == [worker.worker.id] * 2
+    seen = [(e["kind"], e["status"]) for e in events(tmp_path) if e.get("id") == result.id]
+    assert seen == [
+        ("enqueued", "READY"),
+        ("started", "RUNNING"),
+        ("finished", "FAILED"),
+        ("started", "RUNNING"),
+        ("finished", "SUCCESSFUL"),
+    ]
+
+
 def test_unknown_result_id_raises(django_db: str) -> None:
     """An id that names no job (or is no id at all) raises TaskResultDoesNotExist."""
     for result_id in ("987654", "not-an-id", ""):

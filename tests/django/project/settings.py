@@ -35,8 +35,13 @@ def database_for(url: str) -> dict[str, Any]:
     }
 
 
+def _at_once(attempt: int) -> float:
+    return 0.0
+
+
 def tasks_setting() -> dict[str, Any]:
-    """Two backends on one database: ``default`` with jobkit's retry policy, ``noretry`` that never retries."""
+    """Backends on one database: ``default`` with jobkit's retry policy, ``noretry`` that never retries,
+    ``quick`` that retries at once."""
     queues = ["default", "emails"]
     return {
         "default": {
@@ -48,6 +53,11 @@ def tasks_setting() -> dict[str, Any]:
             "BACKEND": "jobkit.contrib.django.JobkitBackend",
             "QUEUES": queues,
             "OPTIONS": {"JOBKIT": FAST, "TASK_DEFAULTS": {"max_retries": 0}},
+        },
+        "quick": {
+            "BACKEND": "jobkit.contrib.django.JobkitBackend",
+            "QUEUES": queues,
+            "OPTIONS": {"JOBKIT": FAST, "TASK_DEFAULTS": {"max_retries": 2, "backoff": _at_once}},
         },
     }
 
