@@ -66,3 +66,14 @@ def test_backend_instances_of_threads_share_one_queue(django_db: str) -> None:
     [(other, other_queue)] = seen
     assert other is not task_backends["default"]
     assert other_queue is task_backends["default"].queue
+
+
+def test_system_checks_pass_on_a_sound_backend(django_db: str) -> None:
+    """`manage.py check` finds nothing wrong with the test project's backends."""
+    assert task_backends["default"].check() == []
+
+
+def test_system_checks_report_bad_jobkit_settings(django_db: str) -> None:
+    """A jobkit setting out of range is a system-check error naming the backend."""
+    [problem] = backend(JOBKIT={"concurrency": 0}).check()
+    assert problem.id == "jobkit.E001" and "concurrency" in problem.msg

@@ -9,6 +9,9 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+from django.apps import apps
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, transaction
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
@@ -114,6 +117,23 @@ class JobkitBackend(BaseTaskBackend):  # type: ignore[misc]
             found = _queues.pop(self._queue_key(), None)
         if found is not None:
             found.close()
+
+    def check(self, **kwargs: Any) -> list[Any]:
+        """Django's system checks (``manage.py check``): the database and the jobkit settings resolve."""
+        problems: list[Any] = []
+        try:
+            Settings(database_url=backend_url(self.options), **self.settings_overrides)
+        except (ImproperlyConfigured, ValueError) as exc:
+            problems.append(checks.Error(f"TASKS[{self.alias!r}]: {exc}", id="jobkit.E001"))
+        if not apps.is_installed("jobkit.contrib.django"):
+            problems.append(
+                checks.Warning(
+                    f"TASKS[{self.alias!r}] uses jobkit, but 'jobkit.contrib.django' is not in INSTALLED_APPS",
+                    hint="add it to INSTALLED_APPS to get `manage.py jobkit_worker`",
+                    id="jobkit.W001",
+                )
+            )
+        return problems
 
     # -- tasks ------------------------------------------------------------------------------------
 
