@@ -7,9 +7,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.tasks import task_backends
 from django.tasks.exceptions import InvalidTask
+from django.test import override_settings
 
 from jobkit.contrib.django import JobkitBackend
 from jobkit.contrib.django._database import same_database, url_of_alias
@@ -77,3 +79,16 @@ def test_system_checks_report_bad_jobkit_settings(django_db: str) -> None:
     """A jobkit setting out of range is a system-check error naming the backend."""
     [problem] = backend(JOBKIT={"concurrency": 0}).check()
     assert problem.id == "jobkit.E001" and "concurrency" in problem.msg
+
+
+def test_worker_command_refuses_an_unknown_backend(django_db: str) -> None:
+    """`jobkit_worker --backend nope` is a command error naming the alias."""
+    with pytest.raises(CommandError, match="nope"):
+        call_command("jobkit_worker", backend="nope")
+
+
+def test_worker_command_refuses_another_kind_of_backend(django_db: str) -> None:
+    """A TASKS alias that is not jobkit's cannot be worked by jobkit."""
+    tasks_setting = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    with override_settings(TASKS=tasks_setting), pytest.raises(CommandError, match="ImmediateBackend"):
+        call_command("jobkit_worker")
