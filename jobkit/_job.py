@@ -37,6 +37,7 @@ __all__ = [
 
 #: What a duplicate enqueue of a unique job does to the pending job it found.
 OnConflict = Literal["skip", "replace", "debounce"]
+OnLimit = Literal["wait", "reschedule"]
 
 ArgsT = TypeVar("ArgsT", bound="BaseModel | dict[str, Any]")
 J = TypeVar("J", bound="type[BaseJob[Any]]")
@@ -253,6 +254,11 @@ def job(
     # -- concurrency keys (docs/queues-and-limits.md)
     concurrency_key: Callable[[Any], str] | None = None,
     concurrency_limit: int | None = None,
+    # -- rate limits (docs/queues-and-limits.md)
+    rate_limit: str | None = None,
+    rate_limit_key: Callable[[Any], str] | None = None,
+    weight: int = 1,
+    on_limit: OnLimit = "wait",
 ) -> Callable[[J], J]:
     """Declare a job class; every option is validated when the class is defined.
 
@@ -270,6 +276,11 @@ def job(
     ``concurrency_key=lambda args: f"account:{args.account_id}"`` with ``concurrency_limit=N``
     (default 1): at most N jobs with the same key run at once, across every worker on every host;
     the others wait pending, in priority order, without spending attempts.
+
+    ``rate_limit="100/m"`` (or ``"25/s"``, ``"1000/5m"``, or the name of a limit made with
+    ``jobkit.limits.define``): at most that many starts in any sliding window, across every
+    worker; ``rate_limit_key`` gives each partition a window of its own, ``weight`` is what one
+    start takes, ``on_limit`` is ``"wait"`` (stay pending) or ``"reschedule"`` (move to the next slot).
 
     Example::
 
@@ -302,6 +313,10 @@ def job(
             on_conflict=on_conflict,
             concurrency_key=concurrency_key,
             concurrency_limit=concurrency_limit,
+            rate_limit=rate_limit,
+            rate_limit_key=rate_limit_key,
+            weight=weight,
+            on_limit=on_limit,
         )
         job_type = JobType(
             options=options,

@@ -13,6 +13,7 @@ from jobkit._clock import Clock, SystemClock
 from jobkit._events import EventBus, Listener
 from jobkit._handle import JobHandle, JobInfo, JobWatch
 from jobkit._job import CallOptions
+from jobkit._limits import RateSpec
 from jobkit._payload import to_json_args
 from jobkit._registry import (
     MAX_QUEUE,
@@ -27,7 +28,7 @@ from jobkit._runtime.signals import serve
 from jobkit._runtime.worker import Worker
 from jobkit._settings import Settings, load_settings
 from jobkit._snapshots import info_of, older_than_cutoff
-from jobkit._store import ConcurrencyKey, NewJob, UniqueJob, open_notifier, open_store
+from jobkit._store import ConcurrencyKey, NewJob, RateKey, UniqueJob, open_notifier, open_store
 from jobkit._vocabulary import Event, EventType, JobState
 from jobkit._why import why_waiting
 from jobkit.errors import EnqueueError, PayloadError
@@ -121,9 +122,10 @@ class JobQueue:
             if options.concurrency_key is None
             else [ConcurrencyKey(options.key_of(row.args), options.concurrency_limit) for row in rows]
         )
+        rates = None if options.rate_limit is None else [_rate_key(options.rate_of(row.args)) for row in rows]
         if options.unique is not None:
-            return self._enqueue_unique(options.unique, rows, now, connection, keys)
-        ids = self.store.enqueue(rows, now=now, connection=connection, keys=keys)
+            return self._enqueue_unique(options.unique, rows, now, connection, keys, rates)
+        ids = self.store.enqueue(rows, now=now, connection=connection, keys=keys, rates=rates)
         self._notifier.announce(repr(run_at) if run_at > now else "", committed=connection is None)
         name = options.name
         for job_id in ids:  # built directly: this runs once per enqueued job
@@ -137,6 +139,7 @@ class JobQueue:
         now: float,
         connection: Connection | None,
         keys: list[ConcurrencyKey] | None,
+        rates: list[RateKey] | None = None,
     ) -> list[JobHandle]:
         """Enqueue unique jobs: each row takes its key, or its handle is the live job holding it (``duplicate``)."""
         keyed = [
@@ -147,6 +150,7 @@ class JobQueue:
                 unique.on_conflict,
                 unique.window,
                 None if keys is None else keys[index],
+                None if rates is None else rates[index],
             )
             for index, row in enumerate(rows)
         ]
@@ -398,6 +402,13 @@ class JobQueue:
         self.stop(grace=0)
         self._notifier.stop()
         self.store.close()
+
+
+def _rate_key(window: tuple[str, RateSpec, int] | None) -> RateKey:
+    # rate_of answers for every row of a type with a rate_limit.
+    assert window is not None
+    key, spec, weight = window
+    return RateKey(key, spec.count, spec.period, weight)
 
 
 def configure(settings: Settings | None = None, *, clock: Clock | None = None, **overrides: Any) -> JobQueue:

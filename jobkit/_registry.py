@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from jobkit import _limits
 from jobkit._backoff import BackoffSpec, Wait, delay_for, make_wait
+from jobkit._limits import RateSpec
 from jobkit._payload import BaseModel, ExtraArgs, args_model, is_model_class, loads, stored_keys, validate
 from jobkit._vocabulary import JobState
 from jobkit.errors import EnqueueError, JobDefinitionError
@@ -64,6 +66,8 @@ def int32_problem(field: str, value: Any, *, minimum: int = INT32_MIN) -> str | 
 
 #: What a duplicate enqueue of a unique job does to the pending job it found.
 ON_CONFLICT = ("skip", "replace", "debounce")
+#: What a claim does with a job whose rate limit's window is full.
+ON_LIMIT = ("wait", "reschedule")
 #: The states a unique job always holds its key in: retries and rescues move a job from running
 #: back to pending, and that write must never meet a duplicate that took the key meanwhile.
 ALWAYS_UNIQUE_IN = frozenset({JobState.PENDING, JobState.RUNNING})
@@ -114,6 +118,16 @@ class JobOptions:
     #: holding one key run at once, across every worker.
     concurrency_key: Callable[[Any], str] | None = field(default=None, compare=False)
     concurrency_limit: int = 1
+    #: ``rate_limit``: a spec (``"100/m"``) or the name of a shared limit (``limits.define``).
+    rate_limit: str | None = None
+    #: The parsed spec of an inline ``rate_limit`` (None for a named one, resolved at enqueue).
+    rate_spec: RateSpec | None = None
+    #: ``rate_limit_key``: the validated arguments -> a partition; each has a window of its own.
+    rate_limit_key: Callable[[Any], str] | None = field(default=None, compare=False)
+    #: How much of the window one start of this type takes.
+    weight: int = 1
+    #: ``"wait"`` (stay pending until the window has room) or ``"reschedule"`` (run_at moves to the next slot).
+    on_limit: str = "wait"
     wait: Wait = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     #: The model enqueue validates with (``schema``, or a subclass refusing unknown keywords).
     args_model: type[BaseModel] | None = field(default=None, repr=False, compare=False)
@@ -135,6 +149,37 @@ class JobOptions:
         if problem is not None:
             raise EnqueueError(f"{self.name}: {problem}")
         return key
+
+    def rate_of(self, args_json: str) -> tuple[str, RateSpec, int] | None:
+        """The rate-limit window a job with these stored arguments starts in: its key, spec and weight.
+
+        A named limit is looked up now, at enqueue, and the row carries its spec, so every
+        worker enforces the numbers the job was enqueued under.
+        """
+        if self.rate_limit is None:
+            return None
+        spec = self.rate_spec
+        base = self.name
+        if spec is None:
+            base = self.rate_limit
+            spec = _limits.named(base)
+            if spec is None:
+                raise EnqueueError(f"{self.name}: rate limit {base!r} is not defined (jobkit.limits.define)")
+        if self.weight > spec.count:
+            raise EnqueueError(f"{self.name}: weight {self.weight} exceeds rate limit {base!r} ({spec})")
+        key = base
+        if self.rate_limit_key is not None:
+            try:
+                part = self.rate_limit_key(validate(self.schema, loads(args_json)))
+            except Exception as exc:
+                raise EnqueueError(f"{self.name}: rate_limit_key raised {type(exc).__name__}: {exc}") from exc
+            if not isinstance(part, str):
+                raise EnqueueError(f"{self.name}: rate_limit_key must return a string, got {short_repr(part)}")
+            key = f"{base}:{part}"
+        problem = name_problem("rate limit key", key, _limits.MAX_RATE_KEY)
+        if problem is not None:
+            raise EnqueueError(f"{self.name}: {problem}")
+        return key, spec, self.weight
 
     def backoff_seconds(self, attempt: int) -> float:
         """Seconds to wait before retrying after ``attempt`` failed."""
@@ -176,6 +221,10 @@ def build_options(
     on_conflict: Any = "skip",
     concurrency_key: Any = None,
     concurrency_limit: Any = None,
+    rate_limit: Any = None,
+    rate_limit_key: Any = None,
+    weight: Any = 1,
+    on_limit: Any = "wait",
 ) -> JobOptions:
     """Validate every option, naming the job and the option in each error."""
 
@@ -212,6 +261,7 @@ def build_options(
         problem = int32_problem("concurrency_limit", concurrency_limit, minimum=1)
         if problem is not None:
             raise JobDefinitionError(f"{name}: {problem}")
+    rate_spec = _rate_spec(bad, rate_limit, rate_limit_key, weight, on_limit)
     for option, value in (("retry_on", retry_on), ("discard_on", discard_on)):
         if not isinstance(value, tuple) or not all(isinstance(e, type) and issubclass(e, BaseException) for e in value):
             raise bad(option, f"must be a tuple of exception classes, got {value!r}")
@@ -238,9 +288,49 @@ def build_options(
         ),
         concurrency_key=concurrency_key,
         concurrency_limit=1 if concurrency_limit is None else concurrency_limit,
+        rate_limit=rate_limit,
+        rate_spec=rate_spec,
+        rate_limit_key=rate_limit_key,
+        weight=weight,
+        on_limit=on_limit,
         wait=wait,
         args_model=None if schema is None else args_model(schema, extra_args),
     )
+
+
+def _rate_spec(
+    bad: Callable[[str, str], Exception], rate_limit: Any, key: Any, weight: Any, on_limit: Any
+) -> RateSpec | None:
+    """The parsed inline spec (None for none, or for a named limit); every error names the job and the option."""
+    if rate_limit is None:
+        given = [
+            o
+            for o, v, d in (("rate_limit_key", key, None), ("weight", weight, 1), ("on_limit", on_limit, "wait"))
+            if v != d
+        ]
+        if given:
+            raise bad(given[0], "applies to jobs with a rate_limit only")
+        return None
+    if not isinstance(rate_limit, str):
+        raise bad("rate_limit", f"must be a spec like '100/m' or a limit's name, got {short_repr(rate_limit)}")
+    if key is not None and not callable(key):
+        raise bad("rate_limit_key", f"must be a callable args -> str, got {short_repr(key)}")
+    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+        raise bad("weight", f"must be an int >= 1, got {short_repr(weight)}")
+    if on_limit not in ON_LIMIT:
+        raise bad("on_limit", f"must be one of {', '.join(map(repr, ON_LIMIT))}, got {short_repr(on_limit)}")
+    if not _limits.is_spec(rate_limit):
+        problem = _limits.name_problem(rate_limit)
+        if problem is not None:
+            raise bad("rate_limit", f"is neither a spec like '100/m' nor a limit's name: {problem}")
+        return None
+    try:
+        spec = _limits.parse_rate(rate_limit)
+    except ValueError as exc:
+        raise bad("rate_limit", f"is invalid: {exc}") from None
+    if weight > spec.count:
+        raise bad("weight", f"{weight} exceeds the rate limit's {spec.count} starts per window: it could never run")
+    return spec
 
 
 def _unique_options(

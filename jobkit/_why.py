@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from jobkit._clock import to_datetime
-from jobkit._store import JobRecord, Store, WorkerRecord
+from jobkit._store import JobRecord, RateKey, RateWindow, Store, WorkerRecord
 from jobkit._vocabulary import JobState
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "explain",
     "no_worker",
     "queue_paused",
+    "rate_limited",
     "scheduled",
     "why_waiting",
 ]
@@ -40,6 +41,8 @@ class WaitFacts:
     workers: Sequence[WorkerRecord]
     #: The running jobs holding the job's concurrency key (empty when it has none).
     key_holders: Sequence[int] = ()
+    #: What the job's rate-limit window holds now (None when it has no rate limit).
+    rate_window: RateWindow | None = None
 
 
 Reason = Callable[[WaitFacts], str | None]
@@ -72,6 +75,22 @@ def concurrency_key_full(facts: WaitFacts) -> str | None:
     return f"concurrency key {job.concurrency_key} full ({len(ids)}/{job.concurrency_limit}, held by {jobs} {held})"
 
 
+def rate_limited(facts: WaitFacts) -> str | None:
+    """Its rate limit's window has no room for its start yet."""
+    job, window = facts.job, facts.rate_window
+    if window is None or window.next_slot <= facts.now:
+        return None
+    return (
+        f"rate limit {job.rate_key} (next slot in {window.next_slot - facts.now:.1f} s; "
+        f"{window.used}/{job.rate_limit} used in the last {_period(job.rate_period)})"
+    )
+
+
+def _period(seconds: float | None) -> str:
+    seconds = seconds or 0.0
+    return f"{seconds:g} s" if seconds < 120 else f"{seconds / 60:g} min"
+
+
 def _listed(text: str | None, value: str) -> bool:
     """Whether a worker's stored JSON list names ``value`` (None: the worker takes every value)."""
     if text is None:
@@ -98,7 +117,7 @@ def no_worker(facts: WaitFacts) -> str | None:
 
 
 #: The reasons asked, in order; the first that answers explains the wait.
-WAIT_REASONS: list[Reason] = [scheduled, queue_paused, concurrency_key_full, no_worker]
+WAIT_REASONS: list[Reason] = [scheduled, queue_paused, concurrency_key_full, rate_limited, no_worker]
 
 
 def explain(facts: WaitFacts) -> str:
@@ -125,5 +144,14 @@ def why_waiting(store: Store, job_id: int, *, now: float, rescue_after: float) -
         paused_queues=frozenset(store.paused_queues()),
         workers=store.list_workers(rescue_after=rescue_after),
         key_holders=() if record.concurrency_key is None else store.key_holders(record.concurrency_key),
+        rate_window=None if record.rate_key is None else store.rate_window(_rate_of(record), now=now),
     )
     return explain(facts)
+
+
+def _rate_of(record: JobRecord) -> RateKey:
+    """The rate-limit window a job's row names, with the spec it was enqueued under."""
+    assert record.rate_key is not None
+    return RateKey(
+        record.rate_key, int(record.rate_limit or 1), float(record.rate_period or 0), int(record.rate_weight or 1)
+    )

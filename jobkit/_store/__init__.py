@@ -36,6 +36,8 @@ from jobkit._store.records import (
     JobRecord,
     LostJob,
     NewJob,
+    RateKey,
+    RateWindow,
     Rescue,
     Rescued,
     Transition,
@@ -70,10 +72,12 @@ class Store(Protocol):
         now: float,
         connection: sa.Connection | None = None,
         keys: Sequence[ConcurrencyKey] | None = None,
+        rates: Sequence[RateKey] | None = None,
     ) -> list[int]:
         """Insert jobs and wake workers, in ``connection``'s transaction when given; returns ids in order.
 
-        ``keys``: each row's concurrency key (a job type with ``concurrency_key``).
+        ``keys``: each row's concurrency key (a job type with ``concurrency_key``); ``rates``: each
+        row's rate-limit window (a job type with ``rate_limit``).
         """
 
     def enqueue_unique(
@@ -93,14 +97,24 @@ class Store(Protocol):
         queues: Sequence[str] | None,
         now: float,
         keyed: Sequence[str] = (),
+        limited: Sequence[str] = (),
+        reschedule: Sequence[str] = (),
     ) -> list[ClaimedJob]:
         """Lease up to ``limit`` due jobs of these types (and queues), in (priority, run_at, id) order.
 
         ``keyed``: the types among ``names`` with a concurrency key, claimed within each key's limit.
+        ``limited``: the types with a rate limit, claimed within each window (and key); those in
+        ``reschedule`` move to their window's next slot when it is full.
         """
 
     def key_holders(self, key: str) -> list[int]:
         """The running jobs holding concurrency key ``key``, by id."""
+
+    def rate_window(self, rate: RateKey, *, now: float) -> RateWindow:
+        """What a rate-limit window holds now: its weighted starts, and when a start of ``rate.weight`` fits."""
+
+    def consume_rate(self, rate: RateKey, *, now: float) -> bool:
+        """Take ``rate.weight`` starts from a window if they fit now (non-job code); whether they did."""
 
     def apply(self, transitions: Sequence[Transition], *, now: float) -> list[bool]:
         """Write fenced transitions; per transition, whether its lease still held."""
@@ -293,6 +307,8 @@ __all__ = [
     "LostJob",
     "NewJob",
     "Notifier",
+    "RateKey",
+    "RateWindow",
     "Rescue",
     "Rescued",
     "Store",

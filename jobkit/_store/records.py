@@ -39,6 +39,23 @@ class ConcurrencyKey(NamedTuple):
     limit: int
 
 
+class RateKey(NamedTuple):
+    """A job's rate-limit window and its spec: at most ``limit`` weighted starts per ``period`` seconds."""
+
+    key: str
+    limit: int
+    period: float
+    weight: int = 1
+
+
+class RateWindow(NamedTuple):
+    """What a rate-limit window holds now: weighted starts within its period, and when the next start fits."""
+
+    used: int
+    #: When a start of ``weight`` fits (now when it already does).
+    next_slot: float
+
+
 @dataclass(frozen=True, slots=True)
 class UniqueJob:
     """One unique job to insert: the row, its key and what a live row with the same key means.
@@ -56,6 +73,8 @@ class UniqueJob:
     window: float | None = None
     #: The new job's concurrency key, when its type has one.
     concurrency: ConcurrencyKey | None = None
+    #: The new job's rate-limit window, when its type has one.
+    rate: RateKey | None = None
 
 
 class Enqueued(NamedTuple):
@@ -128,6 +147,11 @@ class JobRecord:
     #: The job's concurrency key and limit (None: the job has none).
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    #: The job's rate-limit window and spec (None: the job has none).
+    rate_key: str | None = None
+    rate_limit: int | None = None
+    rate_period: float | None = None
+    rate_weight: int | None = None
 
 
 @dataclass(slots=True)

@@ -88,6 +88,12 @@ jobs = sa.Table(
     # by the keyed claim; NULL for other jobs, which the plain claim alone takes.
     sa.Column("concurrency_key", sa.String(200), nullable=True),
     sa.Column("concurrency_limit", sa.Integer, nullable=True),
+    # Rate limits (migration 0009): the window a start of this job counts in (jobkit_rate_starts)
+    # and that window's spec, written at enqueue; NULL for other jobs, which never pay for them.
+    sa.Column("rate_key", sa.String(200), nullable=True),
+    sa.Column("rate_limit", sa.Integer, nullable=True),
+    sa.Column("rate_period", Epoch, nullable=True),
+    sa.Column("rate_weight", sa.Integer, nullable=True),
     sa.Index(
         # The keyed claim's candidates in claim order (keys_sql.py).
         "jobkit_jobs_keyed_pending",
@@ -177,4 +183,21 @@ queue_pauses = sa.Table(
     metadata,
     sa.Column("queue", sa.String(100), primary_key=True),
     sa.Column("paused_at", Epoch, nullable=False),
+)
+
+rate_starts = sa.Table(
+    # Every start that counts against a rate limit (migration 0009): a job's claim, or a consume()
+    # by non-job code. A window's use is the sum of the weights started within its period; rows
+    # older than their period are deleted by the next claim that reads the window.
+    "jobkit_rate_starts",
+    metadata,
+    sa.Column("id", JobId, primary_key=True, autoincrement=True),
+    sa.Column("rate_key", sa.String(200), nullable=False),
+    sa.Column("started_at", Epoch, nullable=False),
+    sa.Column("weight", sa.Integer, nullable=False),
+    # The attempt that started (NULL for consume()): a snooze gives its start back.
+    sa.Column("job_id", JobId, nullable=True),
+    sa.Column("lease", sa.Integer, nullable=True),
+    sa.Index("jobkit_rate_starts_window", "rate_key", "started_at"),
+    sa.Index("jobkit_rate_starts_job", "job_id"),
 )

@@ -12,12 +12,12 @@ PACKAGE = Path(jobkit.__file__).parent
 # Lower layers never import higher ones (STYLE.md): a module may import its own layer or below.
 LAYERS = [
     {"_vocabulary"},
-    {"errors", "_cancel", "_clock", "_json"},
+    {"errors", "_cancel", "_clock", "_json", "_limits"},
     {"_payload", "_backoff", "_registry", "_settings", "_events"},
     {"_store", "_handle", "_job", "_enqueue"},
     {"_runtime", "_snapshots", "_why"},
     {"_queue"},
-    {"cli", "testing", "pytest_plugin", "__init__", "__main__"},
+    {"cli", "testing", "limits", "pytest_plugin", "__init__", "__main__"},
 ]
 
 

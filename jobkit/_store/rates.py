@@ -1,0 +1,170 @@
+"""Rate limits: the limited claim, window reads, ``consume`` for non-job code (SQL in rates_sql.py).
+
+A window is the sliding period behind now: its use is the sum of the weights of the starts
+recorded in ``jobkit_rate_starts`` within ``period`` seconds (a start at ``t`` counts while
+``now < t + period``). Every start is recorded by the transaction that makes it, under a lock
+that limited claims and consumes share (PostgreSQL: the keyed claims' advisory lock; SQLite:
+its single writer), so no two processes can both take a window's last slot.
+
+What counts: every claim of a limited job (a retry is a claim, so it counts; a rescued attempt
+keeps its start), and every ``consume``. A snoozed attempt gives its start back.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from jobkit._store import rates_sql as sql
+from jobkit._store.engine import PATIENT, READ, WRITE, Database, transaction
+from jobkit._store.records import ClaimedJob, RateKey, RateWindow
+
+#: Candidates read per limited claim: this many times the claim's limit (at least MIN_SCAN), so
+#: jobs of a full window at the head do not hide the jobs of other windows behind them.
+SCAN_FACTOR = 10
+MIN_SCAN = 100
+
+
+class Rates(Database):
+    """The rate-limited claim and the windows' reads and writes."""
+
+    def set_rates(self, conn: sa.Connection, ids: Sequence[int], rates: Sequence[RateKey]) -> None:
+        """Give new jobs their rate-limit window and spec, in ``conn``'s transaction."""
+        params = [
+            {"id": job_id, "key": r.key, "limit": r.limit, "period": r.period, "weight": r.weight}
+            for job_id, r in zip(ids, rates, strict=True)
+        ]
+        if params:
+            conn.execute(sql.SET_RATE, params)
+
+    def refund_start(self, conn: sa.Connection, job_id: int, lease: int) -> None:
+        """Give back the start of one attempt (it snoozed), in ``conn``'s transaction."""
+        conn.execute(sql.REFUND_START, {"id": job_id, "lease": lease})
+
+    def _take_turn(self, conn: sa.Connection) -> float:
+        """Wait for this transaction's turn among limited claims and consumes; the time it decides by."""
+        lock = self.dialect.keyed_lock
+        if lock is not None:
+            conn.execute(lock)
+        return -1.0 if not self.db_clock else float(conn.execute(self.dialect.select_now).scalar_one())
+
+    @transaction(WRITE, retry=PATIENT)
+    def _claim_limited(
+        self,
+        conn: sa.Connection,
+        worker: str,
+        limit: int,
+        limited: Sequence[str],
+        queues: Sequence[str] | None,
+        now: float,
+        reschedule: Sequence[str],
+    ) -> list[ClaimedJob]:
+        server_now = self._take_turn(conn)
+        if server_now >= 0:
+            now = server_now
+        statement = sql.CANDIDATES_SOME if queues else sql.CANDIDATES_ALL
+        params: dict[str, Any] = {"names": list(limited), "now": now, "scan": max(MIN_SCAN, limit * SCAN_FACTOR)}
+        if queues:
+            params["queues"] = list(queues)
+        rows = conn.execute(statement, params).all()
+        if not rows:
+            return []
+        used = self._window_use(conn, ((r.rate_key, r.rate_period) for r in rows if r.rate_key is not None), now)
+        keys = sorted({r.concurrency_key for r in rows if r.concurrency_key is not None})
+        held: dict[str, int] = defaultdict(int)
+        if keys:
+            held.update({k: int(n) for k, n in conn.execute(sql.KEY_HOLDERS, {"keys": keys})})
+        chosen: list[Any] = []
+        later: list[Any] = []
+        for row in rows:
+            if len(chosen) >= limit:
+                break
+            ckey = row.concurrency_key
+            if ckey is not None and held[ckey] >= (row.concurrency_limit or 1):
+                continue
+            rkey, weight = row.rate_key, int(row.rate_weight or 1)
+            if rkey is not None and used[rkey] + weight > int(row.rate_limit):
+                if row.name in reschedule:
+                    later.append(row)
+                continue
+            if rkey is not None:
+                used[rkey] += weight
+            if ckey is not None:
+                held[ckey] += 1
+            chosen.append(row)
+        for row in later:
+            window = self._window(conn, RateKey(row.rate_key, int(row.rate_limit), float(row.rate_period)), now)
+            slot = window.next_slot if window.next_slot > now else now + float(row.rate_period)
+            conn.execute(sql.RESCHEDULE, {"id": row.id, "run_at": slot, "now": now})
+        if not chosen:
+            return []
+        claimed = [
+            ClaimedJob.from_row(tuple(r), worker)
+            for r in conn.execute(sql.CLAIM_IDS, {"ids": [r.id for r in chosen], "worker": worker, "now": now})
+        ]
+        by_id = {r.id: r for r in chosen}
+        starts = [
+            {
+                "key": by_id[j.id].rate_key,
+                "now": now,
+                "weight": int(by_id[j.id].rate_weight or 1),
+                "job_id": j.id,
+                "lease": j.lease,
+            }
+            for j in claimed
+            if by_id[j.id].rate_key is not None
+        ]
+        if starts:
+            conn.execute(sql.RECORD_START, starts)
+        periods = {r.rate_key: float(r.rate_period) for r in chosen if r.rate_key is not None}
+        conn.execute(sql.FORGET_STARTS, [{"key": k, "since": now - p} for k, p in periods.items()])
+        return claimed
+
+    def _window_use(self, conn: sa.Connection, windows: Iterable[tuple[str, float]], now: float) -> dict[str, int]:
+        """Weighted starts within each window's period (one query per distinct period, usually one)."""
+        by_period: dict[float, set[str]] = defaultdict(set)
+        for key, period in windows:
+            by_period[float(period)].add(key)
+        used: dict[str, int] = defaultdict(int)
+        for period, keys in by_period.items():
+            for key, total in conn.execute(sql.WINDOW_USE, {"keys": sorted(keys), "since": now - period}):
+                used[key] = int(total)
+        return used
+
+    def _window(self, conn: sa.Connection, rate: RateKey, now: float) -> RateWindow:
+        since = now - rate.period
+        starts = [(float(t), int(w)) for t, w in conn.execute(sql.WINDOW_STARTS, {"key": rate.key, "since": since})]
+        used = sum(w for _, w in starts)
+        # The next start of ``weight`` fits once enough of the oldest starts have left the window.
+        excess = used + rate.weight - rate.limit
+        slot = now
+        for started, weight in starts:
+            if excess <= 0:
+                break
+            excess -= weight
+            slot = started + rate.period
+        return RateWindow(used, slot)
+
+    @transaction(READ, retry=PATIENT)
+    def rate_window(self, conn: sa.Connection, rate: RateKey, *, now: float) -> RateWindow:
+        """What ``rate``'s window holds at ``now`` (the database's clock under ``db_clock``)."""
+        if self.db_clock:
+            now = float(conn.execute(self.dialect.select_now).scalar_one())
+        return self._window(conn, rate, now)
+
+    @transaction(WRITE, retry=PATIENT)
+    def consume_rate(self, conn: sa.Connection, rate: RateKey, *, now: float) -> bool:
+        """Record a start of ``rate.weight`` in ``rate``'s window if it fits now; whether it did."""
+        server_now = self._take_turn(conn)
+        if server_now >= 0:
+            now = server_now
+        if self._window(conn, rate, now).next_slot > now:
+            return False
+        conn.execute(
+            sql.RECORD_START, {"key": rate.key, "now": now, "weight": rate.weight, "job_id": None, "lease": None}
+        )
+        conn.execute(sql.FORGET_STARTS, [{"key": rate.key, "since": now - rate.period}])
+        return True

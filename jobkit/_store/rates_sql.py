@@ -1,0 +1,93 @@
+"""The rate-limited claim's SQL, the same on both databases (every time is bound as ``:now``).
+
+The claim reads its candidates in claim order, the use of their windows and the holders of
+their concurrency keys, decides in Python which may start (rates.py), and claims exactly those
+by id. It is exact because limited claims take turns: on PostgreSQL through the keyed claims'
+advisory lock, taken first in the transaction; on SQLite BEGIN IMMEDIATE serialises every writer.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from jobkit._store.records import CLAIM_COLUMNS
+from jobkit._store.statements import statement_text
+from jobkit._vocabulary import JobState
+
+PENDING, RUNNING = (f"'{s}'" for s in (JobState.PENDING, JobState.RUNNING))
+
+_CANDIDATES = """
+    SELECT id, name, rate_key, rate_limit, rate_period, rate_weight, concurrency_key, concurrency_limit
+      FROM jobkit_jobs
+     WHERE status = {pending} AND run_at <= :now
+       AND name IN :names
+       {queue_filter}
+       AND queue NOT IN (SELECT queue FROM jobkit_queue_pauses)
+     ORDER BY priority, run_at, id
+     LIMIT :scan"""
+
+
+def candidates(filter_queues: bool) -> sa.TextClause:
+    """Due pending jobs of the limited types ``:names`` (in ``:queues``), best first, ``:scan`` at most."""
+    queue_filter = "AND queue IN :queues" if filter_queues else ""
+    sql = _CANDIDATES.format(pending=PENDING, queue_filter=queue_filter)
+    return statement_text(sql, "names", "queues") if filter_queues else statement_text(sql, "names")
+
+
+CANDIDATES_ALL = candidates(False)
+CANDIDATES_SOME = candidates(True)
+
+#: Weighted starts per window within ``:since`` (one period back from now), for the windows ``:keys``.
+WINDOW_USE = statement_text(
+    "SELECT rate_key, SUM(weight) FROM jobkit_rate_starts "
+    "WHERE rate_key IN :keys AND started_at > :since GROUP BY rate_key",
+    "keys",
+)
+
+#: One window's starts within ``:since``, oldest first: when the next start fits.
+WINDOW_STARTS = sa.text(
+    "SELECT started_at, weight FROM jobkit_rate_starts "
+    "WHERE rate_key = :key AND started_at > :since ORDER BY started_at"
+)
+
+#: Running jobs per concurrency key, for the keys ``:keys``.
+KEY_HOLDERS = statement_text(
+    f"SELECT concurrency_key, COUNT(*) FROM jobkit_jobs "
+    f"WHERE status = {RUNNING} AND concurrency_key IN :keys GROUP BY concurrency_key",
+    "keys",
+)
+
+#: Lease the chosen jobs (``:ids``), as the other claims do; status re-checked.
+CLAIM_IDS = statement_text(
+    f"""
+    UPDATE jobkit_jobs
+       SET status = {RUNNING}, attempt = attempt + 1, lease = lease + 1, worker_id = :worker,
+           started_at = :now, updated_at = :now, cancel_requested = NULL, staged = TRUE
+     WHERE id IN :ids AND status = {PENDING}
+    RETURNING {", ".join(CLAIM_COLUMNS)}
+    """,
+    "ids",
+)
+
+#: A start that counts against a window (a claim's, with its job and lease; a consume's, without).
+RECORD_START = sa.text(
+    "INSERT INTO jobkit_rate_starts (rate_key, started_at, weight, job_id, lease) "
+    "VALUES (:key, :now, :weight, :job_id, :lease)"
+)
+
+#: Starts that have left their window: nothing reads them again.
+FORGET_STARTS = sa.text("DELETE FROM jobkit_rate_starts WHERE rate_key = :key AND started_at <= :since")
+
+#: A snoozed attempt gives its start back (snoozes do not count).
+REFUND_START = sa.text("DELETE FROM jobkit_rate_starts WHERE job_id = :id AND lease = :lease")
+
+#: ``on_limit="reschedule"``: a job whose window is full moves to its next slot (scheduled, not staged).
+RESCHEDULE = sa.text(
+    f"UPDATE jobkit_jobs SET run_at = :run_at, staged = FALSE, updated_at = :now WHERE id = :id AND status = {PENDING}"
+)
+
+#: Give new jobs their rate-limit window and spec (in the enqueue's transaction).
+SET_RATE = sa.text(
+    "UPDATE jobkit_jobs SET rate_key = :key, rate_limit = :limit, rate_period = :period, rate_weight = :weight "
+    "WHERE id = :id"
+)
