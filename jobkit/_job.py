@@ -252,8 +252,9 @@ def job(
     unique_across_queues: bool = False,
     on_conflict: OnConflict = "skip",
     # -- concurrency keys (docs/queues-and-limits.md)
-    concurrency_key: Callable[[Any], str] | None = None,
-    concurrency_limit: int | None = None,
+    concurrency_key: Callable[[Any], str | tuple[str, ...] | list[str]] | None = None,
+    concurrency_limit: int | tuple[int, ...] | None = None,
+    ordered: bool = False,
     # -- rate limits (docs/queues-and-limits.md)
     rate_limit: str | None = None,
     rate_limit_key: Callable[[Any], str] | None = None,
@@ -275,7 +276,10 @@ def job(
 
     ``concurrency_key=lambda args: f"account:{args.account_id}"`` with ``concurrency_limit=N``
     (default 1): at most N jobs with the same key run at once, across every worker on every host;
-    the others wait pending, in priority order, without spending attempts.
+    the others wait pending, in priority order, without spending attempts. Several keys: the key
+    function returns a tuple and ``concurrency_limit`` is a tuple of as many limits, one per key;
+    a job starts only while every one of its keys has room. ``ordered=True``: one job per key at
+    a time, strictly in enqueue order (a later job never overtakes an earlier unfinished one).
 
     ``rate_limit="100/m"`` (or ``"25/s"``, ``"1000/5m"``, or the name of a limit made with
     ``jobkit.limits.define``): at most that many starts in any sliding window, across every
@@ -313,6 +317,7 @@ def job(
             on_conflict=on_conflict,
             concurrency_key=concurrency_key,
             concurrency_limit=concurrency_limit,
+            ordered=ordered,
             rate_limit=rate_limit,
             rate_limit_key=rate_limit_key,
             weight=weight,

@@ -117,11 +117,7 @@ class JobQueue:
                 where = f"argument {exc.where()}" if exc.path else "arguments"
                 raise EnqueueError(f"{options.name}: {item}{where}: {exc.reason}") from None
             rows.append(NewJob(options.name, text, queue, priority, run_at, options.max_retries))
-        keys = (
-            None
-            if options.concurrency_key is None
-            else [ConcurrencyKey(options.key_of(row.args), options.concurrency_limit) for row in rows]
-        )
+        keys = None if options.concurrency_key is None else [ConcurrencyKey(*options.keys_of(row.args)) for row in rows]
         rates = None if options.rate_limit is None else [_rate_key(options.rate_of(row.args)) for row in rows]
         if options.unique is not None:
             return self._enqueue_unique(options.unique, rows, now, connection, keys, rates)

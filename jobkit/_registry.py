@@ -11,63 +11,23 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from jobkit import _limits
 from jobkit._backoff import BackoffSpec, Wait, delay_for, make_wait
+from jobkit._flow import KeyedBy, key_options, keys_of, rate_spec, rate_window
 from jobkit._limits import RateSpec
-from jobkit._payload import BaseModel, ExtraArgs, args_model, is_model_class, loads, stored_keys, validate
+from jobkit._names import INT32_MAX as INT32_MAX
+from jobkit._names import INT32_MIN as INT32_MIN
+from jobkit._names import int32_problem as int32_problem
+from jobkit._names import name_problem as name_problem
+from jobkit._names import short_repr as short_repr
+from jobkit._payload import BaseModel, ExtraArgs, args_model, is_model_class, stored_keys
 from jobkit._vocabulary import JobState
 from jobkit.errors import EnqueueError, JobDefinitionError
 
 #: The lengths of the ``name`` and ``queue`` columns (jobkit/_store/schema.py; a test keeps them equal).
 MAX_NAME = 200
 MAX_QUEUE = 100
-#: The length of the ``concurrency_key`` column.
-MAX_CONCURRENCY_KEY = 200
-#: Priorities and retry counts are stored in 32-bit integer columns.
-INT32_MIN = -(2**31)
-INT32_MAX = 2**31 - 1
-
-
-def short_repr(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, for error messages."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def name_problem(field: str, value: Any, limit: int) -> str | None:
-    """Why ``value`` cannot be stored as a name of at most ``limit`` characters, or None if it can.
-
-    The same rule on both databases: PostgreSQL refuses NUL and text that is not UTF-8, and
-    SQLite would store them (or truncate at the NUL), so both are refused before either sees them.
-    """
-    if not isinstance(value, str):
-        return f"{field} must be a string, got {short_repr(value)}"
-    if not value.strip():
-        return f"{field} must be a non-empty string, got {short_repr(value)}"
-    if len(value) > limit:
-        return f"{field} must be at most {limit} characters, got {len(value)}: {short_repr(value)}"
-    if "\x00" in value:
-        return f"{field} must not contain NUL characters, got {short_repr(value)}"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return f"{field} must be valid Unicode text (it holds a lone surrogate), got {short_repr(value)}"
-    return None
-
-
-def int32_problem(field: str, value: Any, *, minimum: int = INT32_MIN) -> str | None:
-    """Why ``value`` cannot be stored in a 32-bit integer column (bool refused), or None if it can."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f"{field} must be an int, got {short_repr(value)}"
-    if not minimum <= value <= INT32_MAX:
-        return f"{field} must be between {minimum} and {INT32_MAX}, got {value}"
-    return None
-
-
 #: What a duplicate enqueue of a unique job does to the pending job it found.
 ON_CONFLICT = ("skip", "replace", "debounce")
-#: What a claim does with a job whose rate limit's window is full.
-ON_LIMIT = ("wait", "reschedule")
 #: The states a unique job always holds its key in: retries and rescues move a job from running
 #: back to pending, and that write must never meet a duplicate that took the key meanwhile.
 ALWAYS_UNIQUE_IN = frozenset({JobState.PENDING, JobState.RUNNING})
@@ -117,7 +77,10 @@ class JobOptions:
     #: ``concurrency_key``: the validated arguments -> the key; at most ``concurrency_limit`` jobs
     #: holding one key run at once, across every worker.
     concurrency_key: Callable[[Any], str] | None = field(default=None, compare=False)
-    concurrency_limit: int = 1
+    #: One limit for every key, or one per key (``concurrency_key`` then returns that many keys).
+    concurrency_limit: int | tuple[int, ...] = 1
+    #: ``ordered=True``: one job per key at a time, strictly in enqueue order.
+    ordered: bool = False
     #: ``rate_limit``: a spec (``"100/m"``) or the name of a shared limit (``limits.define``).
     rate_limit: str | None = None
     #: The parsed spec of an inline ``rate_limit`` (None for a named one, resolved at enqueue).
@@ -138,48 +101,27 @@ class JobOptions:
         return self.args_model or self.schema
 
     def key_of(self, args_json: str) -> str:
-        """The concurrency key of a job with these stored arguments, validated as the worker will see them."""
-        if self.concurrency_key is None:
-            raise EnqueueError(f"{self.name}: has no concurrency_key")
-        try:
-            key = self.concurrency_key(validate(self.schema, loads(args_json)))
-        except Exception as exc:
-            raise EnqueueError(f"{self.name}: concurrency_key raised {type(exc).__name__}: {exc}") from exc
-        problem = name_problem("concurrency_key", key, MAX_CONCURRENCY_KEY)
-        if problem is not None:
-            raise EnqueueError(f"{self.name}: {problem}")
-        return key
+        """The (first) concurrency key of a job with these stored arguments, validated as the worker will see them."""
+        return self.keys_of(args_json).key
 
     def rate_of(self, args_json: str) -> tuple[str, RateSpec, int] | None:
-        """The rate-limit window a job with these stored arguments starts in: its key, spec and weight.
-
-        A named limit is looked up now, at enqueue, and the row carries its spec, so every
-        worker enforces the numbers the job was enqueued under.
-        """
+        """The rate-limit window a job with these stored arguments starts in: its key, spec and weight."""
         if self.rate_limit is None:
             return None
-        spec = self.rate_spec
-        base = self.name
-        if spec is None:
-            base = self.rate_limit
-            spec = _limits.named(base)
-            if spec is None:
-                raise EnqueueError(f"{self.name}: rate limit {base!r} is not defined (jobkit.limits.define)")
-        if self.weight > spec.count:
-            raise EnqueueError(f"{self.name}: weight {self.weight} exceeds rate limit {base!r} ({spec})")
-        key = base
-        if self.rate_limit_key is not None:
-            try:
-                part = self.rate_limit_key(validate(self.schema, loads(args_json)))
-            except Exception as exc:
-                raise EnqueueError(f"{self.name}: rate_limit_key raised {type(exc).__name__}: {exc}") from exc
-            if not isinstance(part, str):
-                raise EnqueueError(f"{self.name}: rate_limit_key must return a string, got {short_repr(part)}")
-            key = f"{base}:{part}"
-        problem = name_problem("rate limit key", key, _limits.MAX_RATE_KEY)
-        if problem is not None:
-            raise EnqueueError(f"{self.name}: {problem}")
-        return key, spec, self.weight
+        return rate_window(
+            self.name, self.schema, self.rate_limit, self.rate_spec, self.rate_limit_key, self.weight, args_json
+        )
+
+    def keys_of(self, args_json: str) -> KeyedBy:
+        """The concurrency keys of a job with these stored arguments, as its row stores them."""
+        if self.concurrency_key is None:
+            raise EnqueueError(f"{self.name}: has no concurrency_key")
+        return keys_of(self.name, self.schema, self.concurrency_key, self.concurrency_limit, self.ordered, args_json)
+
+    @property
+    def gated_by_keys(self) -> bool:
+        """Whether its keys need the gated claim: several keys, or ``ordered``."""
+        return self.ordered or isinstance(self.concurrency_limit, tuple)
 
     def backoff_seconds(self, attempt: int) -> float:
         """Seconds to wait before retrying after ``attempt`` failed."""
@@ -221,6 +163,7 @@ def build_options(
     on_conflict: Any = "skip",
     concurrency_key: Any = None,
     concurrency_limit: Any = None,
+    ordered: Any = False,
     rate_limit: Any = None,
     rate_limit_key: Any = None,
     weight: Any = 1,
@@ -253,15 +196,8 @@ def build_options(
     for problem in (name_problem("queue", queue, MAX_QUEUE), int32_problem("priority", priority)):
         if problem is not None:
             raise JobDefinitionError(f"{name}: {problem}")
-    if concurrency_key is not None and not callable(concurrency_key):
-        raise bad("concurrency_key", f"must be a callable args -> str, got {short_repr(concurrency_key)}")
-    if concurrency_limit is not None:
-        if concurrency_key is None:
-            raise bad("concurrency_limit", "applies to jobs with a concurrency_key only")
-        problem = int32_problem("concurrency_limit", concurrency_limit, minimum=1)
-        if problem is not None:
-            raise JobDefinitionError(f"{name}: {problem}")
-    rate_spec = _rate_spec(bad, rate_limit, rate_limit_key, weight, on_limit)
+    spec = rate_spec(bad, rate_limit, rate_limit_key, weight, on_limit)
+    limit = key_options(bad, concurrency_key, concurrency_limit, ordered)
     for option, value in (("retry_on", retry_on), ("discard_on", discard_on)):
         if not isinstance(value, tuple) or not all(isinstance(e, type) and issubclass(e, BaseException) for e in value):
             raise bad(option, f"must be a tuple of exception classes, got {value!r}")
@@ -287,50 +223,16 @@ def build_options(
             on_conflict=on_conflict,
         ),
         concurrency_key=concurrency_key,
-        concurrency_limit=1 if concurrency_limit is None else concurrency_limit,
+        concurrency_limit=limit,
+        ordered=ordered,
         rate_limit=rate_limit,
-        rate_spec=rate_spec,
+        rate_spec=spec,
         rate_limit_key=rate_limit_key,
         weight=weight,
         on_limit=on_limit,
         wait=wait,
         args_model=None if schema is None else args_model(schema, extra_args),
     )
-
-
-def _rate_spec(
-    bad: Callable[[str, str], Exception], rate_limit: Any, key: Any, weight: Any, on_limit: Any
-) -> RateSpec | None:
-    """The parsed inline spec (None for none, or for a named limit); every error names the job and the option."""
-    if rate_limit is None:
-        given = [
-            o
-            for o, v, d in (("rate_limit_key", key, None), ("weight", weight, 1), ("on_limit", on_limit, "wait"))
-            if v != d
-        ]
-        if given:
-            raise bad(given[0], "applies to jobs with a rate_limit only")
-        return None
-    if not isinstance(rate_limit, str):
-        raise bad("rate_limit", f"must be a spec like '100/m' or a limit's name, got {short_repr(rate_limit)}")
-    if key is not None and not callable(key):
-        raise bad("rate_limit_key", f"must be a callable args -> str, got {short_repr(key)}")
-    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
-        raise bad("weight", f"must be an int >= 1, got {short_repr(weight)}")
-    if on_limit not in ON_LIMIT:
-        raise bad("on_limit", f"must be one of {', '.join(map(repr, ON_LIMIT))}, got {short_repr(on_limit)}")
-    if not _limits.is_spec(rate_limit):
-        problem = _limits.name_problem(rate_limit)
-        if problem is not None:
-            raise bad("rate_limit", f"is neither a spec like '100/m' nor a limit's name: {problem}")
-        return None
-    try:
-        spec = _limits.parse_rate(rate_limit)
-    except ValueError as exc:
-        raise bad("rate_limit", f"is invalid: {exc}") from None
-    if weight > spec.count:
-        raise bad("weight", f"{weight} exceeds the rate limit's {spec.count} starts per window: it could never run")
-    return spec
 
 
 def _unique_options(

@@ -95,6 +95,20 @@ class Snoozer(BaseJob[RateArgs]):
         return args.n
 
 
+failed_once: set[int | None] = set()
+
+
+@job(name="tests.rate.flaky", schema=RateArgs, rate_limit="1/m", max_retries=1, backoff=lambda attempt: 0.0)
+class Flaky(BaseJob[RateArgs]):
+    """Fails its first run: the retry is a new start and waits for the window."""
+
+    def perform(self, args: RateArgs) -> int:
+        if self.job_id not in failed_once:
+            failed_once.add(self.job_id)
+            raise RuntimeError("first run fails")
+        return args.n
+
+
 @job(
     name="tests.rate.keyed",
     schema=RateArgs,
@@ -107,3 +121,41 @@ class KeyedAndLimited(BaseJob[RateArgs]):
 
     def perform(self, args: RateArgs) -> int:
         return args.account_id
+
+
+# -- several and ordered concurrency keys
+
+ran_in_order: list[int] = []
+
+
+class RegionArgs(BaseModel):
+    account_id: int = 0
+    region: str = "eu"
+    n: int = 0
+
+
+@job(
+    name="tests.keys.multi",
+    schema=RegionArgs,
+    concurrency_key=lambda args: (f"account:{args.account_id}", f"region:{args.region}"),
+    concurrency_limit=(1, 2),
+)
+class AccountInRegion(BaseJob[RegionArgs]):
+    """One per account and two per region at once: both keys must have room."""
+
+    def perform(self, args: RegionArgs) -> int:
+        return args.account_id
+
+
+@job(
+    name="tests.keys.ordered",
+    schema=RegionArgs,
+    concurrency_key=lambda args: f"account:{args.account_id}",
+    ordered=True,
+)
+class OrderedPerAccount(BaseJob[RegionArgs]):
+    """Strictly one after another per account, in enqueue order; records the order it ran in."""
+
+    def perform(self, args: RegionArgs) -> int:
+        ran_in_order.append(args.n)
+        return args.n

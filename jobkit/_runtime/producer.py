@@ -194,11 +194,22 @@ class Producer:
         )
 
     def _limited(self) -> tuple[list[str], list[str]]:
-        """The registered types with a rate limit, and those of them that reschedule when it is full."""
+        """The types the gated claim takes, and those of them that reschedule when their window is full.
+
+        Gated: types with a rate limit, several concurrency keys or an ordered key. When any type
+        has several or ordered keys, every keyed type is gated too, so each key's holders are
+        counted in one place, whichever type holds it.
+        """
         types = self.types()
-        limited = sorted(name for name, t in types.items() if t.options.rate_limit is not None)
-        self._has_limited = bool(limited)
-        return limited, [name for name in limited if types[name].options.on_limit == "reschedule"]
+        options = {name: t.options for name, t in types.items()}
+        every_key = any(o.gated_by_keys for o in options.values())
+        limited = sorted(
+            name
+            for name, o in options.items()
+            if o.rate_limit is not None or o.gated_by_keys or (every_key and o.concurrency_key is not None)
+        )
+        self._has_limited = any(o.rate_limit is not None for o in options.values())
+        return limited, [name for name in limited if options[name].on_limit == "reschedule"]
 
     def _keyed(self) -> list[str]:
         """The registered types with a concurrency key: the store claims their jobs within each key's limit."""

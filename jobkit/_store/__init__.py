@@ -103,12 +103,19 @@ class Store(Protocol):
         """Lease up to ``limit`` due jobs of these types (and queues), in (priority, run_at, id) order.
 
         ``keyed``: the types among ``names`` with a concurrency key, claimed within each key's limit.
-        ``limited``: the types with a rate limit, claimed within each window (and key); those in
-        ``reschedule`` move to their window's next slot when it is full.
+        ``limited``: the types claimed by the gated claim (a rate limit, several or ordered keys),
+        within each window and key; those in ``reschedule`` move to their window's next slot when
+        it is full.
         """
 
     def key_holders(self, key: str) -> list[int]:
         """The running jobs holding concurrency key ``key``, by id."""
+
+    def key_holders_all(self, keys: Sequence[str]) -> dict[str, list[int]]:
+        """The running jobs holding each of ``keys`` (every key of a job with several counted), by id."""
+
+    def ordered_head(self, key: str) -> int | None:
+        """The oldest unfinished job of an ordered concurrency key: the one that runs next."""
 
     def rate_window(self, rate: RateKey, *, now: float) -> RateWindow:
         """What a rate-limit window holds now: its weighted starts, and when a start of ``rate.weight`` fits."""

@@ -86,7 +86,10 @@ class Jobs(Rates):
 
     def set_keys(self, conn: sa.Connection, ids: Sequence[int], keys: Sequence[ConcurrencyKey]) -> None:
         """Give new jobs their concurrency keys, in ``conn``'s transaction (before any claim can see them)."""
-        params = [{"id": job_id, "key": key.key, "limit": key.limit} for job_id, key in zip(ids, keys, strict=True)]
+        params = [
+            {"id": job_id, "key": key.key, "limit": key.limit, "extra": key.extra}
+            for job_id, key in zip(ids, keys, strict=True)
+        ]
         if params:
             conn.execute(self.dialect.set_concurrency_key, params)
 

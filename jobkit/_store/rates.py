@@ -1,4 +1,9 @@
-"""Rate limits: the limited claim, window reads, ``consume`` for non-job code (SQL in rates_sql.py).
+"""The gated claim (rate limits, several and ordered keys), window reads, ``consume`` (SQL in rates_sql.py).
+
+Jobs of types with a rate limit, several concurrency keys or an ordered key are claimed here,
+under one lock, by deciding in Python over what the transaction read: each key's running
+holders (every key of a job counted), each ordered key's oldest unfinished job (only it may
+start), and each rate-limit window's use.
 
 A window is the sliding period behind now: its use is the sum of the weights of the starts
 recorded in ``jobkit_rate_starts`` within ``period`` seconds (a start at ``t`` counts while
@@ -12,6 +17,7 @@ keeps its start), and every ``consume``. A snoozed attempt gives its start back.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -73,18 +79,20 @@ class Rates(Database):
         if not rows:
             return []
         used = self._window_use(conn, ((r.rate_key, r.rate_period) for r in rows if r.rate_key is not None), now)
-        keys = sorted({r.concurrency_key for r in rows if r.concurrency_key is not None})
-        held: dict[str, int] = defaultdict(int)
-        if keys:
-            held.update({k: int(n) for k, n in conn.execute(sql.KEY_HOLDERS, {"keys": keys})})
+        gates = {r.id: row_keys(r.concurrency_key, r.concurrency_limit, r.concurrency_keys) for r in rows}
+        held = {k: len(ids) for k, ids in self._holders(conn).items()} if any(g[0] for g in gates.values()) else {}
+        ordered = sorted({keys[0][0] for keys, in_order in gates.values() if in_order})
+        heads = {k: int(i) for k, i in conn.execute(sql.ORDERED_HEADS, {"keys": ordered})} if ordered else {}
         chosen: list[Any] = []
         later: list[Any] = []
         for row in rows:
             if len(chosen) >= limit:
                 break
-            ckey = row.concurrency_key
-            if ckey is not None and held[ckey] >= (row.concurrency_limit or 1):
+            keys, in_order = gates[row.id]
+            if any(held.get(k, 0) >= n for k, n in keys):
                 continue
+            if in_order and heads.get(keys[0][0]) != row.id:
+                continue  # an earlier job of its ordered key has not finished
             rkey, weight = row.rate_key, int(row.rate_weight or 1)
             if rkey is not None and used[rkey] + weight > int(row.rate_limit):
                 if row.name in reschedule:
@@ -92,8 +100,8 @@ class Rates(Database):
                 continue
             if rkey is not None:
                 used[rkey] += weight
-            if ckey is not None:
-                held[ckey] += 1
+            for k, _ in keys:
+                held[k] = held.get(k, 0) + 1
             chosen.append(row)
         for row in later:
             window = self._window(conn, RateKey(row.rate_key, int(row.rate_limit), float(row.rate_period)), now)
@@ -120,8 +128,29 @@ class Rates(Database):
         if starts:
             conn.execute(sql.RECORD_START, starts)
         periods = {r.rate_key: float(r.rate_period) for r in chosen if r.rate_key is not None}
-        conn.execute(sql.FORGET_STARTS, [{"key": k, "since": now - p} for k, p in periods.items()])
+        if periods:
+            conn.execute(sql.FORGET_STARTS, [{"key": k, "since": now - p} for k, p in periods.items()])
         return claimed
+
+    def _holders(self, conn: sa.Connection) -> dict[str, list[int]]:
+        """The running jobs holding each concurrency key, every key of a job with several counted."""
+        holders: dict[str, list[int]] = defaultdict(list)
+        for job_id, key, extra in conn.execute(sql.KEYED_RUNNING):
+            for k, _ in row_keys(key, 1, extra)[0]:
+                holders[k].append(int(job_id))
+        return holders
+
+    @transaction(READ, retry=PATIENT)
+    def key_holders_all(self, conn: sa.Connection, keys: Sequence[str]) -> dict[str, list[int]]:
+        """The running jobs holding each of ``keys``, by id (``why``)."""
+        holders = self._holders(conn)
+        return {k: holders.get(k, []) for k in keys}
+
+    @transaction(READ, retry=PATIENT)
+    def ordered_head(self, conn: sa.Connection, key: str) -> int | None:
+        """The oldest unfinished job of an ordered key: the one that runs next (``why``)."""
+        row = conn.execute(sql.ORDERED_HEADS, {"keys": [key]}).first()
+        return None if row is None else int(row[1])
 
     def _window_use(self, conn: sa.Connection, windows: Iterable[tuple[str, float]], now: float) -> dict[str, int]:
         """Weighted starts within each window's period (one query per distinct period, usually one)."""
@@ -168,3 +197,14 @@ class Rates(Database):
         )
         conn.execute(sql.FORGET_STARTS, [{"key": rate.key, "since": now - rate.period}])
         return True
+
+
+def row_keys(key: str | None, limit: int | None, extra: str | None) -> tuple[list[tuple[str, int]], bool]:
+    """A row's concurrency keys with their limits, and whether its key is ordered (``concurrency_keys``)."""
+    if extra:
+        try:
+            gate = json.loads(extra)
+            return [(str(k), int(n)) for k, n in gate["keys"]], bool(gate.get("ordered"))
+        except (ValueError, KeyError, TypeError):
+            pass  # a damaged value: fall back to the first key, which the row always has
+    return ([] if key is None else [(key, int(limit or 1))]), False

@@ -1,7 +1,8 @@
-"""The rate-limited claim's SQL, the same on both databases (every time is bound as ``:now``).
+"""The gated claim's SQL, the same on both databases (every time is bound as ``:now``).
 
-The claim reads its candidates in claim order, the use of their windows and the holders of
-their concurrency keys, decides in Python which may start (rates.py), and claims exactly those
+The gated claim takes the jobs of rate-limited types and of types with several or ordered
+concurrency keys. It reads its candidates in claim order, the use of their windows, the holders
+of their concurrency keys and the head of each ordered key, decides in Python which may start (rates.py), and claims exactly those
 by id. It is exact because limited claims take turns: on PostgreSQL through the keyed claims'
 advisory lock, taken first in the transaction; on SQLite BEGIN IMMEDIATE serialises every writer.
 """
@@ -11,13 +12,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from jobkit._store.records import CLAIM_COLUMNS
+from jobkit._store.schema import IS_GATED_UNFINISHED
 from jobkit._store.statements import statement_text
 from jobkit._vocabulary import JobState
 
 PENDING, RUNNING = (f"'{s}'" for s in (JobState.PENDING, JobState.RUNNING))
 
 _CANDIDATES = """
-    SELECT id, name, rate_key, rate_limit, rate_period, rate_weight, concurrency_key, concurrency_limit
+    SELECT id, name, rate_key, rate_limit, rate_period, rate_weight, concurrency_key, concurrency_limit,
+           concurrency_keys
       FROM jobkit_jobs
      WHERE status = {pending} AND run_at <= :now
        AND name IN :names
@@ -50,10 +53,17 @@ WINDOW_STARTS = sa.text(
     "WHERE rate_key = :key AND started_at > :since ORDER BY started_at"
 )
 
-#: Running jobs per concurrency key, for the keys ``:keys``.
-KEY_HOLDERS = statement_text(
-    f"SELECT concurrency_key, COUNT(*) FROM jobkit_jobs "
-    f"WHERE status = {RUNNING} AND concurrency_key IN :keys GROUP BY concurrency_key",
+#: Every running job with a concurrency key, and all its keys: who holds which key (several keys
+#: per job are JSON, so they are counted here rather than in SQL; read along jobkit_jobs_keyed_running).
+KEYED_RUNNING = sa.text(
+    f"SELECT id, concurrency_key, concurrency_keys FROM jobkit_jobs "
+    f"WHERE status = {RUNNING} AND concurrency_key IS NOT NULL ORDER BY id"
+)
+
+#: The oldest unfinished job of each ordered key in ``:keys`` (read along jobkit_jobs_gated_keys).
+ORDERED_HEADS = statement_text(
+    f"SELECT concurrency_key, MIN(id) FROM jobkit_jobs WHERE {IS_GATED_UNFINISHED} "
+    "AND concurrency_key IN :keys GROUP BY concurrency_key",
     "keys",
 )
 

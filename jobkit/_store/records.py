@@ -37,6 +37,8 @@ class ConcurrencyKey(NamedTuple):
 
     key: str
     limit: int
+    #: Every key of a job with several keys or ``ordered`` (JSON, see ``concurrency_keys``); else None.
+    extra: str | None = None
 
 
 class RateKey(NamedTuple):
@@ -147,6 +149,8 @@ class JobRecord:
     #: The job's concurrency key and limit (None: the job has none).
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    #: ``{"keys": [[key, limit], ...], "ordered": bool}`` for several keys or ordered (None: one plain key).
+    concurrency_keys: str | None = None
     #: The job's rate-limit window and spec (None: the job has none).
     rate_key: str | None = None
     rate_limit: int | None = None

@@ -80,7 +80,12 @@ class Unique(Rates):
                 if row.concurrency is not None:
                     conn.execute(
                         self.dialect.set_concurrency_key,
-                        {"id": int(new_id), "key": row.concurrency.key, "limit": row.concurrency.limit},
+                        {
+                            "id": int(new_id),
+                            "key": row.concurrency.key,
+                            "limit": row.concurrency.limit,
+                            "extra": row.concurrency.extra,
+                        },
                     )
                 if row.rate is not None:
                     self.set_rates(conn, [int(new_id)], [row.rate])

@@ -15,6 +15,7 @@ from tests.acceptance.test_cli_worker import env_for
 from tests.integration.test_concurrency_keys import stop
 from tests.rate_jobs import (
     SHARED,
+    Flaky,
     Heavy,
     KeyedAndLimited,
     PerAccountRate,
@@ -25,6 +26,8 @@ from tests.rate_jobs import (
     SharedB,
     Snoozer,
     TenPerSecond,
+    failed_once,
+    snoozed,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,13 +140,26 @@ def test_reschedule_moves_a_job_to_its_next_slot(clocked_queue: JobQueue, clock:
 
 
 def test_retries_count_and_snoozes_do_not(clocked_queue: JobQueue, clock: FakeClock) -> None:
-    """A snoozed attempt gives its start back: under 1/m, the job's second run starts after the snooze."""
+    """Under 1/m: a snoozed attempt gives its start back (the job runs again after its snooze), a failed one does not."""
+    snoozed.clear()
+    failed_once.clear()
     snoozer = Snoozer.perform_later(n=0)
     clocked_queue.drain()
     assert snoozer.status() == "pending"
     clock.advance(1.5)
     clocked_queue.drain()
     assert snoozer.status() == "completed"
+    clock.advance(60.0)
+    flaky = Flaky.perform_later(n=1)
+    clocked_queue.drain()
+    record = clocked_queue.store.get(flaky.id)
+    assert record is not None and record.status == "pending" and record.attempt == 1
+    clock.advance(30.0)
+    clocked_queue.drain()
+    assert flaky.status() == "pending"  # the failed attempt's start still fills the window
+    clock.advance(31.0)
+    clocked_queue.drain()
+    assert flaky.status() == "completed"
 
 
 def test_rate_limit_and_concurrency_key_hold_together(clocked_queue: JobQueue) -> None:
