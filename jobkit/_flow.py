@@ -27,12 +27,13 @@ Bad = Callable[[str, str], Exception]
 
 
 class KeyedBy(NamedTuple):
-    """What a job's row stores for its concurrency keys: the first key and limit, and every key (JSON) when gated."""
+    """What a job's row stores for its concurrency keys: the first key and limit, every key (JSON), ordered."""
 
     key: str
     limit: int
-    #: ``{"keys": [[key, limit], ...], "ordered": bool}`` for jobs with several keys or ``ordered``; else None.
+    #: ``[[key, limit], ...]`` for a job with several keys; else None.
     extra: str | None
+    ordered: bool
 
 
 def key_options(bad: Bad, key: Any, limit: Any, ordered: Any) -> int | tuple[int, ...]:
@@ -95,9 +96,8 @@ def keys_of(
     if len(set(keys)) != len(keys):
         raise EnqueueError(f"{name}: concurrency_key returned the same key twice: {short_repr(value)}")
     limits = list(limit) if isinstance(limit, tuple) else [limit]
-    gated = isinstance(limit, tuple) or ordered
-    extra = json.dumps({"keys": [[k, n] for k, n in zip(keys, limits, strict=True)], "ordered": ordered})
-    return KeyedBy(keys[0], limits[0], extra if gated else None)
+    extra = json.dumps([[k, n] for k, n in zip(keys, limits, strict=True)]) if isinstance(limit, tuple) else None
+    return KeyedBy(keys[0], limits[0], extra, ordered)
 
 
 def rate_spec(bad: Bad, rate_limit: Any, key: Any, weight: Any, on_limit: Any) -> RateSpec | None:

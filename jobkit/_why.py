@@ -170,17 +170,17 @@ def why_waiting(store: Store, job_id: int, *, now: float, rescue_after: float) -
 
 def _gate_facts(store: Store, record: JobRecord) -> dict[str, Any]:
     """Each key's holders for a job with several keys, and its ordered key's head."""
-    if record.concurrency_keys is None:
-        return {}
-    try:
-        gate = json.loads(record.concurrency_keys)
-        keys = [(str(k), int(n)) for k, n in gate["keys"]]
-        in_order = bool(gate.get("ordered"))
-    except (ValueError, KeyError, TypeError):
-        return {}
-    holders = store.key_holders_all([k for k, _ in keys])
-    head = store.ordered_head(keys[0][0]) if in_order else None
-    return {"keys": [(k, n, holders.get(k, [])) for k, n in keys], "ordered_head": head}
+    facts: dict[str, Any] = {}
+    if record.concurrency_ordered and record.concurrency_key is not None:
+        facts["ordered_head"] = store.ordered_head(record.concurrency_key)
+    if record.concurrency_keys is not None:
+        try:
+            keys = [(str(k), int(n)) for k, n in json.loads(record.concurrency_keys)]
+        except (ValueError, TypeError):
+            return facts
+        holders = store.key_holders_all([k for k, _ in keys])
+        facts["keys"] = [(k, n, holders.get(k, [])) for k, n in keys]
+    return facts
 
 
 def _rate_of(record: JobRecord) -> RateKey:

@@ -87,7 +87,7 @@ class Jobs(Rates):
     def set_keys(self, conn: sa.Connection, ids: Sequence[int], keys: Sequence[ConcurrencyKey]) -> None:
         """Give new jobs their concurrency keys, in ``conn``'s transaction (before any claim can see them)."""
         params = [
-            {"id": job_id, "key": key.key, "limit": key.limit, "extra": key.extra}
+            {"id": job_id, "key": key.key, "limit": key.limit, "extra": key.extra, "ordered": key.ordered or None}
             for job_id, key in zip(ids, keys, strict=True)
         ]
         if params:

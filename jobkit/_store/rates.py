@@ -79,20 +79,18 @@ class Rates(Database):
         if not rows:
             return []
         used = self._window_use(conn, ((r.rate_key, r.rate_period) for r in rows if r.rate_key is not None), now)
+        # The candidates' statement left out jobs of a full first key and ordered jobs whose turn
+        # has not come; what is left is decided here, counting what this claim takes as it goes.
         gates = {r.id: row_keys(r.concurrency_key, r.concurrency_limit, r.concurrency_keys) for r in rows}
-        held = {k: len(ids) for k, ids in self._holders(conn).items()} if any(g[0] for g in gates.values()) else {}
-        ordered = sorted({keys[0][0] for keys, in_order in gates.values() if in_order})
-        heads = {k: int(i) for k, i in conn.execute(sql.ORDERED_HEADS, {"keys": ordered})} if ordered else {}
+        held = {k: len(ids) for k, ids in self._holders(conn).items()} if any(gates.values()) else {}
         chosen: list[Any] = []
         later: list[Any] = []
         for row in rows:
             if len(chosen) >= limit:
                 break
-            keys, in_order = gates[row.id]
+            keys = gates[row.id]
             if any(held.get(k, 0) >= n for k, n in keys):
                 continue
-            if in_order and heads.get(keys[0][0]) != row.id:
-                continue  # an earlier job of its ordered key has not finished
             rkey, weight = row.rate_key, int(row.rate_weight or 1)
             if rkey is not None and used[rkey] + weight > int(row.rate_limit):
                 if row.name in reschedule:
@@ -136,7 +134,7 @@ class Rates(Database):
         """The running jobs holding each concurrency key, every key of a job with several counted."""
         holders: dict[str, list[int]] = defaultdict(list)
         for job_id, key, extra in conn.execute(sql.KEYED_RUNNING):
-            for k, _ in row_keys(key, 1, extra)[0]:
+            for k, _ in row_keys(key, 1, extra):
                 holders[k].append(int(job_id))
         return holders
 
@@ -149,8 +147,8 @@ class Rates(Database):
     @transaction(READ, retry=PATIENT)
     def ordered_head(self, conn: sa.Connection, key: str) -> int | None:
         """The oldest unfinished job of an ordered key: the one that runs next (``why``)."""
-        row = conn.execute(sql.ORDERED_HEADS, {"keys": [key]}).first()
-        return None if row is None else int(row[1])
+        head = conn.execute(sql.ORDERED_HEAD, {"key": key}).scalar()
+        return None if head is None else int(head)
 
     def _window_use(self, conn: sa.Connection, windows: Iterable[tuple[str, float]], now: float) -> dict[str, int]:
         """Weighted starts within each window's period (one query per distinct period, usually one)."""
@@ -199,12 +197,11 @@ class Rates(Database):
         return True
 
 
-def row_keys(key: str | None, limit: int | None, extra: str | None) -> tuple[list[tuple[str, int]], bool]:
-    """A row's concurrency keys with their limits, and whether its key is ordered (``concurrency_keys``)."""
+def row_keys(key: str | None, limit: int | None, extra: str | None) -> list[tuple[str, int]]:
+    """A row's concurrency keys with their limits (``concurrency_keys`` when it has several)."""
     if extra:
         try:
-            gate = json.loads(extra)
-            return [(str(k), int(n)) for k, n in gate["keys"]], bool(gate.get("ordered"))
-        except (ValueError, KeyError, TypeError):
+            return [(str(k), int(n)) for k, n in json.loads(extra)]
+        except (ValueError, TypeError):
             pass  # a damaged value: fall back to the first key, which the row always has
-    return ([] if key is None else [(key, int(limit or 1))]), False
+    return [] if key is None else [(key, int(limit or 1))]

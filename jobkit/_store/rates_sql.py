@@ -12,28 +12,39 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from jobkit._store.records import CLAIM_COLUMNS
-from jobkit._store.schema import IS_GATED_UNFINISHED
+from jobkit._store.schema import IS_ORDERED_UNFINISHED
 from jobkit._store.statements import statement_text
 from jobkit._vocabulary import JobState
 
 PENDING, RUNNING = (f"'{s}'" for s in (JobState.PENDING, JobState.RUNNING))
 
 _CANDIDATES = """
-    SELECT id, name, rate_key, rate_limit, rate_period, rate_weight, concurrency_key, concurrency_limit,
-           concurrency_keys
-      FROM jobkit_jobs
-     WHERE status = {pending} AND run_at <= :now
-       AND name IN :names
+    SELECT c.id, c.name, c.rate_key, c.rate_limit, c.rate_period, c.rate_weight, c.concurrency_key,
+           c.concurrency_limit, c.concurrency_keys
+      FROM jobkit_jobs AS c
+     WHERE c.status = {pending} AND c.run_at <= :now
+       AND c.name IN :names
        {queue_filter}
-       AND queue NOT IN (SELECT queue FROM jobkit_queue_pauses)
-     ORDER BY priority, run_at, id
+       AND c.queue NOT IN (SELECT queue FROM jobkit_queue_pauses)
+       -- Walk past jobs that cannot start whatever else this claim takes, so they never fill
+       -- the scan: a full first key, or an ordered key with an earlier unfinished job.
+       AND (c.concurrency_key IS NULL
+            OR (SELECT COUNT(*) FROM jobkit_jobs AS r
+                 WHERE r.status = {running} AND r.concurrency_key = c.concurrency_key) < c.concurrency_limit)
+       AND (c.concurrency_ordered IS NULL
+            OR NOT EXISTS (SELECT 1 FROM jobkit_jobs AS o
+                            WHERE {ordered} AND o.concurrency_key = c.concurrency_key AND o.id < c.id))
+     ORDER BY c.priority, c.run_at, c.id
      LIMIT :scan"""
 
 
 def candidates(filter_queues: bool) -> sa.TextClause:
     """Due pending jobs of the limited types ``:names`` (in ``:queues``), best first, ``:scan`` at most."""
-    queue_filter = "AND queue IN :queues" if filter_queues else ""
-    sql = _CANDIDATES.format(pending=PENDING, queue_filter=queue_filter)
+    queue_filter = "AND c.queue IN :queues" if filter_queues else ""
+    ordered = IS_ORDERED_UNFINISHED.replace("concurrency_ordered", "o.concurrency_ordered").replace(
+        "status", "o.status"
+    )
+    sql = _CANDIDATES.format(pending=PENDING, running=RUNNING, ordered=ordered, queue_filter=queue_filter)
     return statement_text(sql, "names", "queues") if filter_queues else statement_text(sql, "names")
 
 
@@ -60,12 +71,8 @@ KEYED_RUNNING = sa.text(
     f"WHERE status = {RUNNING} AND concurrency_key IS NOT NULL ORDER BY id"
 )
 
-#: The oldest unfinished job of each ordered key in ``:keys`` (read along jobkit_jobs_gated_keys).
-ORDERED_HEADS = statement_text(
-    f"SELECT concurrency_key, MIN(id) FROM jobkit_jobs WHERE {IS_GATED_UNFINISHED} "
-    "AND concurrency_key IN :keys GROUP BY concurrency_key",
-    "keys",
-)
+#: The oldest unfinished job of an ordered key (read along jobkit_jobs_ordered).
+ORDERED_HEAD = sa.text(f"SELECT MIN(id) FROM jobkit_jobs WHERE {IS_ORDERED_UNFINISHED} AND concurrency_key = :key")
 
 #: Lease the chosen jobs (``:ids``), as the other claims do; status re-checked.
 CLAIM_IDS = statement_text(

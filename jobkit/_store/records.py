@@ -37,8 +37,10 @@ class ConcurrencyKey(NamedTuple):
 
     key: str
     limit: int
-    #: Every key of a job with several keys or ``ordered`` (JSON, see ``concurrency_keys``); else None.
+    #: Every key of a job with several keys (JSON, see ``concurrency_keys``); else None.
     extra: str | None = None
+    #: The key runs its jobs strictly in enqueue order.
+    ordered: bool = False
 
 
 class RateKey(NamedTuple):
@@ -149,8 +151,10 @@ class JobRecord:
     #: The job's concurrency key and limit (None: the job has none).
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
-    #: ``{"keys": [[key, limit], ...], "ordered": bool}`` for several keys or ordered (None: one plain key).
+    #: ``[[key, limit], ...]`` for a job with several keys (None: one key or none).
     concurrency_keys: str | None = None
+    #: True for a job of an ordered key (None otherwise).
+    concurrency_ordered: bool | None = None
     #: The job's rate-limit window and spec (None: the job has none).
     rate_key: str | None = None
     rate_limit: int | None = None

@@ -44,9 +44,9 @@ UNIQUE_LIVE = f"unique_key IS NOT NULL AND (unique_states & ({_STATE_BIT})) <> 0
 #: Pending and running rows of jobs with a concurrency key (migration 0006): only the keyed claim reads them.
 IS_KEYED_PENDING = f"{IS_PENDING} AND concurrency_key IS NOT NULL"
 IS_KEYED_RUNNING = f"{IS_RUNNING} AND concurrency_key IS NOT NULL"
-#: Unfinished rows of jobs with several keys or an ordered key (migration 0009).
-IS_GATED_UNFINISHED = (
-    f"concurrency_keys IS NOT NULL AND status IN ('{JobState.PENDING}', '{JobState.RUNNING}', '{JobState.PAUSED}')"
+#: Unfinished rows of jobs with an ordered key (migration 0009).
+IS_ORDERED_UNFINISHED = (
+    f"concurrency_ordered AND status IN ('{JobState.PENDING}', '{JobState.RUNNING}', '{JobState.PAUSED}')"
 )
 
 jobs = sa.Table(
@@ -92,9 +92,11 @@ jobs = sa.Table(
     # by the keyed claim; NULL for other jobs, which the plain claim alone takes.
     sa.Column("concurrency_key", sa.String(200), nullable=True),
     sa.Column("concurrency_limit", sa.Integer, nullable=True),
-    # Several keys or ordered keys (migration 0009): every key with its limit, and whether the key
-    # runs strictly in enqueue order, as JSON; only the gated claim (rates.py) reads it.
+    # Several keys per job (migration 0009): every key with its limit, as JSON (the first is also in
+    # concurrency_key); TRUE in concurrency_ordered for a key whose jobs run strictly in enqueue order.
+    # Only the gated claim (rates.py) reads them.
     sa.Column("concurrency_keys", sa.Text, nullable=True),
+    sa.Column("concurrency_ordered", sa.Boolean(create_constraint=False), nullable=True),
     # Rate limits (migration 0009): the window a start of this job counts in (jobkit_rate_starts)
     # and that window's spec, written at enqueue; NULL for other jobs, which never pay for them.
     sa.Column("rate_key", sa.String(200), nullable=True),
@@ -118,12 +120,12 @@ jobs = sa.Table(
         postgresql_where=sa.text(IS_KEYED_RUNNING),
     ),
     sa.Index(
-        # The unfinished jobs of each gated key, oldest first: an ordered key's next job is its head.
-        "jobkit_jobs_gated_keys",
+        # The unfinished jobs of each ordered key, oldest first: only the oldest may start.
+        "jobkit_jobs_ordered",
         "concurrency_key",
         "id",
-        sqlite_where=sa.text(IS_GATED_UNFINISHED),
-        postgresql_where=sa.text(IS_GATED_UNFINISHED),
+        sqlite_where=sa.text(IS_ORDERED_UNFINISHED),
+        postgresql_where=sa.text(IS_ORDERED_UNFINISHED),
     ),
     sa.Index(
         # At most one live row per key, whichever process inserts it: concurrent inserts conflict here.

@@ -85,6 +85,7 @@ class Unique(Rates):
                             "key": row.concurrency.key,
                             "limit": row.concurrency.limit,
                             "extra": row.concurrency.extra,
+                            "ordered": row.concurrency.ordered or None,
                         },
                     )
                 if row.rate is not None:

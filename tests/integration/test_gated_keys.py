@@ -116,3 +116,10 @@ def test_invalid_key_options_are_refused_at_declaration() -> None:
             @job(name="bad.keys", schema=RegionArgs, **options)
             class Bad(BaseJob[RegionArgs]):
                 def perform(self, args: RegionArgs) -> None: ...
+
+
+def test_an_ordered_head_behind_many_later_jobs_still_starts(clocked_queue: JobQueue) -> None:
+    """The head of an ordered key at a low priority, behind 150 later jobs of the key at a higher one, is claimed."""
+    head = OrderedPerAccount.set(priority=5).perform_later(account_id=7, n=0)
+    OrderedPerAccount.set(priority=0).perform_all_later([{"account_id": 7, "n": i} for i in range(1, 151)])
+    assert claim_ids(clocked_queue, limit=1) == [head.id]

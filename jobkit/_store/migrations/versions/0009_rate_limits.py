@@ -1,7 +1,8 @@
 """Rate limits, several and ordered concurrency keys.
 
-``concurrency_keys`` holds every key of a job with several keys or an ordered key (JSON); a
-partial index over such unfinished rows finds each ordered key's oldest job.
+``concurrency_keys`` holds every key of a job with several keys (JSON); ``concurrency_ordered``
+marks jobs of an ordered key, and a partial index over their unfinished rows finds each ordered
+key's oldest job.
 
 ``rate_key`` names the sliding window a start of the job counts in; ``rate_limit`` (weighted
 starts), ``rate_period`` (seconds) and ``rate_weight`` are the spec it was enqueued under.
@@ -24,23 +25,24 @@ depends_on = None
 Epoch = sa.Float(precision=53)
 JobId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 # Written out rather than imported: a migration must keep creating what it created.
-GATED_UNFINISHED = "concurrency_keys IS NOT NULL AND status IN ('pending', 'running', 'paused')"
+ORDERED_UNFINISHED = "concurrency_ordered AND status IN ('pending', 'running', 'paused')"
 
 
 def upgrade() -> None:
     with op.batch_alter_table("jobkit_jobs") as batch:
         batch.add_column(sa.Column("concurrency_keys", sa.Text, nullable=True))
+        batch.add_column(sa.Column("concurrency_ordered", sa.Boolean(create_constraint=False), nullable=True))
         batch.add_column(sa.Column("rate_key", sa.String(200), nullable=True))
         batch.add_column(sa.Column("rate_limit", sa.Integer, nullable=True))
         batch.add_column(sa.Column("rate_period", Epoch, nullable=True))
         batch.add_column(sa.Column("rate_weight", sa.Integer, nullable=True))
-    gated = sa.text(GATED_UNFINISHED)
+    ordered = sa.text(ORDERED_UNFINISHED)
     op.create_index(
-        "jobkit_jobs_gated_keys",
+        "jobkit_jobs_ordered",
         "jobkit_jobs",
         ["concurrency_key", "id"],
-        sqlite_where=gated,
-        postgresql_where=gated,
+        sqlite_where=ordered,
+        postgresql_where=ordered,
     )
     op.create_table(
         "jobkit_rate_starts",
@@ -57,10 +59,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("jobkit_rate_starts")
-    op.drop_index("jobkit_jobs_gated_keys", table_name="jobkit_jobs")
+    op.drop_index("jobkit_jobs_ordered", table_name="jobkit_jobs")
     with op.batch_alter_table("jobkit_jobs") as batch:
         batch.drop_column("rate_weight")
         batch.drop_column("rate_period")
         batch.drop_column("rate_limit")
         batch.drop_column("rate_key")
+        batch.drop_column("concurrency_ordered")
         batch.drop_column("concurrency_keys")
