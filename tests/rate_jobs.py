@@ -132,6 +132,7 @@ class RegionArgs(BaseModel):
     account_id: int = 0
     region: str = "eu"
     n: int = 0
+    ledger: str = ""
 
 
 @job(
@@ -158,4 +159,10 @@ class OrderedPerAccount(BaseJob[RegionArgs]):
 
     def perform(self, args: RegionArgs) -> int:
         ran_in_order.append(args.n)
+        if args.ledger:
+            with open(args.ledger, "a", encoding="utf-8") as file:
+                file.write(f"start {args.account_id} {args.n} {time.time()!r} {os.getpid()}\n")
+            time.sleep(0.02)
+            with open(args.ledger, "a", encoding="utf-8") as file:
+                file.write(f"end {args.account_id} {args.n} {time.time()!r} {os.getpid()}\n")
         return args.n

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from jobkit import BaseJob, EnqueueError, FakeClock, JobDefinitionError, JobQueue, job
+from tests.acceptance.test_cli_worker import env_for
+from tests.integration.test_concurrency_keys import stop
 from tests.rate_jobs import AccountInRegion, OrderedPerAccount, RegionArgs, ran_in_order
 from tests.unique_jobs import PerAccount
 
+ROOT = Path(__file__).resolve().parents[2]
 GATED = ["tests.keys.multi", "tests.keys.ordered", "tests.keys.per_account"]
 
 
@@ -123,3 +129,35 @@ def test_an_ordered_head_behind_many_later_jobs_still_starts(clocked_queue: JobQ
     head = OrderedPerAccount.set(priority=5).perform_later(account_id=7, n=0)
     OrderedPerAccount.set(priority=0).perform_all_later([{"account_id": 7, "n": i} for i in range(1, 151)])
     assert claim_ids(clocked_queue, limit=1) == [head.id]
+
+
+def test_ordered_keys_hold_across_three_worker_processes(db_url: str, queue: JobQueue, tmp_path: Path) -> None:
+    """3 worker processes, 3 ordered keys of 10 jobs: per key, each job starts after the previous one ended."""
+    ledger = str(tmp_path / "ledger.log")
+    handles = [
+        OrderedPerAccount.set(priority=(n * 3) % 4).perform_later(account_id=key, n=n, ledger=ledger)
+        for n in range(10)
+        for key in range(3)
+    ]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "jobkit", "worker", "--app", "tests.rate_jobs", "--concurrency", "4"],
+            env=env_for(db_url),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(3)
+    ]
+    try:
+        for handle in handles:
+            handle.result(timeout=60)
+    finally:
+        stop(workers)
+    with open(ledger, encoding="utf-8") as file:
+        lines = [(kind, int(key), int(n), float(at), int(pid)) for kind, key, n, at, pid in map(str.split, file)]
+    for key in range(3):
+        events = sorted((at, kind, n) for kind, k, n, at, _ in lines if k == key)
+        # start 0, end 0, start 1, end 1, ...: never two at once, always in enqueue order.
+        assert [(kind, n) for _, kind, n in events] == [(kind, n) for n in range(10) for kind in ("start", "end")]
+    assert len({pid for *_, pid in lines}) > 1
