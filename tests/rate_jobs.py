@@ -95,6 +95,14 @@ class Snoozer(BaseJob[RateArgs]):
         return args.n
 
 
+@job(name="tests.rate.unique", schema=RateArgs, unique=True, rate_limit="1/m")
+class UniqueLimited(BaseJob[RateArgs]):
+    """Unique per arguments, and one start a minute."""
+
+    def perform(self, args: RateArgs) -> int:
+        return args.n
+
+
 failed_once: set[int | None] = set()
 
 

@@ -26,6 +26,7 @@ from tests.rate_jobs import (
     SharedB,
     Snoozer,
     TenPerSecond,
+    UniqueLimited,
     failed_once,
     snoozed,
 )
@@ -244,3 +245,15 @@ def test_ten_a_second_holds_across_three_worker_processes(db_url: str, queue: Jo
     assert max_in_window(times, 1.0) == 10
     with open(ledger, encoding="utf-8") as file:
         assert len({line.split()[1] for line in file}) > 1  # the workers shared the window
+
+
+def test_a_unique_job_with_a_rate_limit(clocked_queue: JobQueue, clock: FakeClock) -> None:
+    """The unique enqueue path stores the window too: a duplicate is refused, distinct jobs share the 1/m window."""
+    first = UniqueLimited.perform_later(n=1)
+    assert UniqueLimited.perform_later(n=1).duplicate
+    second = UniqueLimited.perform_later(n=2)
+    clocked_queue.drain()
+    assert (first.status(), second.status()) == ("completed", "pending")
+    clock.advance(60.5)
+    clocked_queue.drain()
+    assert second.status() == "completed"
