@@ -6,8 +6,8 @@ holders (every key of a job counted), each ordered key's oldest unfinished job (
 start), and each rate-limit window's use.
 
 A window is the sliding period behind now: its use is the sum of the weights of the starts
-recorded in ``jobkit_rate_starts`` within ``period`` seconds (a start at ``t`` counts while
-``now < t + period``). Every start is recorded by the transaction that makes it, under a lock
+recorded in ``jobkit_rate_starts`` that have not expired (a start at ``t`` counts while
+``now < t + period``, its ``expires_at``). Every start is recorded by the transaction that makes it, under a lock
 that limited claims and consumes share (PostgreSQL: the keyed claims' advisory lock; SQLite:
 its single writer), so no two processes can both take a window's last slot.
 
@@ -78,7 +78,7 @@ class Rates(Database):
         rows = conn.execute(statement, params).all()
         if not rows:
             return []
-        used = self._window_use(conn, ((r.rate_key, r.rate_period) for r in rows if r.rate_key is not None), now)
+        used = self._window_use(conn, {r.rate_key for r in rows if r.rate_key is not None}, now)
         # The candidates' statement left out jobs of a full first key and ordered jobs whose turn
         # has not come; what is left is decided here, counting what this claim takes as it goes.
         gates = {r.id: row_keys(r.concurrency_key, r.concurrency_limit, r.concurrency_keys) for r in rows}
@@ -114,20 +114,19 @@ class Rates(Database):
         by_id = {r.id: r for r in chosen}
         starts = [
             {
-                "key": by_id[j.id].rate_key,
+                "key": row.rate_key,
                 "now": now,
-                "weight": int(by_id[j.id].rate_weight or 1),
+                "expires": now + float(row.rate_period),
+                "weight": int(row.rate_weight or 1),
                 "job_id": j.id,
                 "lease": j.lease,
             }
             for j in claimed
-            if by_id[j.id].rate_key is not None
+            if (row := by_id[j.id]).rate_key is not None
         ]
         if starts:
             conn.execute(sql.RECORD_START, starts)
-        periods = {r.rate_key: float(r.rate_period) for r in chosen if r.rate_key is not None}
-        if periods:
-            conn.execute(sql.FORGET_STARTS, [{"key": k, "since": now - p} for k, p in periods.items()])
+            conn.execute(sql.FORGET_STARTS, [{"key": k, "now": now} for k in {s["key"] for s in starts}])
         return claimed
 
     def _holders(self, conn: sa.Connection) -> dict[str, list[int]]:
@@ -150,29 +149,26 @@ class Rates(Database):
         head = conn.execute(sql.ORDERED_HEAD, {"key": key}).scalar()
         return None if head is None else int(head)
 
-    def _window_use(self, conn: sa.Connection, windows: Iterable[tuple[str, float]], now: float) -> dict[str, int]:
-        """Weighted starts within each window's period (one query per distinct period, usually one)."""
-        by_period: dict[float, set[str]] = defaultdict(set)
-        for key, period in windows:
-            by_period[float(period)].add(key)
+    def _window_use(self, conn: sa.Connection, keys: Iterable[str], now: float) -> dict[str, int]:
+        """Weighted starts not yet expired in each window."""
         used: dict[str, int] = defaultdict(int)
-        for period, keys in by_period.items():
-            for key, total in conn.execute(sql.WINDOW_USE, {"keys": sorted(keys), "since": now - period}):
+        wanted = sorted(keys)
+        if wanted:
+            for key, total in conn.execute(sql.WINDOW_USE, {"keys": wanted, "now": now}):
                 used[key] = int(total)
         return used
 
     def _window(self, conn: sa.Connection, rate: RateKey, now: float) -> RateWindow:
-        since = now - rate.period
-        starts = [(float(t), int(w)) for t, w in conn.execute(sql.WINDOW_STARTS, {"key": rate.key, "since": since})]
+        starts = [(float(t), int(w)) for t, w in conn.execute(sql.WINDOW_STARTS, {"key": rate.key, "now": now})]
         used = sum(w for _, w in starts)
         # The next start of ``weight`` fits once enough of the oldest starts have left the window.
         excess = used + rate.weight - rate.limit
         slot = now
-        for started, weight in starts:
+        for expires, weight in starts:
             if excess <= 0:
                 break
             excess -= weight
-            slot = started + rate.period
+            slot = expires
         return RateWindow(used, slot)
 
     @transaction(READ, retry=PATIENT)
@@ -190,10 +186,9 @@ class Rates(Database):
             now = server_now
         if self._window(conn, rate, now).next_slot > now:
             return False
-        conn.execute(
-            sql.RECORD_START, {"key": rate.key, "now": now, "weight": rate.weight, "job_id": None, "lease": None}
-        )
-        conn.execute(sql.FORGET_STARTS, [{"key": rate.key, "since": now - rate.period}])
+        start = {"key": rate.key, "now": now, "expires": now + rate.period, "weight": rate.weight}
+        conn.execute(sql.RECORD_START, {**start, "job_id": None, "lease": None})
+        conn.execute(sql.FORGET_STARTS, {"key": rate.key, "now": now})
         return True
 
 

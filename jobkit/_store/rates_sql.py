@@ -51,17 +51,16 @@ def candidates(filter_queues: bool) -> sa.TextClause:
 CANDIDATES_ALL = candidates(False)
 CANDIDATES_SOME = candidates(True)
 
-#: Weighted starts per window within ``:since`` (one period back from now), for the windows ``:keys``.
+#: Weighted starts not yet expired, for the windows ``:keys``.
 WINDOW_USE = statement_text(
     "SELECT rate_key, SUM(weight) FROM jobkit_rate_starts "
-    "WHERE rate_key IN :keys AND started_at > :since GROUP BY rate_key",
+    "WHERE rate_key IN :keys AND expires_at > :now GROUP BY rate_key",
     "keys",
 )
 
-#: One window's starts within ``:since``, oldest first: when the next start fits.
+#: One window's starts not yet expired, soonest to expire first: when the next start fits.
 WINDOW_STARTS = sa.text(
-    "SELECT started_at, weight FROM jobkit_rate_starts "
-    "WHERE rate_key = :key AND started_at > :since ORDER BY started_at"
+    "SELECT expires_at, weight FROM jobkit_rate_starts WHERE rate_key = :key AND expires_at > :now ORDER BY expires_at"
 )
 
 #: Every running job with a concurrency key, and all its keys: who holds which key (several keys
@@ -88,12 +87,15 @@ CLAIM_IDS = statement_text(
 
 #: A start that counts against a window (a claim's, with its job and lease; a consume's, without).
 RECORD_START = sa.text(
-    "INSERT INTO jobkit_rate_starts (rate_key, started_at, weight, job_id, lease) "
-    "VALUES (:key, :now, :weight, :job_id, :lease)"
+    "INSERT INTO jobkit_rate_starts (rate_key, started_at, expires_at, weight, job_id, lease) "
+    "VALUES (:key, :now, :expires, :weight, :job_id, :lease)"
 )
 
 #: Starts that have left their window: nothing reads them again.
-FORGET_STARTS = sa.text("DELETE FROM jobkit_rate_starts WHERE rate_key = :key AND started_at <= :since")
+FORGET_STARTS = sa.text("DELETE FROM jobkit_rate_starts WHERE rate_key = :key AND expires_at <= :now")
+
+#: The maintenance prune: starts long expired, of windows no claim has read since.
+PRUNE_STARTS = sa.text("DELETE FROM jobkit_rate_starts WHERE expires_at < :before")
 
 #: A snoozed attempt gives its start back (snoozes do not count).
 REFUND_START = sa.text("DELETE FROM jobkit_rate_starts WHERE job_id = :id AND lease = :lease")

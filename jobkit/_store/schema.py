@@ -204,17 +204,20 @@ queue_pauses = sa.Table(
 
 rate_starts = sa.Table(
     # Every start that counts against a rate limit (migration 0009): a job's claim, or a consume()
-    # by non-job code. A window's use is the sum of the weights started within its period; rows
-    # older than their period are deleted by the next claim that reads the window.
+    # by non-job code. A start counts in its window until expires_at (started_at + the period), so
+    # a window's use is the sum of the weights not yet expired; expired rows are deleted by the
+    # next claim that reads the window, and by the maintenance prune for windows no claim reads.
     "jobkit_rate_starts",
     metadata,
     sa.Column("id", JobId, primary_key=True, autoincrement=True),
     sa.Column("rate_key", sa.String(200), nullable=False),
     sa.Column("started_at", Epoch, nullable=False),
+    sa.Column("expires_at", Epoch, nullable=False),
     sa.Column("weight", sa.Integer, nullable=False),
     # The attempt that started (NULL for consume()): a snooze gives its start back.
     sa.Column("job_id", JobId, nullable=True),
     sa.Column("lease", sa.Integer, nullable=True),
-    sa.Index("jobkit_rate_starts_window", "rate_key", "started_at"),
+    sa.Index("jobkit_rate_starts_window", "rate_key", "expires_at"),
+    sa.Index("jobkit_rate_starts_expiry", "expires_at"),
     sa.Index("jobkit_rate_starts_job", "job_id"),
 )

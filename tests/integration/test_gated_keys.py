@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +18,27 @@ from tests.unique_jobs import PerAccount
 
 ROOT = Path(__file__).resolve().parents[2]
 GATED = ["tests.keys.multi", "tests.keys.ordered", "tests.keys.per_account"]
+
+
+def start_workers(db_url: str, queue: JobQueue, *, count: int, concurrency: int) -> list[subprocess.Popen[bytes]]:
+    """``count`` real worker processes running tests.rate_jobs, returned once all of them have registered.
+
+    Waiting lets them compete from the first job on, rather than the first one up taking everything.
+    """
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "jobkit", "worker", "--app", "tests.rate_jobs", "--concurrency", str(concurrency)],
+            env=env_for(db_url),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+    deadline = time.monotonic() + 30
+    while sum(w.alive for w in queue.workers()) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return workers
 
 
 def claim_ids(queue: JobQueue, limit: int = 10) -> list[int]:
@@ -134,20 +156,11 @@ def test_an_ordered_head_behind_many_later_jobs_still_starts(clocked_queue: JobQ
 def test_ordered_keys_hold_across_three_worker_processes(db_url: str, queue: JobQueue, tmp_path: Path) -> None:
     """3 worker processes, 3 ordered keys of 10 jobs: per key, each job starts after the previous one ended."""
     ledger = str(tmp_path / "ledger.log")
+    workers = start_workers(db_url, queue, count=3, concurrency=1)  # three keys ready at once need two or more
     handles = [
         OrderedPerAccount.set(priority=(n * 3) % 4).perform_later(account_id=key, n=n, ledger=ledger)
         for n in range(10)
         for key in range(3)
-    ]
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "jobkit", "worker", "--app", "tests.rate_jobs", "--concurrency", "4"],
-            env=env_for(db_url),
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(3)
     ]
     try:
         for handle in handles:

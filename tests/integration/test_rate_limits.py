@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import bisect
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import jobkit
 from jobkit import FakeClock, JobDefinitionError, JobQueue, job
-from tests.acceptance.test_cli_worker import env_for
 from tests.integration.test_concurrency_keys import stop
+from tests.integration.test_gated_keys import start_workers
 from tests.rate_jobs import (
     SHARED,
     Flaky,
@@ -225,17 +223,8 @@ def test_an_undefined_named_limit_refuses_the_enqueue(clocked_queue: JobQueue) -
 def test_ten_a_second_holds_across_three_worker_processes(db_url: str, queue: JobQueue, tmp_path: Path) -> None:
     """3 worker processes share one 10/s window: no sliding second ever holds more than 10 starts."""
     ledger = str(tmp_path / "ledger.log")
+    workers = start_workers(db_url, queue, count=3, concurrency=4)
     handles = [TenPerSecond.perform_later(n=i, ledger=ledger) for i in range(45)]
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "jobkit", "worker", "--app", "tests.rate_jobs", "--concurrency", "4"],
-            env=env_for(db_url),
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(3)
-    ]
     try:
         assert sorted(h.result(timeout=60) for h in handles) == list(range(45))
     finally:
@@ -257,3 +246,18 @@ def test_a_unique_job_with_a_rate_limit(clocked_queue: JobQueue, clock: FakeCloc
     clock.advance(60.5)
     clocked_queue.drain()
     assert second.status() == "completed"
+
+
+def test_expired_starts_are_deleted(clocked_queue: JobQueue, clock: FakeClock) -> None:
+    """A claim deletes its window's expired starts; the prune deletes those of windows no claim reads."""
+    store = clocked_queue.store
+    assert jobkit.limits.consume(SHARED, 1, key="one-off")
+    PerMinute.perform_later(n=1)
+    clocked_queue.drain()
+    assert store.scalar("SELECT COUNT(*) FROM jobkit_rate_starts") == 2
+    clock.advance(61.0)
+    PerMinute.perform_later(n=2)
+    clocked_queue.drain()  # its claim forgets the first start of its own window
+    assert store.scalar("SELECT COUNT(*) FROM jobkit_rate_starts WHERE rate_key = 'tests.rate.per_minute'") == 1
+    store.prune(older_than=clock.now())
+    assert store.scalar("SELECT COUNT(*) FROM jobkit_rate_starts") == 1  # the one-off window's start is gone

@@ -7,7 +7,7 @@ key's oldest job.
 ``rate_key`` names the sliding window a start of the job counts in; ``rate_limit`` (weighted
 starts), ``rate_period`` (seconds) and ``rate_weight`` are the spec it was enqueued under.
 ``jobkit_rate_starts`` holds one row per start (a claim, or ``limits.consume``): a window's use
-is the sum of the weights started within its period.
+is the sum of the weights of its starts not yet expired (``expires_at``: start + period).
 
 Revision ID: 0009
 Revises: 0006
@@ -49,11 +49,13 @@ def upgrade() -> None:
         sa.Column("id", JobId, primary_key=True, autoincrement=True),
         sa.Column("rate_key", sa.String(200), nullable=False),
         sa.Column("started_at", Epoch, nullable=False),
+        sa.Column("expires_at", Epoch, nullable=False),
         sa.Column("weight", sa.Integer, nullable=False),
         sa.Column("job_id", JobId, nullable=True),
         sa.Column("lease", sa.Integer, nullable=True),
     )
-    op.create_index("jobkit_rate_starts_window", "jobkit_rate_starts", ["rate_key", "started_at"])
+    op.create_index("jobkit_rate_starts_window", "jobkit_rate_starts", ["rate_key", "expires_at"])
+    op.create_index("jobkit_rate_starts_expiry", "jobkit_rate_starts", ["expires_at"])
     op.create_index("jobkit_rate_starts_job", "jobkit_rate_starts", ["job_id"])
 
 
