@@ -101,16 +101,14 @@ class Rates(Database):
             for k, _ in keys:
                 held[k] = held.get(k, 0) + 1
             chosen.append(row)
-        for row in later:
-            window = self._window(conn, RateKey(row.rate_key, int(row.rate_limit), float(row.rate_period)), now)
-            slot = window.next_slot if window.next_slot > now else now + float(row.rate_period)
-            conn.execute(sql.RESCHEDULE, {"id": row.id, "run_at": slot, "now": now})
-        if not chosen:
-            return []
-        claimed = [
-            ClaimedJob.from_row(tuple(r), worker)
-            for r in conn.execute(sql.CLAIM_IDS, {"ids": [r.id for r in chosen], "worker": worker, "now": now})
-        ]
+        claimed = (
+            [
+                ClaimedJob.from_row(tuple(r), worker)
+                for r in conn.execute(sql.CLAIM_IDS, {"ids": [r.id for r in chosen], "worker": worker, "now": now})
+            ]
+            if chosen
+            else []
+        )
         by_id = {r.id: r for r in chosen}
         starts = [
             {
@@ -127,6 +125,11 @@ class Rates(Database):
         if starts:
             conn.execute(sql.RECORD_START, starts)
             conn.execute(sql.FORGET_STARTS, [{"key": k, "now": now} for k in {s["key"] for s in starts}])
+        # After this claim's own starts are recorded, so each next slot accounts for them.
+        for row in later:
+            rate = RateKey(row.rate_key, int(row.rate_limit), float(row.rate_period), int(row.rate_weight or 1))
+            slot = self._window(conn, rate, now).next_slot
+            conn.execute(sql.RESCHEDULE, {"id": row.id, "run_at": slot if slot > now else now, "now": now})
         return claimed
 
     def _holders(self, conn: sa.Connection) -> dict[str, list[int]]:
