@@ -261,3 +261,17 @@ def test_expired_starts_are_deleted(clocked_queue: JobQueue, clock: FakeClock) -
     assert store.scalar("SELECT COUNT(*) FROM jobkit_rate_starts WHERE rate_key = 'tests.rate.per_minute'") == 1
     store.prune(older_than=clock.now())
     assert store.scalar("SELECT COUNT(*) FROM jobkit_rate_starts") == 1  # the one-off window's start is gone
+
+
+@pytest.mark.slow
+def test_sixty_a_minute_holds_across_three_worker_processes(db_url: str, queue: JobQueue) -> None:
+    """The issue's figure, on the real clock: 90 jobs under 60/m over 3 worker processes; at most 60 in any minute."""
+    workers = start_workers(db_url, queue, count=3, concurrency=10)
+    handles = [PerMinute.perform_later(n=i) for i in range(90)]
+    try:
+        assert sorted(h.result(timeout=120) for h in handles) == list(range(90))
+    finally:
+        stop(workers)
+    times = started_at(queue, [h.id for h in handles])
+    assert max_in_window(times, 60.0) == 60
+    print(f"max starts in any sliding minute: {max_in_window(times, 60.0)}; span {max(times) - min(times):.1f} s")
