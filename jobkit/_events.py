@@ -83,7 +83,7 @@ class EventBus:
     def __init__(self, backlog: int = MAX_BACKLOG) -> None:
         self._backlog = backlog
         self._subscriptions: list[_Subscription] = []
-        self._taps: list[Callable[[_Item], None]] = []
+        self._taps: tuple[Callable[[Any], None], ...] = ()
         self._lock = threading.Lock()
 
     @property
@@ -111,10 +111,21 @@ class EventBus:
 
         return unsubscribe
 
-    def tap(self, hook: Callable[[_Item], None]) -> None:
-        """Call ``hook(event)`` synchronously in the emitting thread (internal wake-ups; must be quick, never raise)."""
+    def tap(self, hook: Callable[[Any], None]) -> Callable[[], None]:
+        """Call ``hook(event)`` synchronously in the emitting thread; returns a function that removes it.
+
+        For observers that must see every event at once and cheaply (wake-ups, metrics, tracing):
+        no thread or backlog of their own, so a hook must be quick. One that raises is logged and
+        stays tapped. With no hook tapped, emitting costs one loop over an empty tuple.
+        """
         with self._lock:
-            self._taps = [*self._taps, hook]
+            self._taps = (*self._taps, hook)
+
+        def untap() -> None:
+            with self._lock:
+                self._taps = tuple(h for h in self._taps if h is not hook)
+
+        return untap
 
     def emit(self, event: Event | _Item) -> None:
         """Hand an event to every subscriber; never blocks the caller.
@@ -122,7 +133,7 @@ class EventBus:
         An :class:`Event` is immutable and shared by every subscriber; any other mapping is
         copied for each, so one listener cannot change what the next one sees.
         """
-        # Reading the lists without the lock is safe: they are replaced, never mutated.
+        # Reading the sequences without the lock is safe: they are replaced, never mutated.
         for hook in self._taps:
             try:
                 hook(event)

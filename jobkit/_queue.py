@@ -380,6 +380,12 @@ class JobQueue:
         paused, rescued, …) for all jobs; returns an unsubscribe function."""
         return self.events.subscribe(listener)
 
+    def observe(self, observer: Listener) -> Callable[[], None]:
+        """Call ``observer(event)`` in the emitting thread for every event of this process (metrics,
+        tracing): no thread of its own, so it must be quick; ``event.job`` and ``event.ran`` tell it
+        about the attempt. Returns a function that removes it."""
+        return self.events.tap(observer)
+
     # -- recurring jobs --------------------------------------------------------------------------
 
     @property
