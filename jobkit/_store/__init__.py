@@ -40,6 +40,7 @@ from jobkit._store.records import (
     NewJob,
     NewSchedule,
     PlannedFire,
+    QueueGauge,
     Rescue,
     Rescued,
     ScheduleRecord,
@@ -154,6 +155,10 @@ class Store(Protocol):
 
     def stats(self, *, now: float) -> dict[str, Any]:
         """Counts by status, queue and type, the running count and the oldest due job's age."""
+
+    def queue_gauges(self, *, now: float) -> list[QueueGauge]:
+        """Live (not finished) jobs counted by queue and state in one statement; ``oldest_due`` is the
+        run time of the queue's oldest pending job due by ``now`` (None on other states' rows)."""
 
     def now(self) -> float:
         """The database's clock."""
@@ -340,6 +345,7 @@ __all__ = [
     "NewSchedule",
     "Notifier",
     "PlannedFire",
+    "QueueGauge",
     "Rescue",
     "Rescued",
     "ScheduleRecord",

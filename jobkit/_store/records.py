@@ -130,6 +130,17 @@ class JobRecord:
     concurrency_limit: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class QueueGauge:
+    """One (queue, state) group of live jobs, as metrics read them once per scrape."""
+
+    queue: str
+    state: str
+    count: int
+    #: Run time (epoch seconds) of the group's oldest pending job that is due; None when none is.
+    oldest_due: float | None
+
+
 @dataclass(slots=True)
 class WorkerRecord:
     """One worker process as registered in the workers table."""

@@ -1,0 +1,120 @@
+"""Prometheus metrics: counters fed by the event bus, database-wide gauges read per scrape, real HTTP scrapes."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+pytest.importorskip("prometheus_client")
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from jobkit import JobQueue
+from jobkit._clock import FakeClock
+from jobkit.contrib.prometheus import JobkitMetrics, instrument, serve
+from tests.jobs import AddOne, Flaky
+from tests.observe import EventLog
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition, keyed by (name, sorted labels)."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return samples(response.read().decode())
+
+
+@pytest.fixture
+def served(queue: JobQueue) -> Iterator[JobkitMetrics]:
+    metrics = serve(queue, 0, "127.0.0.1", registry=CollectorRegistry())
+    yield metrics
+    metrics.close()
+
+
+def test_a_running_worker_counts_its_jobs_in_a_real_scrape(queue: JobQueue, served: JobkitMetrics) -> None:
+    """Enqueued, finished by outcome, duration and wait histograms, live workers: read over HTTP."""
+    events = EventLog(queue)
+    done = [AddOne.perform_later(n=n) for n in range(3)]
+    flaky = Flaky.perform_later(times=1)  # fails once, then completes
+    assert served.port is not None
+    before = scrape(served.port)
+    assert before[("jobkit_queue_depth", (("queue", "default"), ("state", "pending")))] == 4
+    assert before[("jobkit_workers_alive", ())] == 0
+    queue.start()
+    for handle in done:
+        handle.result(timeout=15)
+    assert flaky.result(timeout=15) is not None
+    events.wait_for(flaky.id, "completed")
+    got = scrape(served.port)
+    add = (("name", "tests.add_one"), ("queue", "default"))
+    assert got[("jobkit_jobs_enqueued_total", add)] == 3
+    assert got[("jobkit_jobs_finished_total", (*add[:1], ("outcome", "completed"), add[1]))] == 3
+    flaky_labels = (("name", "tests.flaky"), ("outcome", "retrying"), ("queue", "default"))
+    assert got[("jobkit_jobs_finished_total", flaky_labels)] == 1
+    assert got[("jobkit_job_duration_seconds_count", add)] == 3
+    assert got[("jobkit_job_wait_seconds_count", (("name", "tests.flaky"), ("queue", "default")))] == 2
+    assert got[("jobkit_workers_alive", ())] == 1
+    assert got[("jobkit_database_up", ())] == 1
+    assert got[("jobkit_queue_depth", (("queue", "default"), ("state", "pending")))] == 0
+    events.close()
+
+
+def test_queue_gauges_come_from_the_database_at_each_scrape(db_url: str) -> None:
+    """Depth by state and the oldest due job's age, as the database holds them when scraped (fake clock)."""
+    import jobkit
+
+    clock = FakeClock()
+    queue = jobkit.configure(database_url=db_url, clock=clock)
+    registry = CollectorRegistry()
+    metrics = instrument(queue, registry)
+    try:
+        AddOne.perform_later(n=1)
+        clock.advance(30)
+        AddOne.perform_later(n=2)
+        AddOne.set(queue="later").perform_in(timedelta(hours=1), n=3)
+        clock.advance(10)
+        got = samples(generate_latest(registry).decode())
+        assert got[("jobkit_queue_depth", (("queue", "default"), ("state", "pending")))] == 2
+        assert got[("jobkit_queue_depth", (("queue", "default"), ("state", "running")))] == 0
+        assert got[("jobkit_queue_depth", (("queue", "later"), ("state", "pending")))] == 1
+        assert got[("jobkit_queue_oldest_ready_age_seconds", (("queue", "default"),))] == pytest.approx(40)
+        assert got[("jobkit_queue_oldest_ready_age_seconds", (("queue", "later"),))] == 0
+        assert got[("jobkit_jobs_enqueued_total", (("name", "tests.add_one"), ("queue", "later")))] == 1
+        queue.drain()
+        got = samples(generate_latest(registry).decode())
+        assert got[("jobkit_queue_depth", (("queue", "default"), ("state", "pending")))] == 0
+        assert got[("jobkit_job_wait_seconds_sum", (("name", "tests.add_one"), ("queue", "default")))] == pytest.approx(
+            50
+        )
+    finally:
+        metrics.close()
+        queue.close()
+        JobQueue.set_instance(None)
+
+
+def test_closing_unregisters_and_stops_counting(queue: JobQueue) -> None:
+    """After close() the registry holds no jobkit metric and a new instrument() can register again."""
+    registry = CollectorRegistry()
+    metrics = instrument(queue, registry)
+    metrics.close()
+    AddOne.perform_later(n=1)
+    assert "jobkit_" not in generate_latest(registry).decode()
+    again = instrument(queue, registry)
+    AddOne.perform_later(n=1)
+    assert (
+        samples(generate_latest(registry).decode())[
+            ("jobkit_jobs_enqueued_total", (("name", "tests.add_one"), ("queue", "default")))
+        ]
+        == 1
+    )
+    again.close()
