@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from jobkit._vocabulary import Event
 
@@ -23,6 +23,24 @@ log = logging.getLogger("jobkit.events")
 Listener: TypeAlias = Callable[[Event], None]
 #: What the bus carries: the events jobkit emits, or any mapping a test hands it.
 _Item: TypeAlias = Mapping[str, Any]
+
+
+class EnqueueTrace(Protocol):
+    """One traced enqueue in flight: the context to store with its jobs, ended once they are stored."""
+
+    #: Trace-context headers as JSON text, stored with every job of the enqueue (None: store nothing).
+    context: str | None
+
+    def end(self, job_ids: Sequence[int], error: BaseException | None) -> None:
+        """The jobs were stored (``job_ids``) or the enqueue failed (``error``)."""
+
+
+class EnqueueTracer(Protocol):
+    """What ``queue.enqueue_tracer`` is set to by a tracing integration (jobkit.contrib.otel)."""
+
+    def begin(self, name: str, queue: str, count: int) -> EnqueueTrace:
+        """An enqueue of ``count`` jobs of type ``name`` into ``queue`` is about to be written."""
+
 
 #: Events buffered per listener before new ones are dropped (and the drop logged).
 MAX_BACKLOG = 10_000

@@ -30,6 +30,8 @@ class NewJob:
     priority: int
     run_at: float
     max_retries: int
+    #: The enqueuer's trace context (JSON text), when tracing is on.
+    trace_context: str | None = None
 
 
 class ConcurrencyKey(NamedTuple):
@@ -82,6 +84,8 @@ class ClaimedJob:
     lease: int
     run_at: float
     created_at: float
+    #: The enqueuer's trace context (JSON text) or None: what an attempt's span links to.
+    trace_context: str | None = None
     worker_id: str = ""
 
     @classmethod

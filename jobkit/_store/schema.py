@@ -88,6 +88,10 @@ jobs = sa.Table(
     # by the keyed claim; NULL for other jobs, which the plain claim alone takes.
     sa.Column("concurrency_key", sa.String(200), nullable=True),
     sa.Column("concurrency_limit", sa.Integer, nullable=True),
+    # The enqueuing process's trace context (migration 0010): W3C trace-context headers as JSON
+    # ({"traceparent": ..., "tracestate": ...}), written when tracing is on, so every attempt's
+    # span links to the span that enqueued the job. NULL when nothing traced the enqueue.
+    sa.Column("trace_context", sa.Text, nullable=True),
     sa.Index(
         # The keyed claim's candidates in claim order (keys_sql.py).
         "jobkit_jobs_keyed_pending",

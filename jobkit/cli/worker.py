@@ -14,7 +14,7 @@ import click
 
 from jobkit._queue import JobQueue
 from jobkit._store import database_location
-from jobkit.cli.context import EXIT_OK, command_settings, fatal, load_apps, open_queue
+from jobkit.cli.context import EXIT_OK, EXIT_USAGE, command_settings, fatal, load_apps, open_queue
 
 T = TypeVar("T")
 
@@ -85,6 +85,13 @@ def off_main_thread(step: Callable[[], T]) -> T:
 @click.option("--database-url", default=None, help="Database URL (overrides the group option).")
 @click.option("--poll-interval", type=float, default=None, help="Seconds between fallback polls.")
 @click.option("--shutdown-grace", type=float, default=None, help="Seconds running jobs get on SIGTERM.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics on this port at /metrics (needs jobkit[prometheus]).",
+)
+@click.option("--metrics-addr", default="0.0.0.0", show_default=True, help="Address the metrics server binds.")
 @click.pass_context
 def worker_command(
     ctx: click.Context,
@@ -95,6 +102,8 @@ def worker_command(
     database_url: str | None,
     poll_interval: float | None,
     shutdown_grace: float | None,
+    metrics_port: int | None,
+    metrics_addr: str,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (a second signal shortens the drain).
 
@@ -119,6 +128,8 @@ def worker_command(
             )
             queue = off_main_thread(lambda: open_queue(settings))
             JobQueue.set_instance(queue)
+            if metrics_port is not None:
+                _serve_metrics(queue, metrics_port, metrics_addr)
             running = queue.worker
             slots = settings.queue_slots
             shared = f"concurrency {settings.concurrency}"
@@ -136,3 +147,16 @@ def worker_command(
     if status:
         reason = running.fatal_reason or "the worker stopped on its own"
         fatal(f"{reason} (exit {status})", status)
+
+
+def _serve_metrics(queue: JobQueue, port: int, addr: str) -> None:
+    """Start the Prometheus endpoint, or exit 2 saying what is missing or why the port was refused."""
+    try:
+        from jobkit.contrib import prometheus
+    except ImportError:
+        fatal("--metrics-port needs prometheus_client: pip install 'jobkit[prometheus]'", EXIT_USAGE)
+    try:
+        metrics = prometheus.serve(queue, port, addr)
+    except OSError as exc:
+        fatal(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}", EXIT_USAGE)
+    click.echo(f"jobkit worker: metrics at http://{addr}:{metrics.port}/metrics")
