@@ -14,6 +14,7 @@ import click
 
 from jobkit._queue import JobQueue
 from jobkit._store import database_location
+from jobkit.contrib.health import serve_health
 from jobkit.cli.context import EXIT_OK, EXIT_USAGE, command_settings, fatal, load_apps, open_queue
 
 T = TypeVar("T")
@@ -92,6 +93,13 @@ def off_main_thread(step: Callable[[], T]) -> T:
     help="Serve Prometheus metrics on this port at /metrics (needs jobkit[prometheus]).",
 )
 @click.option("--metrics-addr", default="0.0.0.0", show_default=True, help="Address the metrics server binds.")
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve /healthz (claim loop turning) and /readyz (registered, lease held, database reachable) on this port.",
+)
+@click.option("--health-addr", default="0.0.0.0", show_default=True, help="Address the health server binds.")
 @click.pass_context
 def worker_command(
     ctx: click.Context,
@@ -104,6 +112,8 @@ def worker_command(
     shutdown_grace: float | None,
     metrics_port: int | None,
     metrics_addr: str,
+    health_port: int | None,
+    health_addr: str,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (a second signal shortens the drain).
 
@@ -130,6 +140,8 @@ def worker_command(
             JobQueue.set_instance(queue)
             if metrics_port is not None:
                 _serve_metrics(queue, metrics_port, metrics_addr)
+            if health_port is not None:
+                _serve_health(queue, health_port, health_addr)
             running = queue.worker
             slots = settings.queue_slots
             shared = f"concurrency {settings.concurrency}"
@@ -160,3 +172,12 @@ def _serve_metrics(queue: JobQueue, port: int, addr: str) -> None:
     except OSError as exc:
         fatal(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}", EXIT_USAGE)
     click.echo(f"jobkit worker: metrics at http://{addr}:{metrics.port}/metrics")
+
+
+def _serve_health(queue: JobQueue, port: int, addr: str) -> None:
+    """Start the health endpoints (answering 503 until the worker has registered), or exit 2 on a refused port."""
+    try:
+        server = serve_health(queue, port, addr)
+    except OSError as exc:
+        fatal(f"cannot serve health checks on {addr}:{port}: {exc.strerror or exc}", EXIT_USAGE)
+    click.echo(f"jobkit worker: health at http://{addr}:{server.port}/healthz and /readyz")
