@@ -14,8 +14,8 @@ import click
 
 from jobkit._queue import JobQueue
 from jobkit._store import database_location
-from jobkit.contrib.health import serve_health
 from jobkit.cli.context import EXIT_OK, EXIT_USAGE, command_settings, fatal, load_apps, open_queue
+from jobkit.contrib.health import serve_health
 
 T = TypeVar("T")
 
