@@ -118,3 +118,28 @@ def test_closing_unregisters_and_stops_counting(queue: JobQueue) -> None:
         == 1
     )
     again.close()
+
+
+def test_the_dashboard_and_alerts_use_only_metrics_jobkit_exports(queue: JobQueue) -> None:
+    """Every jobkit_* series named in docs/grafana/jobkit.json and docs/prometheus-alerts.yml is exported."""
+    import json
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    registry = CollectorRegistry()
+    metrics = instrument(queue, registry)
+    try:
+        AddOne.perform_later(n=1)
+        queue.drain()
+        AddOne.perform_later(n=2)  # left pending, so the queue gauges have a queue to report
+        exported = {name for name, _labels in samples(generate_latest(registry).decode())}
+    finally:
+        metrics.close()
+    exported |= {"jobkit_jobs_rescued_total"}  # a counter without labels appears once incremented
+    dashboard = json.loads((docs / "grafana" / "jobkit.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    alerts = (docs / "prometheus-alerts.yml").read_text()
+    named = set(re.findall(r"jobkit_[a-z_]+", " ".join(expressions) + alerts))
+    assert named, "no jobkit metric found in the dashboard or the alerts"
+    assert named <= exported, f"not exported: {sorted(named - exported)}"
