@@ -50,7 +50,12 @@ def wait_for_status(url: str, status: int, timeout: float = 30) -> dict[str, Any
 
 def jobkit(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "jobkit", *args], env=env_for(db_url), cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "jobkit", *args],
+        env=env_for(db_url),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -133,3 +138,16 @@ def test_health_of_an_in_process_worker_follows_its_lease(queue: JobQueue) -> No
         wait_for_status(f"{base}/readyz", 200)
     finally:
         server.close()
+
+
+def test_a_port_already_taken_ends_the_worker_with_exit_2(db_url: str) -> None:
+    """--health-port on a port in use: one line naming it, exit 2, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = start_worker(db_url, "--health-port", str(port), "--health-addr", "127.0.0.1")
+        output, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 2, output
+    assert f"cannot serve health checks on 127.0.0.1:{port}" in output
+    assert "Traceback" not in output

@@ -143,3 +143,21 @@ def test_the_dashboard_and_alerts_use_only_metrics_jobkit_exports(queue: JobQueu
     named = set(re.findall(r"jobkit_[a-z_]+", " ".join(expressions) + alerts))
     assert named, "no jobkit metric found in the dashboard or the alerts"
     assert named <= exported, f"not exported: {sorted(named - exported)}"
+
+
+def test_a_rescued_job_is_counted(queue: JobQueue) -> None:
+    """A job held by a worker that never registered (a lost one) is rescued and counted once."""
+    registry = CollectorRegistry()
+    metrics = instrument(queue, registry, gauges=False)
+    try:
+        handle = Flaky.perform_later(times=0)
+        [claimed] = queue.store.claim(
+            worker="ghost-worker", limit=1, names=["tests.flaky"], queues=None, now=queue.clock.now()
+        )
+        assert claimed.id == handle.id
+        queue.worker.rescue_once()
+        got = samples(generate_latest(registry).decode())
+        assert got[("jobkit_jobs_rescued_total", ())] == 1
+        assert ("jobkit_queue_depth", (("queue", "default"), ("state", "pending"))) not in got  # gauges=False
+    finally:
+        metrics.close()
