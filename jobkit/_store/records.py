@@ -335,10 +335,12 @@ SCHEDULE_COLUMNS = _columns(ScheduleRecord, schema.schedules, skip=("last_job_st
 if unknown := [name for name in COMPLETION_COLUMNS if name not in schema.jobs.c]:
     raise TypeError(f"Completion: fields {unknown} are not columns of jobkit_jobs")
 
-#: The bulk packers' order: :data:`INSERT_COLUMNS` with unbounded text (the arguments) last. Each
-#: field of a packed JSON row is extracted by position, and reaching one parses every field before
-#: it, so the long ones go where nothing has to be skipped over them.
-PACKED_COLUMNS = tuple(sorted(INSERT_COLUMNS, key=lambda name: isinstance(schema.jobs.c[name].type, sa.Text)))
+#: The bulk packers' order: :data:`INSERT_COLUMNS` with unbounded text last, the arguments (the
+#: longest) at the very end. Each field of a packed JSON row is extracted by position, and reaching
+#: one parses every field before it, so the long ones go where nothing has to be skipped over them.
+PACKED_COLUMNS = tuple(
+    sorted(INSERT_COLUMNS, key=lambda name: (isinstance(schema.jobs.c[name].type, sa.Text), name == "args"))
+)
 #: The values of one :class:`NewJob` in :data:`PACKED_COLUMNS` order, as a tuple (the bulk packers' row).
 packed_values = attrgetter(*PACKED_COLUMNS)
 
