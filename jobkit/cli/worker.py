@@ -100,6 +100,11 @@ def off_main_thread(step: Callable[[], T]) -> T:
     help="Serve /healthz (claim loop turning) and /readyz (registered, lease held, database reachable) on this port.",
 )
 @click.option("--health-addr", default="0.0.0.0", show_default=True, help="Address the health server binds.")
+@click.option(
+    "--otel",
+    is_flag=True,
+    help="Trace attempts and record messaging metrics with OpenTelemetry's global providers (needs jobkit[otel]).",
+)
 @click.pass_context
 def worker_command(
     ctx: click.Context,
@@ -114,6 +119,7 @@ def worker_command(
     metrics_addr: str,
     health_port: int | None,
     health_addr: str,
+    otel: bool,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (a second signal shortens the drain).
 
@@ -142,6 +148,8 @@ def worker_command(
                 _serve_metrics(queue, metrics_port, metrics_addr)
             if health_port is not None:
                 _serve_health(queue, health_port, health_addr)
+            if otel:
+                _trace(queue)
             running = queue.worker
             slots = settings.queue_slots
             shared = f"concurrency {settings.concurrency}"
@@ -181,3 +189,12 @@ def _serve_health(queue: JobQueue, port: int, addr: str) -> None:
     except OSError as exc:
         fatal(f"cannot serve health checks on {addr}:{port}: {exc.strerror or exc}", EXIT_USAGE)
     click.echo(f"jobkit worker: health at http://{addr}:{server.port}/healthz and /readyz")
+
+
+def _trace(queue: JobQueue) -> None:
+    """Instrument the worker with OpenTelemetry (the providers the --app modules or the environment set up)."""
+    try:
+        from jobkit.contrib import otel
+    except ImportError:
+        fatal("--otel needs opentelemetry-api: pip install 'jobkit[otel]'", EXIT_USAGE)
+    otel.instrument(queue)

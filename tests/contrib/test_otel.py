@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +25,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from jobkit import JobQueue
 from jobkit.contrib.otel import JobkitTelemetry, instrument
+from tests.acceptance.test_cli_worker import ROOT, env_for
 from tests.jobs import AddOne, Flaky
 
 
@@ -130,3 +137,36 @@ def test_a_bulk_enqueue_is_one_span_and_untraced_jobs_have_no_link(queue: JobQue
         assert all(by_job[str(h.id)].links[0].context.span_id == send.context.span_id for h in handles)
     finally:
         again.close()
+
+
+def test_the_trace_context_reaches_a_worker_process_through_the_database(
+    db_url: str, queue: JobQueue, telemetry: Telemetry, tmp_path: Path
+) -> None:
+    """Enqueued here (traced), run by `jobkit worker --otel` in another process: its span links to our send span."""
+    spans = tmp_path / "spans.jsonl"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "jobkit", "worker", "--app", "tests.otel_app", "--otel"],
+        env={**env_for(db_url), "JOBKIT_TEST_SPANS": str(spans)},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        handle = AddOne.perform_later(n=41)
+        assert handle.result(timeout=30) == 42
+        deadline = time.monotonic() + 15
+        while not spans.exists() or not spans.read_text().strip():
+            assert time.monotonic() < deadline, "the worker exported no span"
+            time.sleep(0.05)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+    [send] = telemetry.finished(SpanKind.PRODUCER)
+    [process] = [json.loads(line) for line in spans.read_text().splitlines()]
+    assert (process["name"], process["kind"]) == ("process default", "CONSUMER"), output
+    assert process["attributes"]["messaging.message.id"] == str(handle.id)
+    assert process["attributes"]["jobkit.job.outcome"] == "completed"
+    assert process["links"] == [
+        {"trace_id": format(send.context.trace_id, "032x"), "span_id": format(send.context.span_id, "016x")}
+    ], output
