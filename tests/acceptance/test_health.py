@@ -62,7 +62,6 @@ def jobkit(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_a_worker_serves_health_and_metrics_and_jobkit_health_reads_them(db_url: str, producer: JobQueue) -> None:
     """/readyz and /healthz answer 200 once registered; /metrics counts its jobs; a stopped process fails probes."""
-    pytest.importorskip("prometheus_client")
     health, metrics = free_port(), free_port()
     worker = start_worker(
         db_url, "--health-port", str(health), "--health-addr", "127.0.0.1",

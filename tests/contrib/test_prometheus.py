@@ -7,9 +7,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-
-pytest.importorskip("prometheus_client")
-
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
