@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from jobkit._vocabulary import Event
 
@@ -23,6 +23,24 @@ log = logging.getLogger("jobkit.events")
 Listener: TypeAlias = Callable[[Event], None]
 #: What the bus carries: the events jobkit emits, or any mapping a test hands it.
 _Item: TypeAlias = Mapping[str, Any]
+
+
+class EnqueueTrace(Protocol):
+    """One traced enqueue in flight: the context to store with its jobs, ended once they are stored."""
+
+    #: Trace-context headers as JSON text, stored with every job of the enqueue (None: store nothing).
+    context: str | None
+
+    def end(self, job_ids: Sequence[int], error: BaseException | None) -> None:
+        """The jobs were stored (``job_ids``) or the enqueue failed (``error``)."""
+
+
+class EnqueueTracer(Protocol):
+    """What ``queue.enqueue_tracer`` is set to by a tracing integration (jobkit.contrib.otel)."""
+
+    def begin(self, name: str, queue: str, count: int) -> EnqueueTrace:
+        """An enqueue of ``count`` jobs of type ``name`` into ``queue`` is about to be written."""
+
 
 #: Events buffered per listener before new ones are dropped (and the drop logged).
 MAX_BACKLOG = 10_000
@@ -83,7 +101,7 @@ class EventBus:
     def __init__(self, backlog: int = MAX_BACKLOG) -> None:
         self._backlog = backlog
         self._subscriptions: list[_Subscription] = []
-        self._taps: list[Callable[[_Item], None]] = []
+        self._taps: tuple[Callable[[Any], None], ...] = ()
         self._lock = threading.Lock()
 
     @property
@@ -111,10 +129,21 @@ class EventBus:
 
         return unsubscribe
 
-    def tap(self, hook: Callable[[_Item], None]) -> None:
-        """Call ``hook(event)`` synchronously in the emitting thread (internal wake-ups; must be quick, never raise)."""
+    def tap(self, hook: Callable[[Any], None]) -> Callable[[], None]:
+        """Call ``hook(event)`` synchronously in the emitting thread; returns a function that removes it.
+
+        For observers that must see every event at once and cheaply (wake-ups, metrics, tracing):
+        no thread or backlog of their own, so a hook must be quick. One that raises is logged and
+        stays tapped. With no hook tapped, emitting costs one loop over an empty tuple.
+        """
         with self._lock:
-            self._taps = [*self._taps, hook]
+            self._taps = (*self._taps, hook)
+
+        def untap() -> None:
+            with self._lock:
+                self._taps = tuple(h for h in self._taps if h is not hook)
+
+        return untap
 
     def emit(self, event: Event | _Item) -> None:
         """Hand an event to every subscriber; never blocks the caller.
@@ -122,7 +151,7 @@ class EventBus:
         An :class:`Event` is immutable and shared by every subscriber; any other mapping is
         copied for each, so one listener cannot change what the next one sees.
         """
-        # Reading the lists without the lock is safe: they are replaced, never mutated.
+        # Reading the sequences without the lock is safe: they are replaced, never mutated.
         for hook in self._taps:
             try:
                 hook(event)

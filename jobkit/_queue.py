@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from jobkit import _job
 from jobkit._clock import Clock, SystemClock
 from jobkit._enqueue import args_json
-from jobkit._events import EventBus, Listener
+from jobkit._events import EnqueueTracer, EventBus, Listener
 from jobkit._handle import JobHandle, JobInfo, JobWatch
 from jobkit._job import CallOptions
 from jobkit._registry import (
@@ -71,6 +71,9 @@ class JobQueue:
             db_clock=isinstance(self.clock, SystemClock),
         )
         self.events = EventBus()
+        #: Set by a tracing integration (jobkit.contrib.otel): traces each enqueue, and its context
+        #: is stored with the jobs. None (the default) costs the enqueue one test.
+        self.enqueue_tracer: EnqueueTracer | None = None
         self._worker: Worker | None = None
         self._direct: DirectRunner | None = None  # queue.execute's threads, made on first use
         # One notifier for this queue: wake-ups for its worker and watches for its handles.
@@ -131,6 +134,24 @@ class JobQueue:
         for index, args in enumerate(args_list):
             text = args_json(options, args, index if len(args_list) > 1 else None, self.settings)
             rows.append(NewJob(options.name, text, queue, priority, run_at, options.max_retries))
+        if self.enqueue_tracer is None:
+            return self._insert(job_type, rows, now, run_at, connection)
+        trace = self.enqueue_tracer.begin(options.name, queue, len(rows))
+        for row in rows:
+            row.trace_context = trace.context
+        try:
+            handles = self._insert(job_type, rows, now, run_at, connection)
+        except BaseException as exc:
+            trace.end([], exc)
+            raise
+        trace.end([h.id for h in handles if not h.duplicate], None)
+        return handles
+
+    def _insert(
+        self, job_type: JobType, rows: list[NewJob], now: float, run_at: float, connection: Connection | None
+    ) -> list[JobHandle]:
+        options = job_type.options
+        queue = rows[0].queue if rows else options.queue
         stored = [row.args for row in rows]
         keys, rates = concurrency_keys(options, stored), rate_keys(options, stored)
         if options.unique is not None:
@@ -379,6 +400,12 @@ class JobQueue:
         """Receive state events (enqueued, started, progress, completed, failed, retrying, cancelled,
         paused, rescued, …) for all jobs; returns an unsubscribe function."""
         return self.events.subscribe(listener)
+
+    def observe(self, observer: Listener) -> Callable[[], None]:
+        """Call ``observer(event)`` in the emitting thread for every event of this process (metrics,
+        tracing): no thread of its own, so it must be quick; ``event.job`` and ``event.ran`` tell it
+        about the attempt. Returns a function that removes it."""
+        return self.events.tap(observer)
 
     # -- recurring jobs --------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 
 class JobState(StrEnum):
@@ -143,6 +143,25 @@ class EventType(StrEnum):
     DELETED = "deleted"
 
 
+class AttemptFacts(Protocol):
+    """What an observer may read about the attempt behind an event (a worker's claimed job)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def queue(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def run_at(self) -> float: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def trace_context(self) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Event(Mapping[str, Any]):
     """One state event as ``queue.subscribe`` listeners receive it.
@@ -162,6 +181,12 @@ class Event(Mapping[str, Any]):
     type: EventType
     job_id: int
     details: Mapping[str, Any] = field(default_factory=dict)
+    #: For observers (``queue.observe``), never part of the mapping: the attempt the event is about
+    #: (a worker's claimed job: ``queue``, ``attempt``, ``run_at``, ``created_at``), when a worker
+    #: emitted it. The claimed record itself is passed, so emitting costs nothing more.
+    job: AttemptFacts | None = field(default=None, compare=False, repr=False)
+    #: Seconds the attempt ran in its slot, on the event that ends it (None when it never started).
+    ran: float | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, type: EventType | str, job_id: int, /, **details: Any) -> Event:
@@ -205,6 +230,7 @@ class Event(Mapping[str, Any]):
 
 __all__ = [
     "TERMINAL_STATES",
+    "AttemptFacts",
     "CancelReason",
     "Event",
     "EventType",

@@ -287,18 +287,19 @@ def _only_completions(batch: list[Finished]) -> bool:
 
 
 def _event(item: Finished, event: EventType) -> Event:
+    # Built directly (not Event.of): once per finished job, and the claimed job rides along for observers.
     job = item.job
     match item.outcome:
         case Completed(result, value):
             # The event carries the stored JSON's value: the object itself when it is plain JSON
             # already, a fresh parse when dumping changed it (a model, a datetime, a tuple).
             value = value if _plain_json(value) else json.loads(result)
-            return Event.of(event, job.id, name=job.name, attempt=job.attempt, result=value)
+            details = {"name": job.name, "attempt": job.attempt, "result": value}
         case Failed(error, _):
-            error = {k: error[k] for k in ("type", "message")}
-            return Event.of(event, job.id, name=job.name, attempt=job.attempt, error=error)
+            details = {"name": job.name, "attempt": job.attempt, "error": {k: error[k] for k in ("type", "message")}}
         case _:
-            return Event.of(event, job.id, name=job.name, attempt=job.attempt)
+            details = {"name": job.name, "attempt": job.attempt}
+    return Event(EventType(event), job.id, details, job, item.ran)
 
 
 def _plain_json(value: Any) -> bool:

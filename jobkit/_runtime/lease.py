@@ -247,6 +247,11 @@ class Lease:
             self.on_held_again()
         return held
 
+    @property
+    def beat_failing(self) -> bool:
+        """True while the last heartbeat could not reach the database."""
+        return self._beat_failing
+
     def fence(self, why: str) -> None:
         """Our lease may have been taken: stop claiming and cancel our own jobs."""
         held = self.ledger.snapshot()

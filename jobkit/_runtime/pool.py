@@ -215,7 +215,7 @@ class ExecutorPool:
         return prepare(job, held.job_type, held.token, held.reporter, self.clock)
 
     def _emit_started(self, job: ClaimedJob) -> None:
-        self.emit(Event.of(EventType.STARTED, job.id, name=job.name, attempt=job.attempt))
+        self.emit(Event(EventType.STARTED, job.id, {"name": job.name, "attempt": job.attempt}, job))
         if job_log.isEnabledFor(logging.INFO):
             job_log.info(
                 "job %s %s started (queue %s, attempt %d/%d, worker %s)",

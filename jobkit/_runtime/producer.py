@@ -97,6 +97,8 @@ class Producer:
         self.may_claim = may_claim
         #: Claims issued so far (each one statement), for the benchmarks and operators.
         self.claims = 0
+        #: time.monotonic() when the claim loop last came round (health checks: is it turning?).
+        self.turned = time.monotonic()
         self._wake = threading.Event()
         # The worker's own stop flag: once the worker is stopping, nothing more is claimed.
         self._stop = lifecycle.stopping
@@ -299,6 +301,7 @@ class Producer:
         delay = 0.05
         woken = True
         while not self._stop.is_set():
+            self.turned = time.monotonic()
             self._wake.clear()
             timeout = self.config.poll_interval
             try:

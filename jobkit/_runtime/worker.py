@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -44,6 +45,37 @@ from jobkit._vocabulary import CancelReason, Event
 __all__ = ["EXIT_NO_SCHEMA", "EXIT_STUCK", "PREFETCH_MAX_WAIT", "Worker"]
 
 Emit = Callable[[Event], None]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerHealth:
+    """A worker's health as its endpoints report it (see ``jobkit worker --health-port``)."""
+
+    worker_id: str
+    #: Started and not stopping.
+    started: bool
+    #: Seconds since the claim loop last came round (it sleeps ``poll_interval`` at most between turns).
+    turned_ago: float
+    poll_interval: float
+    registered: bool
+    #: The lease may have been lost (heartbeats failed): the worker claims nothing until it is renewed.
+    fenced: bool
+    #: The last heartbeat reached the database.
+    database_reachable: bool
+    #: Why the worker stopped on its own ("" while it has not).
+    fatal_reason: str
+    running: int
+
+    def live(self, stale_after: float) -> bool:
+        """The process works: started, not gone fatal, and its claim loop turned within ``stale_after`` seconds."""
+        return self.started and not self.fatal_reason and self.turned_ago <= stale_after
+
+    @property
+    def ready(self) -> bool:
+        """It may take jobs: registered, its lease held, the database reachable, not gone fatal."""
+        return (
+            self.started and self.registered and not self.fenced and self.database_reachable and not self.fatal_reason
+        )
 
 
 class Worker:
@@ -201,6 +233,21 @@ class Worker:
     def fatal_reason(self) -> str:
         """Why the worker stopped on its own ("" otherwise)."""
         return self.lifecycle.fatal_reason
+
+    def health(self) -> WorkerHealth:
+        """What the health endpoints answer: is the claim loop turning, is the worker ready to claim."""
+        started = self._started and not self.lifecycle.stopping.is_set()
+        return WorkerHealth(
+            worker_id=self.id,
+            started=started,
+            turned_ago=time.monotonic() - self.producer.turned,
+            poll_interval=self.producer.config.poll_interval,
+            registered=self.lease.registered,
+            fenced=self.lease.fenced,
+            database_reachable=not self.lease.beat_failing,
+            fatal_reason=self.lifecycle.fatal_reason if self.lifecycle.fatal.is_set() else "",
+            running=self.ledger.executing,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------------
 

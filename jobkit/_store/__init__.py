@@ -42,6 +42,7 @@ from jobkit._store.records import (
     NewJob,
     NewSchedule,
     PlannedFire,
+    QueueGauge,
     RateKey,
     RateWindow,
     Rescue,
@@ -177,6 +178,10 @@ class Store(Protocol):
 
     def stats(self, *, now: float) -> dict[str, Any]:
         """Counts by status, queue and type, the running count and the oldest due job's age."""
+
+    def queue_gauges(self, *, now: float) -> list[QueueGauge]:
+        """Live (not finished) jobs counted by queue and state in one statement; ``oldest_due`` is the
+        run time of the queue's oldest pending job due by ``now`` (None on other states' rows)."""
 
     def now(self) -> float:
         """The database's clock."""
@@ -363,6 +368,7 @@ __all__ = [
     "NewSchedule",
     "Notifier",
     "PlannedFire",
+    "QueueGauge",
     "RateKey",
     "RateWindow",
     "Rescue",

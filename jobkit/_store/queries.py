@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from jobkit._store.engine import BRIEF, PATIENT, READ, Database, transaction
-from jobkit._store.records import JobPage, JobRecord, job_record
+from jobkit._store.records import JobPage, JobRecord, QueueGauge, job_record
 from jobkit._store.statements import where
 from jobkit._vocabulary import JobState
 
@@ -156,6 +156,15 @@ class Queries(Database):
             "running": by_status.get(JobState.RUNNING, 0),
             "oldest_pending_age": None if oldest is None else max(0.0, now - float(oldest)),
         }
+
+    @transaction(READ, retry=BRIEF)
+    def queue_gauges(self, conn: sa.Connection, *, now: float) -> list[QueueGauge]:
+        """Live jobs by queue and state, with each queue's oldest due pending run time: one statement."""
+        rows = conn.execute(self.dialect.queue_gauges, {"now": now}).all()
+        return [
+            QueueGauge(str(queue), str(status), int(count), None if oldest is None else float(oldest))
+            for queue, status, count, oldest in rows
+        ]
 
     @transaction(READ, retry=PATIENT)
     def now(self, conn: sa.Connection) -> float:

@@ -30,6 +30,8 @@ class NewJob:
     priority: int
     run_at: float
     max_retries: int
+    #: The enqueuer's trace context (JSON text), when tracing is on.
+    trace_context: str | None = None
 
 
 class ConcurrencyKey(NamedTuple):
@@ -105,6 +107,8 @@ class ClaimedJob:
     lease: int
     run_at: float
     created_at: float
+    #: The enqueuer's trace context (JSON text) or None: what an attempt's span links to.
+    trace_context: str | None = None
     worker_id: str = ""
 
     @classmethod
@@ -160,6 +164,17 @@ class JobRecord:
     rate_limit: int | None = None
     rate_period: float | None = None
     rate_weight: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueGauge:
+    """One (queue, state) group of live jobs, as metrics read them once per scrape."""
+
+    queue: str
+    state: str
+    count: int
+    #: Run time (epoch seconds) of the group's oldest pending job that is due; None when none is.
+    oldest_due: float | None
 
 
 @dataclass(slots=True)
@@ -356,10 +371,12 @@ SCHEDULE_COLUMNS = _columns(ScheduleRecord, schema.schedules, skip=("last_job_st
 if unknown := [name for name in COMPLETION_COLUMNS if name not in schema.jobs.c]:
     raise TypeError(f"Completion: fields {unknown} are not columns of jobkit_jobs")
 
-#: The bulk packers' order: :data:`INSERT_COLUMNS` with unbounded text (the arguments) last. Each
-#: field of a packed JSON row is extracted by position, and reaching one parses every field before
-#: it, so the long ones go where nothing has to be skipped over them.
-PACKED_COLUMNS = tuple(sorted(INSERT_COLUMNS, key=lambda name: isinstance(schema.jobs.c[name].type, sa.Text)))
+#: The bulk packers' order: :data:`INSERT_COLUMNS` with unbounded text last, the arguments (the
+#: longest) at the very end. Each field of a packed JSON row is extracted by position, and reaching
+#: one parses every field before it, so the long ones go where nothing has to be skipped over them.
+PACKED_COLUMNS = tuple(
+    sorted(INSERT_COLUMNS, key=lambda name: (isinstance(schema.jobs.c[name].type, sa.Text), name == "args"))
+)
 #: The values of one :class:`NewJob` in :data:`PACKED_COLUMNS` order, as a tuple (the bulk packers' row).
 packed_values = attrgetter(*PACKED_COLUMNS)
 

@@ -103,6 +103,10 @@ jobs = sa.Table(
     sa.Column("rate_limit", sa.Integer, nullable=True),
     sa.Column("rate_period", Epoch, nullable=True),
     sa.Column("rate_weight", sa.Integer, nullable=True),
+    # The enqueuing process's trace context (migration 0010): W3C trace-context headers as JSON
+    # ({"traceparent": ..., "tracestate": ...}), written when tracing is on, so every attempt's
+    # span links to the span that enqueued the job. NULL when nothing traced the enqueue.
+    sa.Column("trace_context", sa.Text, nullable=True),
     sa.Index(
         # The keyed claim's candidates in claim order (keys_sql.py).
         "jobkit_jobs_keyed_pending",

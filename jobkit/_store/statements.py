@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from jobkit._store.records import JOB_COLUMNS, WORKER_COLUMNS
-from jobkit._store.schema import IS_FINISHED, IS_RUNNING, IS_SCHEDULED, IS_STAGED, TERMINAL_SQL
+from jobkit._store.schema import IS_FINISHED, IS_PENDING, IS_RUNNING, IS_SCHEDULED, IS_STAGED, TERMINAL_SQL
 from jobkit._store.unique_sql import YIELD_KEY, UniqueStatements, unique_statements
 from jobkit._vocabulary import JobState, Request, TransitionKind
 
@@ -146,6 +146,13 @@ class Statements:
         }
         self.stats_counts = sa.text(
             "SELECT status, queue, name, COUNT(*) FROM jobkit_jobs GROUP BY status, queue, name"
+        )
+        # Metrics' queue gauges, one statement a scrape: live rows only (finished ones are history,
+        # not depth), and per queue the run time of the oldest row that is due and still waits.
+        self.queue_gauges = sa.text(
+            "SELECT queue, status, COUNT(*), "
+            f"MIN(CASE WHEN {IS_PENDING} AND run_at <= :now THEN run_at END) "
+            f"FROM jobkit_jobs WHERE NOT ({IS_FINISHED}) GROUP BY queue, status"
         )
         # Through the two pending indexes, never the whole table (a history of finished rows).
         self.oldest_due = sa.text(

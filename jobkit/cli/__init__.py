@@ -27,6 +27,7 @@ from jobkit.cli.context import (
 from jobkit.cli.cron import cron_group
 from jobkit.cli.db import db_group
 from jobkit.cli.enqueue import enqueue_command
+from jobkit.cli.health import health_command
 from jobkit.cli.jobs import jobs_group
 from jobkit.cli.output import cell, console
 from jobkit.cli.overview import stats, types, workers
@@ -75,5 +76,16 @@ def main(ctx: click.Context, database_url: str | None, verbose: bool) -> None:
     ctx.ensure_object(dict).update(database_url=database_url, verbose=verbose)
 
 
-for command in (worker_command, db_group, workers, stats, types, jobs_group, queues_group, cron_group, enqueue_command):
+for command in (
+    worker_command,
+    db_group,
+    workers,
+    stats,
+    types,
+    jobs_group,
+    queues_group,
+    cron_group,
+    enqueue_command,
+    health_command,
+):
     main.add_command(command)

@@ -14,7 +14,8 @@ import click
 
 from jobkit._queue import JobQueue
 from jobkit._store import database_location
-from jobkit.cli.context import EXIT_OK, command_settings, fatal, load_apps, open_queue
+from jobkit.cli.context import EXIT_OK, EXIT_USAGE, command_settings, fatal, load_apps, open_queue
+from jobkit.contrib.health import serve_health
 
 T = TypeVar("T")
 
@@ -96,6 +97,25 @@ def off_main_thread(step: Callable[[], T]) -> T:
 @click.option(
     "--max-memory-per-child", default=None, help="Resident size ('200MB' or bytes) past which a child is replaced."
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics on this port at /metrics (needs jobkit[prometheus]).",
+)
+@click.option("--metrics-addr", default="0.0.0.0", show_default=True, help="Address the metrics server binds.")
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve /healthz (claim loop turning) and /readyz (registered, lease held, database reachable) on this port.",
+)
+@click.option("--health-addr", default="0.0.0.0", show_default=True, help="Address the health server binds.")
+@click.option(
+    "--otel",
+    is_flag=True,
+    help="Trace attempts and record messaging metrics with OpenTelemetry's global providers (needs jobkit[otel]).",
+)
 @click.pass_context
 def worker_command(
     ctx: click.Context,
@@ -110,6 +130,11 @@ def worker_command(
     kill_grace: float | None,
     max_tasks_per_child: int | None,
     max_memory_per_child: str | None,
+    metrics_port: int | None,
+    metrics_addr: str,
+    health_port: int | None,
+    health_addr: str,
+    otel: bool,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (a second signal shortens the drain).
 
@@ -138,6 +163,12 @@ def worker_command(
             )
             queue = off_main_thread(lambda: open_queue(settings))
             JobQueue.set_instance(queue)
+            if metrics_port is not None:
+                _serve_metrics(queue, metrics_port, metrics_addr)
+            if health_port is not None:
+                _serve_health(queue, health_port, health_addr)
+            if otel:
+                _trace(queue)
             running = queue.worker
             slots = settings.queue_slots
             shared = f"concurrency {settings.concurrency}"
@@ -156,3 +187,34 @@ def worker_command(
     if status:
         reason = running.fatal_reason or "the worker stopped on its own"
         fatal(f"{reason} (exit {status})", status)
+
+
+def _serve_metrics(queue: JobQueue, port: int, addr: str) -> None:
+    """Start the Prometheus endpoint, or exit 2 saying what is missing or why the port was refused."""
+    try:
+        from jobkit.contrib import prometheus
+    except ImportError:
+        fatal("--metrics-port needs prometheus_client: pip install 'jobkit[prometheus]'", EXIT_USAGE)
+    try:
+        metrics = prometheus.serve(queue, port, addr)
+    except OSError as exc:
+        fatal(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}", EXIT_USAGE)
+    click.echo(f"jobkit worker: metrics at http://{addr}:{metrics.port}/metrics")
+
+
+def _serve_health(queue: JobQueue, port: int, addr: str) -> None:
+    """Start the health endpoints (answering 503 until the worker has registered), or exit 2 on a refused port."""
+    try:
+        server = serve_health(queue, port, addr)
+    except OSError as exc:
+        fatal(f"cannot serve health checks on {addr}:{port}: {exc.strerror or exc}", EXIT_USAGE)
+    click.echo(f"jobkit worker: health at http://{addr}:{server.port}/healthz and /readyz")
+
+
+def _trace(queue: JobQueue) -> None:
+    """Instrument the worker with OpenTelemetry (the providers the --app modules or the environment set up)."""
+    try:
+        from jobkit.contrib import otel
+    except ImportError:
+        fatal("--otel needs opentelemetry-api: pip install 'jobkit[otel]'", EXIT_USAGE)
+    otel.instrument(queue)

@@ -389,6 +389,22 @@ def test_stats_count_by_status_queue_and_type(store: Store) -> None:
     assert counts["running"] == 1 and counts["oldest_pending_age"] is not None
 
 
+def test_queue_gauges_count_live_jobs_by_queue_and_state(store: Store) -> None:
+    """queue_gauges: live rows only, by (queue, state); the oldest due pending run time, not a later one."""
+    in_state(store, JobState.RUNNING)
+    in_state(store, JobState.COMPLETED)
+    now = store.now()
+    enqueue(store, 2, queue="q2", run_at=now - 50)
+    enqueue(store, queue="q2", run_at=now - 10)
+    enqueue(store, queue="q3", run_at=now + 3600)
+    groups = {(g.queue, g.state): (g.count, g.oldest_due) for g in store.queue_gauges(now=now)}
+    assert groups == {
+        ("default", "running"): (1, None),
+        ("q2", "pending"): (3, pytest.approx(now - 50)),
+        ("q3", "pending"): (1, None),
+    }
+
+
 # -- workers --------------------------------------------------------------------------------------
 
 

@@ -37,6 +37,6 @@ class NoFlush:
 
 def held(job_id: int, name: str = "tests.held") -> HeldJob:
     """A claimed job as the ledger holds it, with its own token and reporter."""
-    job = ClaimedJob(job_id, name, "default", 0, "{}", 1, 0, None, None, 0, 1, 0.0, 0.0, "w-1")
+    job = ClaimedJob(job_id, name, "default", 0, "{}", 1, 0, None, None, 0, 1, 0.0, 0.0, worker_id="w-1")
     token = CancelToken()
     return HeldJob(job, None, token, JobReporter(job, token, FakeClock(), lambda event: None, NoWrites(), NoFlush()))

@@ -53,7 +53,7 @@ class Flushes:
         self.due.append(due)
 
 
-JOB = ClaimedJob(7, "tests.progress", "default", 0, "{}", 2, 3, None, None, 0, 5, 0.0, 0.0, "w-1")
+JOB = ClaimedJob(7, "tests.progress", "default", 0, "{}", 2, 3, None, None, 0, 5, 0.0, 0.0, worker_id="w-1")
 
 
 @pytest.fixture
