@@ -27,12 +27,14 @@ from jobkit._store.liveness import HeartbeatObserver
 from jobkit._store.notify import Notifier, Watch
 from jobkit._store.preflight import PREFLIGHT_TIMEOUT, check_database, display_url
 from jobkit._store.records import (
+    AuditEntry,
     ClaimedJob,
     Completion,
     HeldJob,
     JobPage,
     JobRecord,
     LostJob,
+    MinuteCount,
     NewJob,
     Rescue,
     Rescued,
@@ -104,6 +106,9 @@ class Store(Protocol):
         queue: str | None = None,
         stage: str | None = None,
         text: str | None = None,
+        worker: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
         before: int | None = None,
         limit: int = 50,
         scan: int = ...,
@@ -158,6 +163,22 @@ class Store(Protocol):
 
     def paused_queues(self) -> list[str]:
         """The paused queues, sorted."""
+
+    # -- the operators' tables (the dashboard)
+
+    def add_minute_counts(self, counts: Sequence[MinuteCount]) -> None:
+        """Add finished-job counts to their minutes and queues (workers call this every few seconds)."""
+
+    def minute_counts(self, *, since: float) -> list[MinuteCount]:
+        """The per-minute counts of finished jobs from ``since`` on, oldest first."""
+
+    def record_audit(
+        self, *, actor: str, action: str, target: str, job_ids: Sequence[int], outcome: str, now: float
+    ) -> None:
+        """Append one operator action to the audit log."""
+
+    def audit_log(self, *, before: int | None = None, limit: int = 100) -> list[AuditEntry]:
+        """The newest audit entries below id ``before``, newest first."""
 
     # -- workers and maintenance
 
@@ -241,6 +262,7 @@ def open_notifier(store: Store) -> Notifier:
 
 __all__ = [
     "PREFLIGHT_TIMEOUT",
+    "AuditEntry",
     "ClaimedJob",
     "Completion",
     "HeartbeatObserver",
@@ -248,6 +270,7 @@ __all__ = [
     "JobPage",
     "JobRecord",
     "LostJob",
+    "MinuteCount",
     "NewJob",
     "Notifier",
     "Rescue",

@@ -78,6 +78,9 @@ class Queries(Database):
         queue: str | None = None,
         stage: str | None = None,
         text: str | None = None,
+        worker: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
         before: int | None = None,
         limit: int = 50,
         scan: int = PAGE_SCAN,
@@ -86,7 +89,9 @@ class Queries(Database):
 
         ``states``: any of these; ``stage``: the progress's current stage, exactly; ``text``: a
         substring of the name, arguments or error history, ignoring case, taken literally
-        (``%`` and ``_`` are not wildcards). A filtered page examines at most ``scan`` rows.
+        (``%`` and ``_`` are not wildcards); ``worker``: the worker that holds or last held it;
+        ``since`` / ``until``: created at or after / before these epoch seconds. A filtered page
+        examines at most ``scan`` rows.
         """
         if limit <= 0:
             raise ValueError(f"limit must be positive, got {limit}")
@@ -97,6 +102,9 @@ class Queries(Database):
             # Stored progress names its stage as '"stage":' and the stage as JSON, compactly.
             "stage": None if stage is None else like_pattern('"stage":' + json.dumps(stage, ensure_ascii=False)),
             "text": None if text is None else like_pattern(text),
+            "worker": worker,
+            "since": since,
+            "until": until,
         }
         filters = [key for key, value in given.items() if value is not None]
         params = {**{key: given[key] for key in filters}, "before": before, "limit": limit + 1}

@@ -197,6 +197,28 @@ class JobPage:
     next_cursor: int | None
 
 
+class MinuteCount(NamedTuple):
+    """Jobs of one queue that finished in one minute (its start, epoch seconds): completed and failed."""
+
+    minute: int
+    queue: str
+    completed: int
+    failed: int
+
+
+@dataclass(slots=True)
+class AuditEntry:
+    """One operator action recorded by the dashboard; ``job_ids`` is the JSON array stored."""
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    job_ids: str
+    outcome: str
+
+
 def _columns(record: type[Any], table: sa.Table, *, skip: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The record's field names, each checked to be a column of ``table``."""
     names = tuple(f.name for f in fields(record) if f.name not in skip)

@@ -149,6 +149,29 @@ class Statements:
             for below in (False, True)
         }
 
+        # -- the dashboard's tables: per-minute counts (added to, never overwritten) and the audit log
+        self.tally_minute = sa.text(
+            "INSERT INTO jobkit_minute_stats (minute, queue, completed, failed) "
+            "VALUES (:minute, :queue, :completed, :failed) ON CONFLICT (minute, queue) DO UPDATE SET "
+            "completed = jobkit_minute_stats.completed + excluded.completed, "
+            "failed = jobkit_minute_stats.failed + excluded.failed"
+        )
+        self.minute_counts = sa.text(
+            "SELECT minute, queue, completed, failed FROM jobkit_minute_stats WHERE minute >= :since ORDER BY minute"
+        )
+        self.prune_minutes = sa.text("DELETE FROM jobkit_minute_stats WHERE minute < :before")
+        self.insert_audit = sa.text(
+            "INSERT INTO jobkit_audit_log (at, actor, action, target, job_ids, outcome) "
+            "VALUES (:at, :actor, :action, :target, :job_ids, :outcome)"
+        )
+        self.audit_page = {
+            below: sa.text(
+                "SELECT id, at, actor, action, target, job_ids, outcome FROM jobkit_audit_log "
+                f"{'WHERE id < :before ' if below else ''}ORDER BY id DESC LIMIT :limit"
+            )
+            for below in (False, True)
+        }
+
         # -- admin
         self.cancel_now = sa.text(
             f"UPDATE jobkit_jobs SET status = {CANCELLED}, finished_at = :now, updated_at = :now, worker_id = NULL "
@@ -268,6 +291,9 @@ class Statements:
             "states": "status IN :states",
             "name": "name = :name",
             "queue": "queue = :queue",
+            "worker": "worker_id = :worker",
+            "since": "created_at >= :since",
+            "until": "created_at < :until",
             # A cheap necessary condition (jobkit writes progress as compact JSON); the caller tests
             # the top-level "stage" exactly on the rows it lets through.
             "stage": "progress LIKE :stage ESCAPE '\\'",
