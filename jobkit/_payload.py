@@ -35,6 +35,7 @@ __all__ = [
     "dumps",
     "has_secrets",
     "is_model_class",
+    "json_schema",
     "loads",
     "redact",
     "to_json_args",
@@ -208,6 +209,11 @@ def _reveal(value: Any, dumped: Any) -> Any:
                 dumped[text] = _reveal(item, dumped[text])
         return dumped
     return dumped
+
+
+def json_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """The JSON Schema of a job's arguments (what the dashboard builds its enqueue form from)."""
+    return schema.model_json_schema()
 
 
 def _annotation_args(annotation: Any) -> tuple[Any, ...]:

@@ -145,9 +145,14 @@ class Queries(Database):
 
     @transaction(READ, retry=PATIENT)
     def stats(self, conn: sa.Connection, *, now: float) -> dict[str, Any]:
-        """Counts by status, by queue and by job type, the oldest due pending job's age, and the running count."""
+        """Counts by status, by queue and by job type, the oldest due pending job's age (overall and per
+        queue), and the running count."""
         rows = conn.execute(self.dialect.stats_counts).all()
         oldest = conn.execute(self.dialect.oldest_due, {"now": now}).scalar()
+        oldest_by_queue = {
+            str(queue): max(0.0, now - float(run_at))
+            for queue, run_at in conn.execute(self.dialect.oldest_due_by_queue, {"now": now})
+        }
         by_status: dict[str, int] = {}
         by_queue: dict[str, dict[str, int]] = {}
         by_type: dict[str, dict[str, int]] = {}
@@ -163,6 +168,7 @@ class Queries(Database):
             "by_type": by_type,
             "running": by_status.get(JobState.RUNNING, 0),
             "oldest_pending_age": None if oldest is None else max(0.0, now - float(oldest)),
+            "oldest_pending_age_by_queue": oldest_by_queue,
         }
 
     @transaction(READ, retry=PATIENT)

@@ -20,6 +20,7 @@ from jobkit.cli.context import (
     load_apps,
     preflight,
 )
+from jobkit.cli.dashboard import dashboard_command
 from jobkit.cli.db import db_group
 from jobkit.cli.jobs import jobs_group
 from jobkit.cli.output import cell, console
@@ -57,5 +58,5 @@ def main(ctx: click.Context, database_url: str | None, verbose: bool) -> None:
     ctx.ensure_object(dict)["database_url"] = database_url
 
 
-for command in (worker_command, db_group, workers, stats, types, jobs_group, queues_group):
+for command in (worker_command, dashboard_command, db_group, workers, stats, types, jobs_group, queues_group):
     main.add_command(command)
