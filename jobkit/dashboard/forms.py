@@ -33,8 +33,11 @@ class Field:
 
 
 def _field(name: str, spec: Mapping[str, Any], required: bool, defs: Mapping[str, Any]) -> Field:
-    if "$ref" in spec:
-        spec = defs.get(str(spec["$ref"]).rsplit("/", 1)[-1], spec)
+    spec = _resolved(spec, defs)
+    branches = [b for b in spec.get("anyOf", ()) if b.get("type") != "null"]
+    if len(branches) == 1 and len(spec["anyOf"]) == 2:
+        # ``X | None``: the input of X; left empty, the field is None (or its default).
+        spec = {**spec, **_resolved(branches[0], defs)}
     kind = spec.get("type")
     default = spec.get("default")
     shown = "" if default is None else (json.dumps(default) if not isinstance(default, str) else default)
@@ -46,6 +49,13 @@ def _field(name: str, spec: Mapping[str, Any], required: bool, defs: Mapping[str
     if kind in SCALARS:
         return Field(name, str(kind), required, shown, description)
     return Field(name, "json", required, shown, description)
+
+
+def _resolved(spec: Mapping[str, Any], defs: Mapping[str, Any]) -> Mapping[str, Any]:
+    if "$ref" in spec:
+        found: Mapping[str, Any] = defs.get(str(spec["$ref"]).rsplit("/", 1)[-1], spec)
+        return found
+    return spec
 
 
 def form_fields(job_type: JobType) -> list[Field]:
