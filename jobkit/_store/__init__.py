@@ -170,7 +170,7 @@ class Store(Protocol):
         """Add finished-job counts to their minutes and queues (workers call this every few seconds)."""
 
     def minute_counts(self, *, since: float) -> list[MinuteCount]:
-        """The per-minute counts of finished jobs from ``since`` on, oldest first."""
+        """The per-minute counts of finished jobs from the minute holding ``since`` on, oldest first."""
 
     def record_audit(
         self, *, actor: str, action: str, target: str, job_ids: Sequence[int], outcome: str, now: float

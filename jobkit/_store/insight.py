@@ -33,7 +33,7 @@ class Insight(Database):
 
     @transaction(READ, retry=PATIENT)
     def minute_counts(self, conn: sa.Connection, *, since: float) -> list[MinuteCount]:
-        """The stored counts of the minutes from ``since`` on, oldest first."""
+        """The stored counts from the minute holding ``since`` on, oldest first."""
         rows = conn.execute(self.dialect.minute_counts, {"since": int(since // 60 * 60)})
         return [MinuteCount(int(m), str(q), int(c), int(f)) for m, q, c, f in rows]
 
