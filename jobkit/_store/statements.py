@@ -161,7 +161,7 @@ class Statements:
             "failed = jobkit_minute_stats.failed + excluded.failed"
         )
         self.minute_counts = sa.text(
-            "SELECT minute, queue, completed, failed FROM jobkit_minute_stats WHERE minute >= :since ORDER BY minute"
+            "SELECT minute, queue, completed, failed FROM jobkit_minute_stats WHERE minute >= :since ORDER BY minute, queue"
         )
         self.prune_minutes = sa.text("DELETE FROM jobkit_minute_stats WHERE minute < :before")
         self.insert_audit = sa.text(
