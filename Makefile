@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck layers bench chaos clean
+.PHONY: demo test check lint typecheck layers bench chaos clean browser-deps
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m example_app.demo
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -q
+
+# Debian's Chromium for the dashboard's browser tests: Playwright (a dev dependency) drives it and
+# never downloads a browser of its own. Under CI=true the browser tests fail rather than skip without it.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # ruff, mypy --strict and import-linter (the layering contract in pyproject.toml), as .ci/run runs them.
 check: lint typecheck layers

@@ -28,14 +28,19 @@ class Mail(BaseJob[MailArgs]):
 
 class FlagArgs(BaseModel):
     flag: str
+    hold: str | None = None
 
 
 @job(name="dash.flaky", schema=FlagArgs, max_retries=0)
 class Flaky(BaseJob[FlagArgs]):
-    """Fails with an error of stored text while its flag file exists."""
+    """Fails with an error of stored text while its flag file exists; waits while its hold file exists."""
 
     def perform(self, args: FlagArgs) -> str:
         self.progress(40, stage="checking", message="looking at the flag")
+        deadline = time.monotonic() + 30
+        while args.hold and Path(args.hold).exists() and time.monotonic() < deadline:
+            self.cancel_token.raise_if_cancelled()
+            time.sleep(0.05)
         if Path(args.flag).exists():
             raise RuntimeError(f"flag {Path(args.flag).name} is up {XSS}")
         return "ok"
