@@ -34,7 +34,7 @@ def test_failed_job_is_retried_from_the_ui_and_completes_live(
     browser_page: Page, server: tuple[str, JobQueue], worker: subprocess.Popen[str], tmp_path: Path
 ) -> None:
     """A failed job shows its traceback, is retried with the button, and its state turns completed without a reload."""
-    base, queue = server
+    base, _queue = server
     flag, hold = tmp_path / "flag", tmp_path / "hold"
     flag.write_text("up")
     handle = Flaky.perform_later(flag=str(flag), hold=str(hold))  # no hold file yet: the first attempt fails at once
