@@ -57,6 +57,7 @@ class Steps(BaseJob[StepsArgs]):
 
     def perform(self, args: StepsArgs) -> int:
         for step in range(args.steps):
+            self.cancel_token.raise_if_cancelled()
             self.progress(100 * step / args.steps, stage=f"step {step}", message=f"{step} of {args.steps}")
             time.sleep(args.pause)
         return args.steps

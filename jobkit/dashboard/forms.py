@@ -41,7 +41,7 @@ def _field(name: str, spec: Mapping[str, Any], required: bool, defs: Mapping[str
     kind = spec.get("type")
     default = spec.get("default")
     shown = "" if default is None else (json.dumps(default) if not isinstance(default, str) else default)
-    description = str(spec.get("description") or spec.get("title") or "")
+    description = str(spec.get("description") or "")
     if "enum" in spec and all(isinstance(v, str) for v in spec["enum"]):
         return Field(name, "choice", required, shown, description, tuple(spec["enum"]))
     if kind == "string" and spec.get("format") == "password":
