@@ -71,6 +71,6 @@ def test_mounted_in_front_of_django(queue: JobQueue) -> None:
         ]
     )
     with TestClient(site, headers=AUTH) as client:
-        if settings.ROOT_URLCONF == __name__:  # another test may have configured Django first
+        if __name__ == settings.ROOT_URLCONF:  # another test may have configured Django first
             assert client.get("/").text == "django here"
         check_mounted(client, "/admin/jobs", queue)
