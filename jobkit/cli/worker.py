@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+import jobkit._bulk  # noqa: F401  (registers jobkit.bulk: every worker runs the dashboard's bulk actions)
 from jobkit._queue import JobQueue
 from jobkit.cli.context import EXIT_OK, command_settings, fatal, load_apps, open_queue
 

@@ -19,12 +19,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from jobkit._bulk import BULK_JOB, bulk_args
 from jobkit._payload import ValidationError
 from jobkit._queue import JobQueue
 from jobkit._registry import lookup
 from jobkit.dashboard.forms import FormError, arguments, form_fields
 from jobkit.dashboard.security import ADMIN, CSRF_COOKIE, CSRF_FIELD, csrf_ok
-from jobkit.dashboard.views import Dashboard, actor, dashboard_of, local_path, role
+from jobkit.dashboard.views import Dashboard, actor, dashboard_of, job_filters, local_path, role
 from jobkit.errors import EnqueueError
 
 #: Most jobs one bulk action takes from a selection (a page holds 50).
@@ -111,6 +112,8 @@ async def bulk_action(request: Request) -> Response:
     action = JOB_ACTIONS.get(name)
     if action is None:
         raise HTTPException(400, "choose an action")
+    if form.get("scope") == "filter":
+        return _bulk_over_filter(dash, request, form, name, action)
     try:
         ids = sorted({int(str(value)) for value in form.getlist("ids")})
     except ValueError:
@@ -128,6 +131,19 @@ async def bulk_action(request: Request) -> Response:
     summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
     _audit(dash, request, f"bulk {name}", "", ids, summary)
     return dash.redirect(request, form.get("next"))
+
+
+def _bulk_over_filter(dash: Dashboard, request: Request, form: FormData, name: str, action: JobAction) -> Response:
+    """Every job matching the form's filter, by a tracked ``jobkit.bulk`` job that a worker runs."""
+    filters = job_filters(form)
+    args = bulk_args(name, filters)
+    shown = ", ".join(f"{k}={v}" for k, v in args["filters"].items()) or "no filter: every job"
+    if form.get("confirmed") != "yes":
+        question = f"{action.title} every job matching {shown}?"
+        return _confirm(dash, request, form, question, ["Runs on a worker as a job you can watch and cancel."])
+    handle = dash.queue.enqueue(BULK_JOB, args)
+    _audit(dash, request, f"bulk {name} (filter)", shown, [handle.id], f"tracked as job {handle.id}")
+    return dash.redirect(request, f"{str(request.scope.get('root_path', '')).rstrip('/')}/jobs/{handle.id}")
 
 
 async def queue_action(request: Request) -> Response:

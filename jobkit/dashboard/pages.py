@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -22,38 +20,11 @@ from jobkit._snapshots import info_of
 from jobkit._vocabulary import JobState
 from jobkit.dashboard import present
 from jobkit.dashboard.forms import form_fields
-from jobkit.dashboard.views import dashboard_of
+from jobkit.dashboard.views import FILTER_FIELDS, dashboard_of, int_param, job_filters, text_param
 
 PAGE_SIZE = 50
 #: Columns the rows of a jobs page can be sorted by: (key, title).
 SORTS = {"id": "id", "name": "type", "status": "state", "queue": "queue", "attempt": "attempt"}
-
-
-def _text(request: Request, key: str) -> str | None:
-    value = request.query_params.get(key, "").strip()
-    return value or None
-
-
-def _epoch(request: Request, key: str) -> float | None:
-    """A ``datetime-local`` input's value, read as UTC."""
-    value = _text(request, key)
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise HTTPException(400, f"{key}: not a date and time ({value!r})") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
-def _int(request: Request, key: str) -> int | None:
-    value = _text(request, key)
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise HTTPException(400, f"{key}: not a number ({value!r})") from None
 
 
 async def overview(request: Request) -> Response:
@@ -90,21 +61,9 @@ async def jobs(request: Request) -> Response:
     """The filtered, keyset-paginated job list, every registered type listed with its counts."""
     dash = dashboard_of(request)
     queue = dash.queue
-    states = [s for s in request.query_params.getlist("state") if s]
-    unknown = [s for s in states if s not in {state.value for state in JobState}]
-    if unknown:
-        raise HTTPException(400, f"unknown state {unknown[0]!r}")
-    filters: dict[str, Any] = {
-        "states": states or None,
-        "name": _text(request, "type"),
-        "queue": _text(request, "queue"),
-        "stage": _text(request, "stage"),
-        "worker": _text(request, "worker"),
-        "text": _text(request, "q"),
-        "since": _epoch(request, "since"),
-        "until": _epoch(request, "until"),
-    }
-    before = _int(request, "before")
+    filters = job_filters(request.query_params)
+    states = filters["states"] or []
+    before = int_param(request.query_params, "before")
     page = queue.store.page_jobs(**filters, before=before, limit=PAGE_SIZE)
     rows = [info_of(record) for record in page.items]
     sort = request.query_params.get("sort", "id")
@@ -127,7 +86,7 @@ async def jobs(request: Request) -> Response:
         types=types,
         by_type=stats["by_type"],
         queues=queues,
-        query={k: _text(request, k) or "" for k in ("type", "queue", "stage", "worker", "q", "since", "until")},
+        query={k: text_param(request.query_params, k) or "" for k in FILTER_FIELDS},
         args=args,
         sorts=SORTS,
         sort=sort,
@@ -227,7 +186,7 @@ async def enqueue_form(request: Request) -> Response:
 async def audit(request: Request) -> Response:
     """The operators' actions, newest first."""
     dash = dashboard_of(request)
-    before = _int(request, "before")
+    before = int_param(request.query_params, "before")
     entries = dash.queue.store.audit_log(before=before, limit=100)
     rows = [(entry, json.loads(entry.job_ids)) for entry in entries]
     return dash.render(request, "audit.html", rows=rows, next_cursor=entries[-1].id if len(entries) == 100 else None)

@@ -7,15 +7,20 @@ rather than render empty.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from starlette.datastructures import ImmutableMultiDict
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from jobkit._queue import JobQueue
+from jobkit._vocabulary import JobState
 from jobkit.dashboard import present
 from jobkit.dashboard.live import Hub
 from jobkit.dashboard.security import ADMIN, CSRF_FIELD
@@ -75,6 +80,58 @@ def local_path(request: Request, target: object) -> str:
     if not text.startswith(base + "/") or text.startswith("//") or any(c in text for c in "\\\r\n"):
         return base + "/"
     return text
+
+
+def text_param(params: Mapping[str, Any], key: str) -> str | None:
+    """A query or form field's text, stripped; None when absent or empty."""
+    value = params.get(key, "")
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
+def epoch_param(params: Mapping[str, Any], key: str) -> float | None:
+    """A ``datetime-local`` input's value, read as UTC."""
+    value = text_param(params, key)
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise HTTPException(400, f"{key}: not a date and time ({value!r})") from None
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return float(aware.timestamp())
+
+
+def int_param(params: Mapping[str, Any], key: str) -> int | None:
+    """A field's whole number (None when absent); anything else is a 400."""
+    value = text_param(params, key)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise HTTPException(400, f"{key}: not a number ({value!r})") from None
+
+
+#: The job list's filter fields, as its form and links name them.
+FILTER_FIELDS = ("type", "queue", "stage", "worker", "q", "since", "until")
+
+
+def job_filters(params: ImmutableMultiDict[str, Any]) -> dict[str, Any]:
+    """The ``Store.page_jobs`` filters a job list's query (or a bulk form repeating it) names."""
+    states = [s for s in params.getlist("state") if isinstance(s, str) and s]
+    unknown = [s for s in states if s not in {state.value for state in JobState}]
+    if unknown:
+        raise HTTPException(400, f"unknown state {unknown[0]!r}")
+    return {
+        "states": states or None,
+        "name": text_param(params, "type"),
+        "queue": text_param(params, "queue"),
+        "stage": text_param(params, "stage"),
+        "worker": text_param(params, "worker"),
+        "text": text_param(params, "q"),
+        "since": epoch_param(params, "since"),
+        "until": epoch_param(params, "until"),
+    }
 
 
 def _current(request: Request) -> str:

@@ -191,3 +191,26 @@ def test_live_stream_hears_another_process(queue: JobQueue, db_url: str) -> None
     finally:
         hub.close()
         other.close()
+
+
+def test_bulk_over_everything_matching_the_filter(client: TestClient, queue: JobQueue, tmp_path: Path) -> None:
+    """ "Retry everything failed" runs as a tracked jobkit.bulk job that retries each match, and only those."""
+    failed = [failed_job(queue, tmp_path, name)[0] for name in ("a", "b", "c")]
+    waiting = Mail.perform_later(to="a@b.c").id
+    for name in ("a", "b", "c"):
+        (tmp_path / name).unlink()
+    fields = {"action": "retry", "scope": "filter", "state": "failed", "next": "/jobs"}
+    asked = post(client, "/jobs/bulk", fields)
+    assert "Retry every job matching states=[&#39;failed&#39;]?" in asked.text
+    assert all(queue.job_info(i).status == "failed" for i in failed)  # type: ignore[union-attr]
+    done = post(client, "/jobs/bulk", {**fields, "confirmed": "yes"})
+    bulk_id = int(done.headers["location"].rsplit("/", 1)[1])
+    bulk = queue.job_info(bulk_id)
+    assert bulk is not None and bulk.name == "jobkit.bulk" and bulk.status == "pending"
+    queue.drain()
+    bulk = queue.job_info(bulk_id)
+    assert bulk is not None and bulk.status == "completed"
+    assert bulk.result == {"action": "retry", "jobs": 3, "outcomes": {"done": 3}}
+    assert all(queue.job_info(i).status == "completed" for i in failed)  # type: ignore[union-attr]
+    assert queue.job_info(waiting).status == "completed"  # type: ignore[union-attr]
+    assert audit(queue)[0] == ("ops", "bulk retry (filter)", [bulk_id], f"tracked as job {bulk_id}")
