@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from jobkit import JobQueue
+from jobkit import JobHandle, JobQueue
 from tests.dashboard_jobs import Flaky, Mail, Steps
 
 pytestmark = pytest.mark.browser
@@ -23,6 +23,14 @@ def mark_page(page: Page) -> None:
 def still_marked(page: Page) -> bool:
     """Whether the page is still the one that was marked (nothing reloaded it)."""
     return bool(page.evaluate("window.__jobkitMark === 42"))
+
+
+def wait_status(handle: JobHandle, status: str, timeout: float = 20) -> None:
+    """Wait until the database says the job is in ``status`` (a black-box poll of a real worker process)."""
+    deadline = time.monotonic() + timeout
+    while handle.status() != status:
+        assert time.monotonic() < deadline, f"job {handle.id} is {handle.status()}, not {status}"
+        time.sleep(0.05)
 
 
 def wait_live(page: Page) -> None:
@@ -49,7 +57,9 @@ def test_failed_job_is_retried_from_the_ui_and_completes_live(
     flag.unlink()
     hold.write_text("wait")  # the retried attempt waits for it, so the page can be seen to change
     page.click("button:has-text('Retry')")
+    page.wait_for_load_state()
     wait_live(page)
+    wait_status(handle, "running")
     expect(page.locator("#job-live .state").first).to_have_text("running", timeout=20_000)
     mark_page(page)
     hold.unlink()

@@ -50,6 +50,8 @@
     source.addEventListener("open", function () {
       if (status) { status.classList.add("connected"); }
       document.body.setAttribute("data-live-connected", "true");
+      // What changed between rendering the page and this (re)connection was told to nobody: look once.
+      refresh();
     });
     source.addEventListener("change", refresh);
     source.addEventListener("error", function () {
