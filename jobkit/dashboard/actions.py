@@ -64,6 +64,9 @@ async def _admin_form(request: Request) -> FormData:
     """The POST's form, once it is known to come from an admin with the right CSRF token."""
     if role(request) != ADMIN:
         raise HTTPException(403, "read-only access: actions are not allowed")
+    # Defence in depth besides the token: a browser that says the form came from another site is refused.
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        raise HTTPException(403, "cross-site form posts are refused")
     form = await request.form()
     if not csrf_ok(request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD)):
         raise HTTPException(403, "the form's CSRF token is missing or wrong; reload the page and try again")

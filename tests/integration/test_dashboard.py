@@ -131,6 +131,13 @@ def test_post_without_the_csrf_token_is_refused(client: TestClient, queue: JobQu
     assert client.post(f"/jobs/{job_id}/retry", data={}, follow_redirects=False).status_code == 403
     assert client.post(f"/jobs/{job_id}/retry", data={"csrf": "forged"}, follow_redirects=False).status_code == 403
     assert client.post("/queues/pause", data={"queue": "default"}, follow_redirects=False).status_code == 403
+    cross_site = client.post(
+        f"/jobs/{job_id}/retry",
+        data={"csrf": csrf_of(client)},
+        headers={"Sec-Fetch-Site": "cross-site"},
+        follow_redirects=False,
+    )
+    assert cross_site.status_code == 403
     assert queue.job_info(job_id).status == "failed"  # type: ignore[union-attr]
     assert queue.paused_queues() == []
 
