@@ -115,6 +115,9 @@ class Store(Protocol):
     ) -> JobPage:
         """One keyset page of jobs below id ``before``, newest first, every given filter holding."""
 
+    def running(self, *, limit: int = 500) -> list[JobRecord]:
+        """The running jobs, newest first (every one, however many newer rows the table holds)."""
+
     def next_run_at(self, *, names: Sequence[str], queues: Sequence[str] | None, now: float) -> float | None:
         """The earliest future run time among pending jobs of these types (and queues), or None."""
 

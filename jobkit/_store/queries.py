@@ -129,6 +129,11 @@ class Queries(Database):
             consumed = [record for record in consumed if _in_stage(record, stage)]
         return JobPage(consumed, cursor)
 
+    @transaction(READ, retry=PATIENT)
+    def running(self, conn: sa.Connection, *, limit: int = 500) -> list[JobRecord]:
+        """The running jobs, newest first: every one however old, read through the running index."""
+        return [job_record(r) for r in conn.execute(self.dialect.running_rows, {"limit": limit})]
+
     def next_run_at(self, *, names: Sequence[str], queues: Sequence[str] | None, now: float) -> float | None:
         """The earliest future run_at among pending jobs this worker could claim (to sleep until then)."""
         if not names:

@@ -261,6 +261,10 @@ class Statements:
         # ORDER BY +id: sort the few running rows found through jobkit_jobs_running; with a plain
         # ORDER BY id SQLite walks the whole table in id order instead (1,000,000 rows: 160 ms).
         self.running_jobs = sa.text(f"SELECT worker_id, id FROM jobkit_jobs WHERE {IS_RUNNING} ORDER BY +id")
+        # Full rows of the running jobs, through the same partial index (the dashboard's running page).
+        self.running_rows = sa.text(
+            f"SELECT {self.job_columns} FROM jobkit_jobs WHERE {IS_RUNNING} ORDER BY +id DESC LIMIT :limit"
+        )
         self.live_heartbeats = sa.text("SELECT id, heartbeat_at FROM jobkit_workers WHERE stopped_at IS NULL")
 
     # -- filters built per call ------------------------------------------------------------------

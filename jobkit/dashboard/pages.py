@@ -128,8 +128,9 @@ async def job_detail(request: Request) -> Response:
 async def running(request: Request) -> Response:
     """Every running job across all workers, with its progress bar."""
     dash = dashboard_of(request)
-    page = dash.queue.store.page_jobs(states=[JobState.RUNNING], limit=500)
-    rows = [info_of(record) for record in page.items]
+    # Not a filtered page: that examines a window of the newest ids, and a job running for
+    # hours may sit below it. The running index holds every running job.
+    rows = [info_of(record) for record in dash.queue.store.running(limit=500)]
     return dash.render(
         request, "running.html", rows=[(info, present.Progress.of(info.progress)) for info in rows], now=time.time()
     )

@@ -601,3 +601,15 @@ def test_audit_log_pages_newest_first(store: Store) -> None:
         1004.0,
     )
     assert [e.action for e in store.audit_log(before=first[-1].id)] == ["a1", "a0"]
+
+
+def test_running_lists_every_running_job_newest_first(store: Store) -> None:
+    """running() returns the running jobs only, newest first, with their full rows."""
+    older = in_state(store, JobState.RUNNING)
+    newer = in_state(store, JobState.RUNNING)
+    in_state(store, JobState.COMPLETED)
+    enqueue(store)
+    found = store.running()
+    assert [r.id for r in found] == [newer, older]
+    assert all(r.status == JobState.RUNNING and r.worker_id == WORKER for r in found)
+    assert [r.id for r in store.running(limit=1)] == [newer]
