@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from jobkit._store.records import JOB_COLUMNS, WORKER_COLUMNS
-from jobkit._store.schema import IS_FINISHED, IS_PENDING, IS_RUNNING, IS_SCHEDULED, IS_STAGED, TERMINAL_SQL
+from jobkit._store.schema import IS_FINISHED, IS_RUNNING, IS_SCHEDULED, IS_STAGED, TERMINAL_SQL
 from jobkit._vocabulary import JobState, Request, TransitionKind
 
 K = TransitionKind
@@ -140,9 +140,12 @@ class Statements:
             f"SELECT MIN(m) FROM (SELECT MIN(run_at) AS m FROM jobkit_jobs WHERE {IS_STAGED} AND run_at <= :now "
             f"UNION ALL SELECT MIN(run_at) FROM jobkit_jobs WHERE {IS_SCHEDULED} AND run_at <= :now) AS due"
         )
-        # Per queue, for the dashboard: pending rows only (both pending indexes hold them all).
+        # Per queue, for the dashboard: pending rows only, each half through its own partial index.
         self.oldest_due_by_queue = sa.text(
-            f"SELECT queue, MIN(run_at) FROM jobkit_jobs WHERE {IS_PENDING} AND run_at <= :now GROUP BY queue"
+            "SELECT queue, MIN(m) FROM ("
+            f"SELECT queue, MIN(run_at) AS m FROM jobkit_jobs WHERE {IS_STAGED} AND run_at <= :now GROUP BY queue "
+            f"UNION ALL SELECT queue, MIN(run_at) FROM jobkit_jobs WHERE {IS_SCHEDULED} AND run_at <= :now "
+            "GROUP BY queue) AS due GROUP BY queue"
         )
         # The window a filtered page examines: its lowest id and how many rows it holds (primary key only).
         self.page_window = {
