@@ -28,9 +28,8 @@ def dashboard_command(
     """
     try:
         # The dashboard's libraries are an optional extra: the rest of the CLI works without them.
-        import uvicorn
-
         from jobkit import dashboard
+        from jobkit.dashboard.serve import serve
     except ImportError as exc:
         fatal(f"the dashboard needs its extra: pip install 'jobkit[dashboard]' ({exc})", EXIT_USAGE)
     sys.path.insert(0, "")
@@ -43,6 +42,6 @@ def dashboard_command(
         fatal(str(exc), EXIT_USAGE)
     click.echo(f"jobkit dashboard on http://{host}:{port}/ ({queue.store.safe_url})")
     try:
-        uvicorn.run(web, host=host, port=port, log_level="warning")
+        serve(web, host=host, port=port)
     finally:
         queue.close()

@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-from jobkit.dashboard.app import app
+from jobkit.dashboard.app import app, stop_streams
 from jobkit.dashboard.security import AuthCallable, Role
 
-__all__ = ["AuthCallable", "Role", "app"]
+__all__ = ["AuthCallable", "Role", "app", "stop_streams"]

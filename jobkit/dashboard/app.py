@@ -33,6 +33,16 @@ async def events(request: Request) -> Response:
     )
 
 
+def stop_streams(web: Starlette) -> None:
+    """End the open event streams of a dashboard made by :func:`app` (call it when the server begins to stop).
+
+    A server waits for open requests before it stops, and an event stream never ends on its
+    own; ``jobkit dashboard`` calls this on SIGINT and SIGTERM.
+    """
+    dashboard: Dashboard = web.state.dashboard
+    dashboard.hub.shutdown()
+
+
 def app(
     queue: JobQueue | None = None,
     *,

@@ -22,18 +22,23 @@ KEEP_ALIVE = 15.0
 
 
 class Hub:
-    """Wakes every open stream when the queue may have changed."""
+    """Wakes every open stream when the queue may have changed.
+
+    :meth:`shutdown` may run in a signal handler, and the queue calls back on its own threads:
+    neither takes a lock. The set of streams is replaced, never changed in place, so reading it
+    needs none; the lock only serialises joining, leaving and the one subscription.
+    """
 
     def __init__(self, queue: JobQueue) -> None:
         self.queue = queue
-        self._streams: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._streams: frozenset[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = frozenset()
         self._lock = threading.Lock()
         self._unsubscribe: Callable[[], None] | None = None
+        #: Set by :meth:`shutdown`: every stream ends at once (a stopping server waits for open requests).
+        self.closing = False
 
     def _changed(self) -> None:
-        with self._lock:
-            streams = list(self._streams)
-        for loop, event in streams:
+        for loop, event in self._streams:
             try:
                 loop.call_soon_threadsafe(event.set)
             except RuntimeError:
@@ -42,14 +47,19 @@ class Hub:
     def _join(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Event]:
         entry = (asyncio.get_running_loop(), asyncio.Event())
         with self._lock:
-            self._streams.add(entry)
+            self._streams = self._streams | {entry}
             if self._unsubscribe is None:
                 self._unsubscribe = self.queue.on_change(self._changed)
         return entry
 
     def _leave(self, entry: tuple[asyncio.AbstractEventLoop, asyncio.Event]) -> None:
         with self._lock:
-            self._streams.discard(entry)
+            self._streams = self._streams - {entry}
+
+    def shutdown(self) -> None:
+        """End every open stream now (the server is stopping); browsers reconnect to the next server."""
+        self.closing = True
+        self._changed()
 
     def close(self) -> None:
         """Drop the queue subscription (the application is shutting down)."""
@@ -64,7 +74,7 @@ class Hub:
         _, event = entry
         try:
             yield "retry: 2000\n\n"
-            while True:
+            while not self.closing:
                 try:
                     await asyncio.wait_for(event.wait(), KEEP_ALIVE)
                 except TimeoutError:
@@ -73,6 +83,8 @@ class Hub:
                     yield ": keep-alive\n\n"
                     continue
                 event.clear()
+                if self.closing:
+                    return
                 yield "event: change\ndata: {}\n\n"
                 await asyncio.sleep(MIN_INTERVAL)
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,8 +27,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def dashboard(db_url: str, *args: str, **env: str) -> Iterator[str]:
-    """Run `jobkit dashboard` until the block ends; yields its base URL once it answers."""
+def dashboard(db_url: str, *args: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Run `jobkit dashboard` until the block ends; yields its base URL and process once it answers."""
     port = free_port()
     for name in ("JOBKIT_DASHBOARD_USER", "JOBKIT_DASHBOARD_PASSWORD", "JOBKIT_DASHBOARD_READ_ONLY"):
         env.setdefault(name, "")
@@ -48,10 +51,11 @@ def dashboard(db_url: str, *args: str, **env: str) -> Iterator[str]:
             except OSError:
                 assert time.monotonic() < deadline, "jobkit dashboard did not start listening"
                 time.sleep(0.1)
-        yield base
+        yield base, process
     finally:
-        process.terminate()
-        process.wait(15)
+        if process.poll() is None:
+            process.terminate()
+            process.wait(15)
 
 
 def status(url: str, auth: tuple[str, str] | None = None) -> tuple[int, str]:
@@ -70,7 +74,7 @@ def test_dashboard_command_serves_with_credentials(db_url: str) -> None:
     """With JOBKIT_DASHBOARD_USER/PASSWORD it asks for them and then serves the job types of --app."""
     with dashboard(
         db_url, "--app", "tests.dashboard_jobs", JOBKIT_DASHBOARD_USER="ops", JOBKIT_DASHBOARD_PASSWORD="pw"
-    ) as base:
+    ) as (base, _):
         assert status(f"{base}/")[0] == 401
         code, body = status(f"{base}/jobs", ("ops", "pw"))
         assert code == 200 and "dash.unused" in body
@@ -78,13 +82,29 @@ def test_dashboard_command_serves_with_credentials(db_url: str) -> None:
 
 def test_dashboard_command_is_closed_until_configured(db_url: str) -> None:
     """Started with nothing configured, it refuses every request and says how to open it."""
-    with dashboard(db_url) as base:
+    with dashboard(db_url) as (base, _):
         code, body = status(f"{base}/")
         assert code == 403 and "JOBKIT_DASHBOARD_PASSWORD" in body
 
 
 def test_dashboard_command_read_only(db_url: str) -> None:
     """--read-only lets anyone look and shows no action."""
-    with dashboard(db_url, "--read-only") as base:
+    with dashboard(db_url, "--read-only") as (base, _):
         code, body = status(f"{base}/queues")
         assert code == 200 and 'method="post"' not in body
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_dashboard_command_stops_on_a_signal_with_a_stream_open(db_url: str, signum: int) -> None:
+    """An open event stream does not hold the server up: SIGINT or SIGTERM ends it within seconds, status 0."""
+    with dashboard(db_url, "--read-only") as (base, process):
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as stream:
+            stream.sendall(b"GET /live HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+            assert b"text/event-stream" in stream.recv(4096)
+            process.send_signal(signum)
+            try:
+                assert process.wait(10) == 0, process.communicate()[0]
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise AssertionError(process.communicate()[0]) from None

@@ -53,7 +53,9 @@ def server(db_url: str) -> Iterator[tuple[str, JobQueue]]:
     queue = jobkit.configure(database_url=db_url, **FAST)
     port = free_port()
     web = jobkit.dashboard.app(queue, user=USER, password=PASSWORD)
-    config = uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        web, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
+    )
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, name="dashboard-server", daemon=True)
     thread.start()
