@@ -136,7 +136,7 @@ class Completer:
                 self._idle.notify_all()
         if self._thread is not None and self._thread.is_alive():
             self.wait_idle()  # what the writer thread took meanwhile lands before we return
-        self.tally.flush(force=True)
+        self.tally.flush()
         return len(batch)
 
     def _loop(self) -> None:
