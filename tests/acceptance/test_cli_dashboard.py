@@ -55,7 +55,11 @@ def dashboard(db_url: str, *args: str, **env: str) -> Iterator[tuple[str, subpro
     finally:
         if process.poll() is None:
             process.terminate()
-            process.wait(15)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()  # never leave a server behind, whatever the test found
+                process.wait()
 
 
 def status(url: str, auth: tuple[str, str] | None = None) -> tuple[int, str]:
