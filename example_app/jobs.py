@@ -1,4 +1,4 @@
-"""The newsletter's jobs: a welcome email, a scheduled follow-up and a multi-stage weekly report."""
+"""The newsletter's jobs: a welcome email, a scheduled follow-up, a multi-stage weekly report and a nightly digest."""
 
 from __future__ import annotations
 
@@ -75,3 +75,33 @@ class BuildWeeklyReport(BaseJob[ReportArgs]):
         send("editors@example.com", f"Weekly report {args.week}", body)
         self.progress(100, stage="publish", message="done")
         return {"week": args.week, "subscribers": len(emails)}
+
+
+class DigestArgs(BaseModel):
+    audience: str = "editors@example.com"
+
+
+@job(
+    name="newsletter.nightly_digest",
+    schema=DigestArgs,
+    max_retries=2,
+    queue="reports",
+    cron="0 2 * * *",
+    cron_timezone="Europe/Berlin",
+    cron_args={"audience": "editors@example.com"},
+    catchup="latest",
+    overlap="skip",
+)
+class NightlyDigest(BaseJob[DigestArgs]):
+    """Every night at 02:00 Berlin time, tells the editors how many subscribers there are.
+
+    Every worker's scheduler may fire it; the database makes sure it runs once a night. After a
+    night with no worker up, the latest missed digest runs (``catchup="latest"``), and a digest
+    still running the next night is not started twice (``overlap="skip"``).
+    """
+
+    def perform(self, args: DigestArgs) -> dict[str, int]:
+        with engine().connect() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(subscribers)).scalar_one()
+        send(args.audience, "Nightly digest", f"{count} subscribers tonight.")
+        return {"subscribers": int(count)}

@@ -16,8 +16,9 @@ from jobkit._cancel import CancelToken
 from jobkit._clock import FakeClock, SystemClock
 from jobkit._enqueue import ConfiguredJob
 from jobkit._handle import JobEvent, JobHandle, JobInfo
-from jobkit._job import BaseJob, Checkpoint, job
+from jobkit._job import BaseJob, Checkpoint, JobContext, job
 from jobkit._queue import JobQueue, configure
+from jobkit._runtime.direct import DirectHandle
 from jobkit._settings import Settings
 from jobkit._vocabulary import CancelReason, Event, EventType, JobState
 from jobkit.errors import (
@@ -49,6 +50,7 @@ __all__ = [
     "ConfigurationError",
     "ConfiguredJob",
     "DatabaseUnavailable",
+    "DirectHandle",
     "Discard",
     "EnqueueError",
     "Event",
@@ -56,6 +58,7 @@ __all__ = [
     "FakeClock",
     "JobCancelled",
     "JobCancelledError",
+    "JobContext",
     "JobDefinitionError",
     "JobError",
     "JobEvent",

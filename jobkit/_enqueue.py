@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from jobkit._handle import JobHandle
-from jobkit._registry import MAX_QUEUE, JobType, int32_problem, name_problem
+from jobkit._payload import at_item, to_json_args
+from jobkit._registry import MAX_QUEUE, JobOptions, JobType, int32_problem, name_problem
 from jobkit._registry import short_repr as short
-from jobkit.errors import MAX_DELAY_SECONDS, EnqueueError
+from jobkit.errors import MAX_DELAY_SECONDS, EnqueueError, PayloadError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -141,6 +142,36 @@ def _checked_call_options(
     )
 
 
+def args_json(options: JobOptions, args: dict[str, Any], index: int | None, limits: PayloadLimits) -> str:
+    """Validate and dump one job's arguments; each error names the argument's path (and the bulk ``index``)."""
+    try:
+        return to_json_args(
+            options.enqueue_schema, args, max_depth=limits.max_payload_depth, max_bytes=limits.max_payload_bytes
+        )
+    except PayloadError as exc:
+        item = "" if index is None else f"item {index}: "
+        where = f"argument {exc.where()}" if exc.path else "arguments"
+        raise EnqueueError(f"{options.name}: {item}{where}: {exc.reason}") from None
+    except ValueError as exc:  # pydantic's ValidationError: in a bulk enqueue, say which item
+        if index is None:
+            raise
+        raise at_item(exc, index, options.name) from None
+
+
+class PayloadLimits(Protocol):
+    """The two settings that bound stored JSON (the queue's Settings)."""
+
+    @property
+    def max_payload_depth(self) -> int:
+        """Deepest nesting of stored JSON."""
+        ...
+
+    @property
+    def max_payload_bytes(self) -> int:
+        """Largest JSON text stored."""
+        ...
+
+
 class ConfiguredJob:
     """A job type with per-call options; what ``Job.set(...)`` returns."""
 
@@ -165,7 +196,10 @@ class ConfiguredJob:
         items: list[dict[str, Any]] = []
         for index, args in enumerate(args_list):
             if not isinstance(args, Mapping):
-                raise EnqueueError(f"{self._type.name}: item {index} is not a mapping of arguments, got {short(args)}")
+                raise EnqueueError(
+                    f"{self._type.name}: perform_all_later takes one mapping of arguments per job, "
+                    f"e.g. [{{'to': 'a@b.c'}}, ...]; item {index} is {short(args)}"
+                )
             items.append(dict(args))
         if not items:
             return []

@@ -97,6 +97,10 @@ class HandleBackend(Protocol):
         """The job's snapshot, or None."""
         ...
 
+    def job_why(self, job_id: int) -> str | None:
+        """Why the job is waiting, in one line, or None when it does not exist."""
+        ...
+
     def job_status(self, job_id: int) -> str | None:
         """Just the job's status, or None."""
         ...
@@ -157,11 +161,13 @@ class JobHandle:
         handle.result(timeout=30)      # the result; raises JobFailed / JobCancelled
     """
 
-    __slots__ = ("_backend", "id")
+    __slots__ = ("_backend", "duplicate", "id")
 
-    def __init__(self, job_id: int, backend: HandleBackend) -> None:
+    def __init__(self, job_id: int, backend: HandleBackend, *, duplicate: bool = False) -> None:
         self.id = job_id
         self._backend = backend
+        #: True when a unique job's enqueue found this existing job instead of creating one.
+        self.duplicate = duplicate
 
     def __repr__(self) -> str:
         return f"JobHandle(id={self.id})"
@@ -214,6 +220,16 @@ class JobHandle:
     def retry(self) -> bool:
         """Run a failed or cancelled job again now, keeping its error history and checkpoint."""
         return self._backend.retry_job(self.id)
+
+    def why(self) -> str:
+        """Why this job is waiting, in one line: scheduled for later, queue paused, no worker for it, ...
+
+        A duplicate handle (a unique job that was enqueued again) says so, then why the job it names waits.
+        """
+        line = self._backend.job_why(self.id)
+        if line is None:
+            raise JobNotFound(f"job {self.id} does not exist")
+        return f"duplicate of job {self.id}: {line}" if self.duplicate else line
 
     def _outcome(self, info: JobInfo) -> Any:
         if info.status == JobState.COMPLETED:

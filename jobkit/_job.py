@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from jobkit._backoff import BackoffSpec
 from jobkit._cancel import CancelToken
@@ -30,10 +30,14 @@ __all__ = [
     "Checkpoint",
     "ConfiguredJob",
     "Enqueuer",
+    "JobContext",
     "Reporter",
     "job",
     "set_enqueuer_factory",
 ]
+
+#: What a duplicate enqueue of a unique job does to the pending job it found.
+OnConflict = Literal["skip", "replace", "debounce"]
 
 ArgsT = TypeVar("ArgsT", bound="BaseModel | dict[str, Any]")
 J = TypeVar("J", bound="type[BaseJob[Any]]")
@@ -79,6 +83,66 @@ class _JobLogger(logging.LoggerAdapter[logging.Logger]):
         extra = self.extra or {}
         kwargs["extra"] = {**extra, **(kwargs.get("extra") or {})}
         return f"[job {extra.get('job_id')} {extra.get('job_name')} #{extra.get('attempt')}] {msg}", kwargs
+
+
+class JobContext:
+    """What a ``register_handler`` handler receives as its second argument: what ``BaseJob`` has.
+
+    A handler that takes two parameters, ``handler(args, context)`` or ``process(self, args,
+    context)``, gets one per attempt; a handler of one parameter is called with ``args`` alone.
+
+    Example::
+
+        def scrape(args: dict, context: JobContext) -> dict:
+            context.progress(10, stage="fetch", message=args["url"])
+            context.cancel_token.raise_if_cancelled()
+            context.checkpoint("fetched", {"bytes": 1024})
+            context.logger.info("fetched %s", args["url"])
+            return {"ok": True}
+
+        queue.register_handler("web-scraping", scrape)
+    """
+
+    __slots__ = ("_logger", "_reporter", "attempt", "cancel_token", "job_id", "last_checkpoint", "name")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        job_id: int | None = None,
+        attempt: int = 1,
+        cancel_token: CancelToken | None = None,
+        last_checkpoint: Checkpoint | None = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.name = name
+        self.job_id = job_id
+        self.attempt = attempt
+        self.cancel_token = cancel_token or CancelToken()
+        self.last_checkpoint = last_checkpoint
+        self._reporter: Reporter = reporter or _InlineReporter()
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger named ``jobkit.job.<name>`` that tags records with the job id and attempt."""
+        if self._logger is None:
+            self._logger = _JobLogger(
+                logging.getLogger(f"jobkit.job.{self.name}"),
+                {"job_id": self.job_id, "job_name": self.name, "attempt": self.attempt},
+            )
+        return self._logger
+
+    def progress(self, percent: float, stage: str | None = None, message: str | None = None, **data: Any) -> None:
+        """Report progress (0-100), visible from any process; writes are coalesced."""
+        if not 0 <= percent <= 100:
+            raise ValueError(f"progress percent must be between 0 and 100, got {percent}")
+        self._reporter.progress(float(percent), stage, message, data)
+
+    def checkpoint(self, stage: str, data: Any = None) -> None:
+        """Persist a JSON checkpoint; later attempts see it as ``context.last_checkpoint``."""
+        self._reporter.checkpoint(stage, data)
+        self.last_checkpoint = Checkpoint(stage, data)
 
 
 class BaseJob(Generic[ArgsT]):
@@ -240,12 +304,43 @@ def job(
     retry_on: tuple[type[BaseException], ...] = (),
     discard_on: tuple[type[BaseException], ...] = (),
     extra_args: ExtraArgs = "forbid",
+    # -- unique jobs (docs/unique-jobs.md)
+    unique: bool = False,
+    unique_for: timedelta | float | None = None,
+    unique_by: tuple[str, ...] | None = None,
+    unique_states: Iterable[str] | None = None,
+    unique_across_queues: bool = False,
+    on_conflict: OnConflict = "skip",
+    # -- concurrency keys (docs/queues-and-limits.md)
+    concurrency_key: Callable[[Any], str] | None = None,
+    concurrency_limit: int | None = None,
+    cron: str | None = None,
+    cron_timezone: str = "UTC",
+    cron_args: dict[str, Any] | None = None,
+    catchup: Literal["skip", "latest", "all"] = "latest",
+    catchup_window: float | timedelta | None = None,
+    overlap: Literal["allow", "skip", "cancel_previous"] = "allow",
 ) -> Callable[[J], J]:
     """Declare a job class; every option is validated when the class is defined.
 
     With a ``schema``, an argument the schema does not name is refused at enqueue
     (pydantic's ``extra="forbid"``, so a typo never drops a value silently);
     ``extra_args="ignore"`` drops unknown arguments instead, as pydantic does by default.
+
+    ``unique=True`` (or ``unique_for=timedelta(...)``, a window from each job's enqueue) keeps a
+    second job with the same name, queue and arguments (``unique_by``: some of them) out while
+    one is in ``unique_states`` (default pending and running); a duplicate ``perform_later``
+    returns the existing job's handle with ``handle.duplicate`` True, and ``on_conflict`` says
+    what it does to a pending one: ``"skip"``, ``"replace"`` (its args, priority and run time)
+    or ``"debounce"`` (its run time).
+
+    ``concurrency_key=lambda args: f"account:{args.account_id}"`` with ``concurrency_limit=N``
+    (default 1): at most N jobs with the same key run at once, across every worker on every host;
+    the others wait pending, in priority order, without spending attempts.
+    With ``cron`` the job also runs on a schedule (see the Scheduling page): ``cron_timezone``
+    (default UTC) reads the expression, ``cron_args`` are its arguments (validated against the
+    schema now), ``catchup`` / ``catchup_window`` decide what happens to fire times missed while
+    no worker ran, and ``overlap`` what happens when the previous run has not finished.
 
     Example::
 
@@ -270,6 +365,20 @@ def job(
             retry_on=retry_on,
             discard_on=discard_on,
             extra_args=extra_args,
+            unique=unique,
+            unique_for=unique_for,
+            unique_by=unique_by,
+            unique_states=None if unique_states is None else tuple(unique_states),
+            unique_across_queues=unique_across_queues,
+            on_conflict=on_conflict,
+            concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit,
+            cron=cron,
+            cron_timezone=cron_timezone,
+            cron_args=cron_args,
+            catchup=catchup,
+            catchup_window=catchup_window,
+            overlap=overlap,
         )
         job_type = JobType(
             options=options,

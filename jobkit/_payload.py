@@ -38,6 +38,7 @@ __all__ = [
     "json_schema",
     "loads",
     "redact",
+    "stored_keys",
     "to_json_args",
     "validate",
 ]
@@ -54,6 +55,11 @@ def is_model_class(value: object) -> bool:
 
 
 # -- schemas -------------------------------------------------------------------------------------
+
+
+def stored_keys(schema: type[BaseModel]) -> dict[str, str]:
+    """Each field of ``schema`` and the key it is stored under (its alias, as the stored JSON is dumped by alias)."""
+    return {name: info.serialization_alias or info.alias or name for name, info in schema.model_fields.items()}
 
 
 def args_model(schema: type[BaseModel], extra_args: ExtraArgs) -> type[BaseModel]:
@@ -74,6 +80,44 @@ def args_model(schema: type[BaseModel], extra_args: ExtraArgs) -> type[BaseModel
     metaclass: Any = type(schema)  # pydantic's ModelMetaclass builds the subclass like a class statement
     derived: type[BaseModel] = metaclass(schema.__name__, (schema,), namespace)
     return derived
+
+
+def json_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema of a job's argument model (what ``jobkit types --json`` shows)."""
+    return schema.model_json_schema()
+
+
+def validation_problems(exc: BaseException) -> str | None:
+    """A pydantic ValidationError in one line, each problem led by its argument's path; None for anything else.
+
+    Example: ``argument n: Input should be a valid integer; argument items.2.sku: Field required``.
+    """
+    if not isinstance(exc, ValidationError):
+        return None
+    return "; ".join(
+        f"argument {'.'.join(str(p) for p in err['loc']) or '(all)'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def at_item(exc: Exception, index: int, title: str) -> Exception:
+    """A ValidationError of one item of a bulk enqueue, each problem's path led by the item's index.
+
+    ``perform_all_later([...])`` then says ``1 validation error for send_email (item 3)`` and
+    ``3.to``: which row, and which argument in it. Anything else is returned unchanged.
+    """
+    if not isinstance(exc, ValidationError):
+        return exc
+    details: list[Any] = []
+    for err in exc.errors():
+        detail: dict[str, Any] = {"type": err["type"], "loc": (index, *err["loc"]), "input": err["input"]}
+        if "ctx" in err:
+            detail["ctx"] = err["ctx"]
+        details.append(detail)
+    try:
+        return ValidationError.from_exception_data(f"{title} (item {index})", details)
+    except Exception:  # an error type pydantic cannot rebuild (a custom one): keep it, add the index
+        exc.add_note(f"in item {index} of the bulk enqueue")
+        return exc
 
 
 def validate(schema: type[BaseModel] | None, args: dict[str, Any]) -> BaseModel | dict[str, Any]:
@@ -209,11 +253,6 @@ def _reveal(value: Any, dumped: Any) -> Any:
                 dumped[text] = _reveal(item, dumped[text])
         return dumped
     return dumped
-
-
-def json_schema(schema: type[BaseModel]) -> dict[str, Any]:
-    """The JSON Schema of a job's arguments (what the dashboard builds its enqueue form from)."""
-    return schema.model_json_schema()
 
 
 def _annotation_args(annotation: Any) -> tuple[Any, ...]:

@@ -6,22 +6,36 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from jobkit import _job
 from jobkit._clock import Clock, SystemClock
+from jobkit._enqueue import args_json
 from jobkit._events import EventBus, Listener
 from jobkit._handle import JobHandle, JobInfo, JobWatch
 from jobkit._job import CallOptions
-from jobkit._payload import to_json_args
-from jobkit._registry import MAX_QUEUE, JobType, all_types, handler_type, name_problem, register
+from jobkit._registry import (
+    MAX_QUEUE,
+    JobType,
+    UniqueOptions,
+    all_types,
+    describe_types,
+    handler_type,
+    load_plugins,
+    name_problem,
+    register,
+    require_type,
+)
+from jobkit._runtime.direct import DirectConfig, DirectHandle, DirectRunner
+from jobkit._runtime.scheduler import Scheduler
 from jobkit._runtime.signals import serve
 from jobkit._runtime.worker import Worker
 from jobkit._settings import Settings, load_settings
 from jobkit._snapshots import info_of, older_than_cutoff
-from jobkit._store import NewJob, open_notifier, open_store
+from jobkit._store import ConcurrencyKey, NewJob, UniqueJob, open_notifier, open_store
 from jobkit._vocabulary import Event, EventType, JobState
-from jobkit.errors import EnqueueError, PayloadError
+from jobkit._why import why_waiting
+from jobkit.errors import ConfigurationError, EnqueueError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -57,19 +71,34 @@ class JobQueue:
         )
         self.events = EventBus()
         self._worker: Worker | None = None
+        self._direct: DirectRunner | None = None  # queue.execute's threads, made on first use
         # One notifier for this queue: wake-ups for its worker and watches for its handles.
         self._notifier = open_notifier(self.store)
         self.events.tap(self._wake_watchers)
 
     # -- the process-wide queue ------------------------------------------------------------------
 
+    #: Why the process-wide queue may not be created from settings alone, or None (the pytest plugin sets it).
+    _implicit_refusal: ClassVar[str | None] = None
+
     @classmethod
     def instance(cls) -> JobQueue:
         """The process-wide queue, created from ``JOBKIT_*`` settings on first use."""
         with cls._instance_lock:
             if cls._instance is None:
+                if cls._implicit_refusal is not None:
+                    raise ConfigurationError(cls._implicit_refusal.format(url=load_settings().database_url))
                 cls._instance = JobQueue()
             return cls._instance
+
+    @classmethod
+    def refuse_implicit_instance(cls, reason: str | None) -> None:
+        """Make :meth:`instance` raise ``ConfigurationError(reason)`` rather than open the default database.
+
+        ``reason`` may name the database it would have opened as ``{url}``; None allows it again.
+        Explicit queues (``configure``, ``set_instance``) are not affected.
+        """
+        cls._implicit_refusal = reason
 
     @classmethod
     def set_instance(cls, queue: JobQueue | None) -> None:
@@ -97,22 +126,72 @@ class JobQueue:
             run_at = now
         queue = call.queue or options.queue
         priority = options.priority if call.priority is None else call.priority
-        schema, depth, size = options.enqueue_schema, self.settings.max_payload_depth, self.settings.max_payload_bytes
         rows = []
         for index, args in enumerate(args_list):
-            try:
-                text = to_json_args(schema, args, max_depth=depth, max_bytes=size)
-            except PayloadError as exc:
-                item = f"item {index}: " if len(args_list) > 1 else ""
-                where = f"argument {exc.where()}" if exc.path else "arguments"
-                raise EnqueueError(f"{options.name}: {item}{where}: {exc.reason}") from None
+            text = args_json(options, args, index if len(args_list) > 1 else None, self.settings)
             rows.append(NewJob(options.name, text, queue, priority, run_at, options.max_retries))
-        ids = self.store.enqueue(rows, now=now, connection=connection)
+        keys = (
+            None
+            if options.concurrency_key is None
+            else [ConcurrencyKey(options.key_of(row.args), options.concurrency_limit) for row in rows]
+        )
+        if options.unique is not None:
+            return self._enqueue_unique(options.unique, rows, now, connection, keys)
+        ids = self.store.enqueue(rows, now=now, connection=connection, keys=keys)
         self._notifier.announce(repr(run_at) if run_at > now else "", committed=connection is None)
         name = options.name
         for job_id in ids:  # built directly: this runs once per enqueued job
             self.events.emit(Event(EventType.ENQUEUED, job_id, {"name": name, "queue": queue}))
         return [JobHandle(job_id, self) for job_id in ids]
+
+    def _enqueue_unique(
+        self,
+        unique: UniqueOptions,
+        rows: list[NewJob],
+        now: float,
+        connection: Connection | None,
+        keys: list[ConcurrencyKey] | None,
+    ) -> list[JobHandle]:
+        """Enqueue unique jobs: each row takes its key, or its handle is the live job holding it (``duplicate``)."""
+        keyed = [
+            UniqueJob(
+                row,
+                unique.key(row.name, row.queue, row.args),
+                unique.states,
+                unique.on_conflict,
+                unique.window,
+                None if keys is None else keys[index],
+            )
+            for index, row in enumerate(rows)
+        ]
+        results = self.store.enqueue_unique(keyed, now=now, connection=connection)
+        fresh = [row.run_at for row, result in zip(rows, results, strict=True) if not result.duplicate]
+        if fresh:
+            earliest = min(fresh)
+            self._notifier.announce(repr(earliest) if earliest > now else "", committed=connection is None)
+        for row, result in zip(rows, results, strict=True):
+            if not result.duplicate:
+                self.events.emit(Event(EventType.ENQUEUED, result.id, {"name": row.name, "queue": row.queue}))
+        return [JobHandle(result.id, self, duplicate=result.duplicate) for result in results]
+
+    def execute(self, job: type[_job.BaseJob[Any]] | str, args: Mapping[str, Any] | None = None) -> DirectHandle:
+        """Run a job now on a thread of this process, beside queued jobs, without storing it (nor retrying it).
+
+        Arguments are validated as at enqueue; the handle has ``result()``, ``stream()``, ``cancel()``.
+
+        Example::
+
+            handle = queue.execute("web-scraping", {"url": "https://example.org"})
+            print(handle.result(timeout=30))
+        """
+        name = job if isinstance(job, str) else job.job_type().name
+        job_type = require_type(name, warn=log.warning)
+        if args is not None and not isinstance(args, Mapping):
+            raise EnqueueError(f"{name}: args must be a mapping of arguments, got {type(args).__name__}")
+        text = args_json(job_type.options, dict(args or {}), None, self.settings)
+        if self._direct is None:
+            self._direct = DirectRunner(DirectConfig(self.settings.concurrency), self.clock)
+        return self._direct.submit(job_type, text)
 
     def handle(self, job_id: int) -> JobHandle:
         """A handle for an existing job id (from any process)."""
@@ -124,6 +203,13 @@ class JobQueue:
         """The job's current snapshot, or None."""
         record = self.store.get(job_id)
         return None if record is None else info_of(record)
+
+    def job_why(self, job_id: int) -> str | None:
+        """Why the job is waiting, in one line (see ``jobkit._why``), or None when it does not exist."""
+        # Eligibility is judged by the database's clock on the real clock (the later of it and ours, so
+        # a clock's resolution never calls a job due now "scheduled"), by the fake one in tests.
+        now = max(self.store.now(), self.clock.now()) if isinstance(self.clock, SystemClock) else self.clock.now()
+        return why_waiting(self.store, job_id, now=now, rescue_after=self.settings.rescue_after)
 
     def job_status(self, job_id: int) -> str | None:
         """The job's status, or None."""
@@ -259,8 +345,14 @@ class JobQueue:
         return [info_of(r) for r in self.store.list_jobs(status=status, name=name, queue=queue, limit=limit)]
 
     def job_types(self) -> dict[str, dict[str, Any]]:
-        """Every registered job type with its options."""
-        return {name: t.options.describe() for name, t in sorted(all_types().items())}
+        """Every registered job type (plugins' included) with its options, argument schema and result type.
+
+        Example::
+
+            queue.job_types()["send_email"]["result"]        # 'dict[str, bool]'
+        """
+        load_plugins(warn=log.warning)
+        return describe_types()
 
     def workers(self) -> list[WorkerRecord]:
         """Registered workers, live and dead, with their last heartbeat and running jobs."""
@@ -272,9 +364,7 @@ class JobQueue:
 
     def enqueue(self, name: str, args: dict[str, Any] | None = None, **call: Any) -> JobHandle:
         """Enqueue a job by its registered name (for plugin handlers); ``call`` takes the ``set()`` options."""
-        job_type = all_types().get(name) if isinstance(name, str) else None
-        if job_type is None:
-            raise LookupError(f"no job type named {name!r} is registered")
+        job_type = require_type(name, warn=log.warning)
         unknown = set(call) - {"queue", "priority", "wait", "wait_until", "connection"}
         if unknown:
             raise EnqueueError(f"{name}: unknown enqueue options {sorted(unknown)}; arguments go in args={{...}}")
@@ -311,12 +401,74 @@ class JobQueue:
 
         return unsubscribe
 
+    # -- recurring jobs --------------------------------------------------------------------------
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """This process's cron scheduler (its worker's); tests call ``queue.scheduler.run_once()``."""
+        return self.worker.scheduler
+
+    def schedule(
+        self,
+        job: type[_job.BaseJob[Any]] | str,
+        *,
+        cron: str,
+        key: str,
+        args: Mapping[str, Any] | None = None,
+        timezone: str = "UTC",
+        catchup: Literal["skip", "latest", "all"] = "latest",
+        catchup_window: float | timedelta | None = None,
+        overlap: Literal["allow", "skip", "cancel_previous"] = "allow",
+        queue: str | None = None,
+    ) -> None:
+        """Create or redefine the schedule ``key`` at run time (stored: every worker fires it, once per time).
+
+        Example::
+
+            queue.schedule(NightlyReport, cron="*/15 * * * *", args={"scope": "eu"}, key="report-15m")
+        """
+        self.scheduler.define(
+            job if isinstance(job, str) else job.job_type(),
+            key=key,
+            cron=cron,
+            args=args,
+            timezone=timezone,
+            catchup=catchup,
+            catchup_window=catchup_window,
+            overlap=overlap,
+            queue=queue,
+        )
+
+    def unschedule(self, key: str) -> bool:
+        """Delete the schedule ``key`` (its jobs stay); whether it existed. A schedule declared in code
+        comes back at the next worker start unless its ``cron=`` is removed."""
+        return self.scheduler.remove(key)
+
+    def pause_schedule(self, key: str) -> bool:
+        """Stop the schedule ``key`` firing (fire times while paused are skipped); whether it exists."""
+        return self.scheduler.pause(key, paused=True)
+
+    def resume_schedule(self, key: str) -> bool:
+        """Let the schedule ``key`` fire again from now on; whether it exists."""
+        return self.scheduler.pause(key, paused=False)
+
+    def run_schedule(self, key: str) -> JobHandle:
+        """Enqueue the job of schedule ``key`` now, outside its timetable."""
+        return JobHandle(self.scheduler.fire_now(key), self)
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """Every stored schedule with its next and last fire, last job's state and missed count."""
+        self.scheduler.sync()
+        return self.scheduler.describe()
+
     # -- the worker ----------------------------------------------------------------------------
 
     @property
     def worker(self) -> Worker:
         """This process's worker (created on first use)."""
         if self._worker is None:
+            # Every process that runs a worker sees the plugins' job types, not only `jobkit worker`.
+            load_plugins(warn=log.warning)
             self._worker = Worker(self.store, self.settings, self.clock, all_types, self.events.emit, self._notifier)
         return self._worker
 
@@ -364,6 +516,8 @@ class JobQueue:
     def close(self) -> None:
         """Stop the worker if running and release every database connection."""
         self.stop(grace=0)
+        if self._direct is not None:
+            self._direct.stop()
         self._notifier.stop()
         self.store.close()
 

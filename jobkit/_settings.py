@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jobkit.errors import ConfigurationError
@@ -24,7 +25,9 @@ class Settings(BaseSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
     concurrency: int = Field(default=5, ge=1, le=10_000)
-    queues: Annotated[tuple[str, ...] | None, NoDecode] = None
+    #: The queues to work (None: all): names, or names with slots of their own ({"default": 10, "mailers": 2};
+    #: ``JOBKIT_QUEUES=default=10,mailers=2``), where the worker's concurrency is their sum.
+    queues: Annotated[tuple[str, ...] | dict[str, int] | None, NoDecode] = None
     poll_interval: float = Field(default=5.0, gt=0, le=3600)
     heartbeat_interval: float = Field(default=5.0, gt=0)
     rescue_after: float = Field(default=30.0, gt=0)
@@ -34,6 +37,10 @@ class Settings(BaseSettings):
     cancel_check_interval: float = Field(default=1.0, gt=0)
     retention: float = Field(default=7 * 24 * 3600.0, ge=0, description="seconds to keep terminal rows")
     prune_interval: float = Field(default=300.0, gt=0)
+    cron_interval: float = Field(default=1.0, gt=0, le=3600, description="seconds between scheduler ticks")
+    cron_retention: float = Field(
+        default=30 * 24 * 3600.0, ge=0, description="seconds to keep cron fire rows (apart from the jobs' retention)"
+    )
     auto_migrate: bool = True
     completion_batch: int = Field(default=200, ge=1)
     completion_flush: float = Field(default=0.002, ge=0)
@@ -53,15 +60,68 @@ class Settings(BaseSettings):
     @classmethod
     def _split_queues(cls, value: Any) -> Any:
         if isinstance(value, str):
-            names = tuple(part.strip() for part in value.split(",") if part.strip())
-            return names or None
+            value = [part for part in value.split(",")]
+        if isinstance(value, list | tuple) and all(isinstance(part, str) for part in value):
+            parts = [part.strip() for part in value if part.strip()]
+            if not parts:
+                return None
+            limited = [part for part in parts if "=" in part]
+            if not limited:
+                return tuple(parts)
+            if len(limited) != len(parts):
+                raise ValueError(
+                    "give every queue its slots (default=10,mailers=2) or none of them (default,mailers), "
+                    f"got {','.join(parts)}"
+                )
+            slots: dict[str, Any] = {}
+            for part in parts:
+                name, _, count = part.partition("=")
+                try:
+                    slots[name.strip()] = int(count)
+                except ValueError:
+                    raise ValueError(f"queue {name.strip()!r}: slots must be a whole number, got {count!r}") from None
+            return slots
         return value
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_slots(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            if not value:
+                return None
+            for name, count in value.items():
+                if not name or count < 1:
+                    raise ValueError(f"queue {name!r} needs a name and at least 1 slot, got {count}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _concurrency_from_queue_slots(cls, data: Any) -> Any:
+        # Queues with their own slots: the worker runs as many jobs at once as they have slots together.
+        if not isinstance(data, dict):
+            return data
+        queues = cls._split_queues(data.get("queues"))
+        if isinstance(queues, dict) and all(isinstance(n, int) and not isinstance(n, bool) for n in queues.values()):
+            total = sum(queues.values())
+            given = data.get("concurrency")
+            if given is not None and int(given) != total:
+                raise ValueError(f"concurrency {given} does not match the {total} slots of the queues {queues}")
+            data = {**data, "queues": queues, "concurrency": total}
+        return data
+
+    @property
+    def queue_slots(self) -> dict[str, int] | None:
+        """Each queue's own slots, when the queues were given with them (None: the queues share ``concurrency``)."""
+        return dict(self.queues) if isinstance(self.queues, dict) else None
 
     @field_validator("database_url")
     @classmethod
     def _known_dialect(cls, value: str) -> str:
-        if not value.startswith(("sqlite", "postgresql")):
-            raise ValueError(f"database_url must be sqlite:/// or postgresql+psycopg://, got {value!r}")
+        if not value.startswith(("sqlite", "postgresql", "postgres://")):
+            raise ValueError(
+                f"{_without_password(value)!r} is not a jobkit database URL: use sqlite:///PATH (a file, "
+                "relative to the working directory) or postgresql+psycopg://USER@HOST/DATABASE"
+            )
         if value.startswith("postgresql://") or value.startswith("postgres://"):
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
@@ -82,6 +142,17 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**clean)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {_message(err)}" for err in exc.errors()
         )
         raise ConfigurationError(f"invalid jobkit settings: {problems}") from exc
+
+
+def _message(error: Any) -> str:
+    """A validation problem's text; our own validators' without pydantic's ``Value error, `` prefix."""
+    raised = (error.get("ctx") or {}).get("error")
+    return str(raised) if error.get("type") == "value_error" and raised is not None else str(error["msg"])
+
+
+def _without_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part replaced by ``***`` (for error messages)."""
+    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)

@@ -16,7 +16,7 @@ from typing import Any
 
 from jobkit._cancel import CancelToken
 from jobkit._clock import Clock
-from jobkit._job import BaseJob, Checkpoint, Reporter
+from jobkit._job import BaseJob, Checkpoint, JobContext, Reporter
 from jobkit._payload import ValidationError, dumps, loads, validate
 from jobkit._registry import JobType
 from jobkit._runtime import policy
@@ -69,7 +69,17 @@ def prepare(
             return Failed(error_entry(exc, job.attempt, clock.now(), message=message), retryable=True)
         return Prepared(job, job_type, token, lambda: instance.perform(args))
     process = getattr(target, "process", target)
-    return Prepared(job, job_type, token, lambda: process(args))
+    if not job_type.takes_context:
+        return Prepared(job, job_type, token, lambda: process(args))
+    context = JobContext(
+        job_type.name,
+        job_id=job.id,
+        attempt=job.attempt,
+        cancel_token=token,
+        last_checkpoint=checkpoint,
+        reporter=reporter,
+    )
+    return Prepared(job, job_type, token, lambda: process(args, context))
 
 
 def _checkpoint(text: str | None) -> Checkpoint | None:

@@ -96,6 +96,7 @@ class Lease:
         interrupt: Callable[[HeldJob, CancelReason], None],
         requeue_stale: Callable[[], list[int]],
         on_held_again: Callable[[], None],
+        names: Callable[[], list[str]] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -107,6 +108,8 @@ class Lease:
         self.requeue_stale = requeue_stale
         #: Called when the lease is held again after a fence: the producer may claim again.
         self.on_held_again = on_held_again
+        #: The job types this worker runs, recorded in its row (``handle.why()`` reads them).
+        self.names = names
         self.id = new_worker_id()
         self.registered = False
         #: True while the worker may have lost its lease: it does not claim.
@@ -133,7 +136,12 @@ class Lease:
         while not stopping.is_set():
             try:
                 self.store.register_worker(
-                    self.id, host=socket.gethostname(), pid=os.getpid(), queues=queues, concurrency=config.concurrency
+                    self.id,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    queues=queues,
+                    concurrency=config.concurrency,
+                    names=None if self.names is None else self.names(),
                 )
                 break
             except Exception as exc:

@@ -74,12 +74,25 @@ class Ledger:
             ledger.end(held, hand_over)      # hand_over() runs under the lock, exactly once
     """
 
-    def __init__(self, slots: int, *, prefetch: bool = True, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        slots: int,
+        *,
+        prefetch: bool = True,
+        monotonic: Callable[[], float] = time.monotonic,
+        queue_slots: dict[str, int] | None = None,
+    ) -> None:
         if slots < 1:
             raise ValueError(f"a ledger needs at least one slot, got {slots}")
+        if queue_slots is not None and (not queue_slots or min(queue_slots.values()) < 1):
+            raise ValueError(f"each queue needs at least one slot, got {queue_slots}")
         #: Jobs run at once; may be lowered or raised between claims (tests set ``worker.concurrency``).
         self.slots = slots
-        self.prefetch = prefetch
+        #: Queues with slots of their own: each claims into its own room, so a queue whose jobs are
+        #: slow fills its own slots only and never the others'. No prefetch then: a prefetched job
+        #: would wait for a slot of its own queue while holding an executor thread another queue needs.
+        self.queue_slots = dict(queue_slots) if queue_slots else None
+        self.prefetch = prefetch and self.queue_slots is None
         self._monotonic = monotonic
         self._held: dict[int, HeldJob] = {}
         self._cv = threading.Condition()
@@ -151,6 +164,14 @@ class Ledger:
             return room  # fewer jobs held than slots: a slot would sit idle, claim at once
         # Every free slot has a prefetched job: top the buffer up in batches, not one job at a time.
         return room if room >= max(1, (slots + target) // 2) else 0
+
+    def room_in(self, queue: str) -> int:
+        """How many jobs of ``queue`` to claim now: its own free slots (queues with slots of their own)."""
+        if self.queue_slots is None:
+            raise ValueError("room_in needs queues with slots of their own")
+        with self._cv:
+            held = sum(1 for h in self._held.values() if h.job.queue == queue)
+        return max(0, self.queue_slots.get(queue, 0) - held)
 
     # -- a job's life -------------------------------------------------------------------------------
 

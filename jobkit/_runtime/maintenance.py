@@ -65,6 +65,8 @@ class MaintenanceConfig:
     heartbeat_interval: float = 5.0
     max_crashes: int = 3
     retention: float = 7 * 24 * 3600.0
+    #: How long cron fire rows are kept: their own age, so pruning jobs never reopens a fire time.
+    cron_retention: float = 30 * 24 * 3600.0
     prune_interval: float = 300.0
     housekeep_interval: float = HOUSEKEEP_INTERVAL
 
@@ -72,8 +74,9 @@ class MaintenanceConfig:
         for name in ("rescue_after", "rescue_interval", "heartbeat_interval", "prune_interval", "housekeep_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0 seconds, got {getattr(self, name)}")
-        if self.retention < 0:
-            raise ValueError(f"retention must be >= 0 seconds, got {self.retention}")
+        for name in ("retention", "cron_retention"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 seconds, got {getattr(self, name)}")
         if self.max_crashes < 1:
             raise ValueError(f"max_crashes must be >= 1, got {self.max_crashes}")
 
@@ -86,6 +89,7 @@ class MaintenanceConfig:
             heartbeat_interval=settings.heartbeat_interval,
             max_crashes=settings.max_crashes,
             retention=settings.retention,
+            cron_retention=settings.cron_retention,
             prune_interval=settings.prune_interval,
         )
 
@@ -107,6 +111,7 @@ class Maintained:
     rescued: list[Rescued] = field(default_factory=list)
     pruned: int = 0
     housekept: bool = False
+    fires_pruned: int = 0
 
 
 class Maintenance:
@@ -140,6 +145,7 @@ class Maintenance:
         config = self.config
         self._timers.every(config.rescue_interval, self.rescue_once, "rescue", first_in=0.5)
         self._timers.every(config.prune_interval, self.prune_once, "prune", first_in=5.0)
+        self._timers.every(config.prune_interval, self.prune_fires_once, "prune-fires", first_in=6.0)
         self._timers.every(config.housekeep_interval, self.housekeep_once, "housekeep")
         self._timers.start()
 
@@ -149,7 +155,7 @@ class Maintenance:
 
     def run_once(self) -> Maintained:
         """One rescue, one prune and one housekeeping pass, in the calling thread."""
-        return Maintained(self.rescue_once(), self.prune_once(), self.housekeep_once())
+        return Maintained(self.rescue_once(), self.prune_once(), self.housekeep_once(), self.prune_fires_once())
 
     def rescue_once(self) -> list[Rescued]:
         """One rescue pass: jobs of workers whose heartbeat is older than ``rescue_after`` go back or fail."""
@@ -176,6 +182,10 @@ class Maintenance:
     def prune_once(self) -> int:
         """One prune pass: delete terminal jobs older than ``retention``."""
         return self.store.prune(older_than=self.clock.now() - self.config.retention)
+
+    def prune_fires_once(self) -> int:
+        """One prune pass over cron fire rows: delete those recorded more than ``cron_retention`` ago."""
+        return self.store.prune_fires(older_than=self.clock.now() - self.config.cron_retention)
 
     def housekeep_once(self) -> bool:
         """One housekeeping pass while idle: fold SQLite's WAL back and truncate it; returns whether it ran.

@@ -97,6 +97,8 @@ class Producer:
         # The worker's own stop flag: once the worker is stopping, nothing more is claimed.
         self._stop = lifecycle.stopping
         self._more = True
+        #: Whether the last claim had job types with a concurrency key (a freed slot may free a key).
+        self._has_keyed = False
         self._next_due: float | None = None
         self._thread: threading.Thread | None = None
         #: The one wake-up source across processes (its owner starts and stops it; see worker.py).
@@ -121,8 +123,12 @@ class Producer:
         self._wake.set()
 
     def freed(self) -> None:
-        """A job left its slot: claim again at once if jobs are turning over and there is room."""
-        if self._more and not self._stop.is_set() and self.ledger.room(more=True) > 0:
+        """A job left its slot: claim again at once if jobs are turning over and there is room.
+
+        With job types that have a concurrency key, a freed slot may also have freed a key that
+        pending jobs wait for, so it is worth a claim even when the last one came back short.
+        """
+        if (self._more or self._has_keyed) and not self._stop.is_set() and self.ledger.room(more=True) > 0:
             self._wake.set()
 
     def requeue_stale(self) -> list[int]:
@@ -170,7 +176,23 @@ class Producer:
         """
         names = sorted(self.types()) if names is None else names
         return self.store.claim(
-            worker=self.worker_id(), limit=count, names=names, queues=self._queues, now=self.clock.now()
+            worker=self.worker_id(),
+            limit=count,
+            names=names,
+            queues=self._queues,
+            now=self.clock.now(),
+            keyed=self._keyed(),
+        )
+
+    def _keyed(self) -> list[str]:
+        """The registered types with a concurrency key: the store claims their jobs within each key's limit."""
+        keyed = sorted(name for name, job_type in self.types().items() if job_type.options.concurrency_key is not None)
+        self._has_keyed = bool(keyed)
+        return keyed
+
+    def _claim_in(self, queue: str, count: int, names: list[str]) -> list[ClaimedJob]:
+        return self.store.claim(
+            worker=self.worker_id(), limit=count, names=names, queues=[queue], now=self.clock.now(), keyed=self._keyed()
         )
 
     def run_once(self, *, woken: bool = True) -> Claimed:
@@ -179,7 +201,11 @@ class Producer:
         Errors reach the caller (the loop backs off on them). When the queue ran dry after a
         wake-up, it also learns when the next scheduled job is due, so that job starts on time.
         """
-        room = self.ledger.room(more=self._more)
+        if self.ledger.queue_slots is not None:
+            rooms = {queue: self.ledger.room_in(queue) for queue in self.ledger.queue_slots}
+            room = sum(rooms.values())
+        else:
+            rooms, room = {}, self.ledger.room(more=self._more)
         if room <= 0 or not self.may_claim() or self.lifecycle.fatal.is_set():
             return Claimed()
         self.claims += 1
@@ -189,7 +215,14 @@ class Producer:
             self.completer.wait_idle(1.0)
         # The registered types, sorted once per pass for the claim and, if it runs, the next-run lookup.
         names = sorted(self.types())
-        jobs = self.claim(room, names)
+        if rooms:
+            # One claim per queue with room, into that queue's own slots, in its own priority order.
+            jobs = []
+            for queue, free in rooms.items():
+                if free > 0:
+                    jobs.extend(self._claim_in(queue, free, names))
+        else:
+            jobs = self.claim(room, names)
         for job in jobs:
             try:
                 self.dispatch(job)

@@ -7,7 +7,8 @@ Below it, each service owns its threads (``start()`` / ``stop()``) and has a ``r
 - :class:`~jobkit._runtime.pool.ExecutorPool` - runs held jobs (threads, async loop, deadlines);
 - :class:`~jobkit._runtime.completer.Completer` - writes what the policy makes of each outcome;
 - :class:`~jobkit._runtime.lease.Lease` - registration, heartbeat, fencing, the control loop;
-- :class:`~jobkit._runtime.maintenance.Maintenance` - rescue, prune, housekeeping, their timers.
+- :class:`~jobkit._runtime.maintenance.Maintenance` - rescue, prune, housekeeping, their timers;
+- :class:`~jobkit._runtime.scheduler.Scheduler` - cron: fires due schedules (every worker ticks).
 
 Wake-ups from other processes come from the queue's notifier (``jobkit._store.Notifier``), to
 which the producer subscribes; a worker made without one makes its own, and starts and stops it.
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from jobkit._clock import Clock
+from jobkit._clock import Clock, SystemClock
 from jobkit._payload import dumps
 from jobkit._registry import JobType
 from jobkit._runtime.completer import Completer
@@ -35,6 +36,7 @@ from jobkit._runtime.maintenance import Maintenance, MaintenanceConfig
 from jobkit._runtime.pool import ExecutorPool, PoolConfig
 from jobkit._runtime.producer import Producer, ProducerConfig
 from jobkit._runtime.reporter import StoreReports
+from jobkit._runtime.scheduler import Scheduler, SchedulerConfig
 from jobkit._settings import Settings
 from jobkit._store import Notifier, Rescued, Store, open_notifier
 from jobkit._vocabulary import CancelReason, Event
@@ -70,7 +72,7 @@ class Worker:
         self._owns_notifier = notifier is None
         self.notifier = open_notifier(store) if notifier is None else notifier
         self.lifecycle = Lifecycle()
-        self.ledger = Ledger(settings.concurrency, prefetch=settings.prefetch)
+        self.ledger = Ledger(settings.concurrency, prefetch=settings.prefetch, queue_slots=settings.queue_slots)
         self.completer = Completer(
             store,
             clock,
@@ -117,6 +119,7 @@ class Worker:
             interrupt=self.pool.interrupt,
             requeue_stale=self.producer.requeue_stale,
             on_held_again=self.producer.wake,
+            names=lambda: sorted(types()),
         )
         self.maintenance = Maintenance(
             MaintenanceConfig.from_settings(settings),
@@ -126,6 +129,17 @@ class Worker:
             worker_id=self._worker_id,
             busy=lambda: len(self.ledger) > 0,
             on_rescued=self.producer.wake,
+        )
+        self.scheduler = Scheduler(
+            SchedulerConfig.from_settings(settings),
+            store,
+            # Fire times by the database's clock on the real clock; a fake clock decides them itself.
+            now=store.now if isinstance(clock, SystemClock) else clock.now,
+            types=types,
+            emit=emit,
+            # Wakes this process's producer and rings other processes' doorbells (SQLite); on
+            # PostgreSQL the fire's transaction sent NOTIFY itself.
+            on_enqueued=lambda: self.notifier.announce(""),
         )
         self.lifecycle.on_change(self.producer.wake)
         self._hurry = threading.Event()
@@ -205,6 +219,7 @@ class Worker:
         self.pool.start()
         self.lease.start()
         self.maintenance.start()
+        self.scheduler.start()
         if self._owns_notifier:
             self.notifier.start()
         self.producer.start()
@@ -228,6 +243,7 @@ class Worker:
         self.lease.stop()
         self.pool.stop()
         self.maintenance.stop()
+        self.scheduler.stop()
         self.producer.join()
         if notifier_stop is not None:
             notifier_stop.join(timeout=5)

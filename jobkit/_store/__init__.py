@@ -5,7 +5,8 @@ the :class:`Store` protocol, the records it hands out, :func:`open_store`, :func
 and the start-up
 and error checks. Its modules are private: engine.py (connections, transactions, retries),
 statements.py, dialect.py, sqlite.py and postgres.py (all SQL: what both databases share, then
-each one's own), jobs.py, queries.py, admin.py and maintenance.py (the operations, no SQL),
+each one's own, with cron_statements.py for schedules), jobs.py, queries.py, admin.py,
+maintenance.py and schedules.py (the operations, no SQL),
 records.py and schema.py (rows and tables), store.py (the composed store and migrations),
 notify.py (the notifier: one per queue, what hears other processes) with each dialect's way to
 listen in listen_postgres.py and listen_sqlite.py (SQLite's doorbell sockets in doorbell.py).
@@ -25,20 +26,27 @@ import sqlalchemy as sa
 from jobkit._store.diagnosis import is_missing_schema, is_transient
 from jobkit._store.liveness import HeartbeatObserver
 from jobkit._store.notify import Notifier, Watch
-from jobkit._store.preflight import PREFLIGHT_TIMEOUT, check_database, display_url
+from jobkit._store.preflight import PREFLIGHT_TIMEOUT, check_database, database_location, display_url
 from jobkit._store.records import (
     AuditEntry,
     ClaimedJob,
     Completion,
+    ConcurrencyKey,
+    Enqueued,
+    Fired,
     HeldJob,
     JobPage,
     JobRecord,
     LostJob,
     MinuteCount,
     NewJob,
+    NewSchedule,
+    PlannedFire,
     Rescue,
     Rescued,
+    ScheduleRecord,
     Transition,
+    UniqueJob,
     WorkerRecord,
 )
 from jobkit._store.store import SQLStore
@@ -62,13 +70,44 @@ class Store(Protocol):
 
     # -- the job write path
 
-    def enqueue(self, rows: Sequence[NewJob], *, now: float, connection: sa.Connection | None = None) -> list[int]:
-        """Insert jobs and wake workers, in ``connection``'s transaction when given; returns ids in order."""
+    def enqueue(
+        self,
+        rows: Sequence[NewJob],
+        *,
+        now: float,
+        connection: sa.Connection | None = None,
+        keys: Sequence[ConcurrencyKey] | None = None,
+    ) -> list[int]:
+        """Insert jobs and wake workers, in ``connection``'s transaction when given; returns ids in order.
+
+        ``keys``: each row's concurrency key (a job type with ``concurrency_key``).
+        """
+
+    def enqueue_unique(
+        self, rows: Sequence[UniqueJob], *, now: float, connection: sa.Connection | None = None
+    ) -> list[Enqueued]:
+        """Insert unique jobs, each unless a live job holds its key (then skip, replace or debounce that one).
+
+        Returns, in input order, each row's job id and whether it was a duplicate.
+        """
 
     def claim(
-        self, *, worker: str, limit: int, names: Sequence[str], queues: Sequence[str] | None, now: float
+        self,
+        *,
+        worker: str,
+        limit: int,
+        names: Sequence[str],
+        queues: Sequence[str] | None,
+        now: float,
+        keyed: Sequence[str] = (),
     ) -> list[ClaimedJob]:
-        """Lease up to ``limit`` due jobs of these types (and queues), in (priority, run_at, id) order."""
+        """Lease up to ``limit`` due jobs of these types (and queues), in (priority, run_at, id) order.
+
+        ``keyed``: the types among ``names`` with a concurrency key, claimed within each key's limit.
+        """
+
+    def key_holders(self, key: str) -> list[int]:
+        """The running jobs holding concurrency key ``key``, by id."""
 
     def apply(self, transitions: Sequence[Transition], *, now: float) -> list[bool]:
         """Write fenced transitions; per transition, whether its lease still held."""
@@ -186,9 +225,16 @@ class Store(Protocol):
     # -- workers and maintenance
 
     def register_worker(
-        self, worker_id: str, *, host: str, pid: int, queues: list[str] | None, concurrency: int
+        self,
+        worker_id: str,
+        *,
+        host: str,
+        pid: int,
+        queues: list[str] | None,
+        concurrency: int,
+        names: list[str] | None = None,
     ) -> None:
-        """Insert this process's worker row, its first heartbeat stamped."""
+        """Insert this process's worker row (with the job types it runs), its first heartbeat stamped."""
 
     def heartbeat(self, worker_id: str, *, stuck: int = 0) -> int | None:
         """Renew the worker's lease and record its stuck threads; the jobs it holds (None: row gone)."""
@@ -222,6 +268,45 @@ class Store(Protocol):
 
     def checkpoint_wal(self) -> bool:
         """Fold SQLite's write-ahead log back and truncate it; whether all of it was (PostgreSQL: True)."""
+
+    # -- recurring jobs
+
+    def upsert_schedule(self, schedule: NewSchedule, *, now: float) -> None:
+        """Insert a schedule, or give an existing one this definition (paused, last fire, missed kept)."""
+
+    def delete_schedule(self, key: str) -> bool:
+        """Delete a schedule (its fire rows stay until pruned); whether it existed."""
+
+    def pause_schedule(self, key: str, *, paused: bool, now: float) -> bool:
+        """Pause a schedule, or resume it from ``now`` (the fire times it was paused over are skipped)."""
+
+    def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by key, with the status of its last job."""
+
+    def get_schedule(self, key: str) -> ScheduleRecord | None:
+        """One schedule, or None."""
+
+    def schedule_fires(self, key: str) -> list[tuple[float, int | None, str]]:
+        """The recorded fires of a schedule, oldest first: (fire time, job id, outcome)."""
+
+    def record_fires(
+        self,
+        key: str,
+        *,
+        expected_last_fire: float | None,
+        last_fire_at: float,
+        fires: Sequence[PlannedFire],
+        missed: int,
+        now: float,
+    ) -> list[Fired] | None:
+        """One tick of a schedule in one transaction: compare-and-set ``last_fire_at`` (None: another
+        scheduler won, or the schedule is paused), then each fire row not recorded before and its job."""
+
+    def fire_now(self, key: str, job: NewJob, *, now: float, concurrency: ConcurrencyKey | None = None) -> int:
+        """Enqueue a schedule's job now, outside its timetable, recording a manual fire; the job's id."""
+
+    def prune_fires(self, *, older_than: float, limit: int = 5000) -> int:
+        """Delete fire rows recorded before ``older_than``; how many."""
 
     # -- the store itself
 
@@ -268,6 +353,9 @@ __all__ = [
     "AuditEntry",
     "ClaimedJob",
     "Completion",
+    "ConcurrencyKey",
+    "Enqueued",
+    "Fired",
     "HeartbeatObserver",
     "HeldJob",
     "JobPage",
@@ -275,14 +363,19 @@ __all__ = [
     "LostJob",
     "MinuteCount",
     "NewJob",
+    "NewSchedule",
     "Notifier",
+    "PlannedFire",
     "Rescue",
     "Rescued",
+    "ScheduleRecord",
     "Store",
     "Transition",
+    "UniqueJob",
     "Watch",
     "WorkerRecord",
     "check_database",
+    "database_location",
     "display_url",
     "is_missing_schema",
     "is_transient",

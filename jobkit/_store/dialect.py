@@ -17,12 +17,13 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
+from jobkit._store.cron_statements import CronStatements
 from jobkit._store.notify import Listener
 from jobkit._store.records import Completion, NewJob
 from jobkit._store.statements import Statement, Statements
 
 
-class Dialect(Statements, ABC):
+class Dialect(CronStatements, Statements, ABC):
     """One database's SQL; subclasses fill in what differs."""
 
     #: SQLAlchemy's name of the backend ("sqlite", "postgresql").
@@ -36,6 +37,9 @@ class Dialect(Statements, ABC):
 
     #: The statement that pauses a queue unless it is paused already.
     insert_pause: ClassVar[sa.TextClause]
+
+    #: Taken before a keyed claim, in its transaction, so keyed claims take turns (None: they already do).
+    keyed_lock: ClassVar[sa.TextClause | None]
 
     #: The stager: moves up to ``:stage_limit`` pending rows that have fallen due (by ``:now``) from
     #: the scheduled index to the claim index; the claim runs it first, in its transaction, so its
@@ -67,6 +71,10 @@ class Dialect(Statements, ABC):
     @abstractmethod
     def claim(self, names: Sequence[str], queues: Sequence[str] | None) -> Statement:
         """The claim statement and its name and queue bind values (the caller adds worker, limit, now)."""
+
+    @abstractmethod
+    def claim_keyed(self, keyed: Sequence[str], queues: Sequence[str] | None) -> Statement:
+        """The claim of jobs with a concurrency key, within each key's limit (the caller adds worker, limit, now)."""
 
     @abstractmethod
     def insert_one(self, row: NewJob, *, now: float, channel: str, payload: str, server_clock: bool) -> Statement:

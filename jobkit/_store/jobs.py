@@ -15,7 +15,8 @@ import sqlalchemy as sa
 
 from jobkit._store.engine import BRIEF, HOT, HOT_ONE, PATIENT, WRITE, Database, transaction
 from jobkit._store.history import discard_entry, with_entry
-from jobkit._store.records import ClaimedJob, Completion, NewJob, Transition
+from jobkit._store.keys_sql import SCAN_FACTOR
+from jobkit._store.records import ClaimedJob, Completion, ConcurrencyKey, NewJob, Transition
 from jobkit._store.statements import FAILS_ONLY_BY_DISCARD
 from jobkit._vocabulary import JobState, TransitionKind
 
@@ -27,14 +28,26 @@ STAGE_BATCH = 1000
 class Jobs(Database):
     """Enqueue, claim, transitions, completion and progress."""
 
-    def enqueue(self, rows: Sequence[NewJob], *, now: float, connection: sa.Connection | None = None) -> list[int]:
+    def enqueue(
+        self,
+        rows: Sequence[NewJob],
+        *,
+        now: float,
+        connection: sa.Connection | None = None,
+        keys: Sequence[ConcurrencyKey] | None = None,
+    ) -> list[int]:
         """Insert jobs (one multi-row insert per chunk) and wake workers; returns ids in order.
 
         With ``connection`` the rows join the caller's transaction and exist only if it commits.
         The wake-up (NOTIFY on PostgreSQL) is sent in the same transaction, so it fires at commit.
+        ``keys``: each row's concurrency key, written in the same transaction as the rows.
         """
         if not rows:
             return []
+        if keys is not None:
+            if connection is not None:
+                return self._insert_keyed(connection, rows, keys, now)
+            return self._insert_keyed_in_transaction(rows, keys, now)
         if connection is not None:
             return self._insert(connection, rows, now)
         if len(rows) == 1:
@@ -53,6 +66,25 @@ class Jobs(Database):
         self.dialect.notify(conn, self.channel, _wake_payload(rows, now))
         return ids
 
+    def _insert_keyed(
+        self, conn: sa.Connection, rows: Sequence[NewJob], keys: Sequence[ConcurrencyKey], now: float
+    ) -> list[int]:
+        ids = self._insert(conn, rows, now)
+        self.set_keys(conn, ids, keys)
+        return ids
+
+    def set_keys(self, conn: sa.Connection, ids: Sequence[int], keys: Sequence[ConcurrencyKey]) -> None:
+        """Give new jobs their concurrency keys, in ``conn``'s transaction (before any claim can see them)."""
+        params = [{"id": job_id, "key": key.key, "limit": key.limit} for job_id, key in zip(ids, keys, strict=True)]
+        if params:
+            conn.execute(self.dialect.set_concurrency_key, params)
+
+    @transaction(WRITE, retry=PATIENT)
+    def _insert_keyed_in_transaction(
+        self, conn: sa.Connection, rows: Sequence[NewJob], keys: Sequence[ConcurrencyKey], now: float
+    ) -> list[int]:
+        return self._insert_keyed(conn, rows, keys, now)
+
     @transaction(WRITE, retry=PATIENT)
     def _insert_in_transaction(self, conn: sa.Connection, rows: Sequence[NewJob], now: float) -> list[int]:
         return self._insert(conn, rows, now)
@@ -70,12 +102,50 @@ class Jobs(Database):
         )
 
     def claim(
-        self, *, worker: str, limit: int, names: Sequence[str], queues: Sequence[str] | None, now: float
+        self,
+        *,
+        worker: str,
+        limit: int,
+        names: Sequence[str],
+        queues: Sequence[str] | None,
+        now: float,
+        keyed: Sequence[str] = (),
     ) -> list[ClaimedJob]:
-        """Claim up to ``limit`` due jobs of the given types in one statement, in priority order."""
+        """Claim up to ``limit`` due jobs of the given types in one statement, in priority order.
+
+        ``keyed`` names the types among them that have a concurrency key: their jobs are claimed
+        first, by a statement of their own within each key's limit (the plain claim never takes a
+        job with a key). Keyed jobs go first because their limits bound them already; claimed
+        after the plain jobs, a steady stream of plain jobs could keep them waiting for ever.
+        """
         if limit <= 0 or not names:
             return []
-        return self._claim(worker, limit, names, queues, now)
+        jobs = self._claim_keyed(worker, limit, keyed, queues, now) if keyed else []
+        if len(jobs) < limit:
+            jobs += self._claim(worker, limit - len(jobs), names, queues, now)
+        return sorted(jobs, key=lambda j: (j.priority, j.run_at, j.id)) if keyed else jobs
+
+    @transaction(WRITE, retry=PATIENT)
+    def _claim_keyed(
+        self,
+        conn: sa.Connection,
+        worker: str,
+        limit: int,
+        keyed: Sequence[str],
+        queues: Sequence[str] | None,
+        now: float,
+    ) -> list[ClaimedJob]:
+        lock = self.dialect.keyed_lock
+        if lock is not None:
+            conn.execute(lock)
+        statement, params = self.dialect.claim_keyed(keyed, queues)
+        params.update({"worker": worker, "limit": limit, "scan": limit * SCAN_FACTOR, "now": self.bind_now(now)})
+        return [ClaimedJob.from_row(tuple(row), worker) for row in conn.execute(statement, params)]
+
+    def key_holders(self, key: str) -> list[int]:
+        """The running jobs that hold concurrency key ``key``, by id."""
+        with self.read() as conn:
+            return [int(r[0]) for r in conn.execute(self.dialect.key_holders, {"key": key})]
 
     @transaction(HOT, retry=PATIENT)
     def _claim(

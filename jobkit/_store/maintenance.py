@@ -79,7 +79,15 @@ class Maintenance(Jobs):
 
     @transaction(WRITE, retry=PATIENT)
     def register_worker(
-        self, conn: sa.Connection, worker_id: str, *, host: str, pid: int, queues: list[str] | None, concurrency: int
+        self,
+        conn: sa.Connection,
+        worker_id: str,
+        *,
+        host: str,
+        pid: int,
+        queues: list[str] | None,
+        concurrency: int,
+        names: list[str] | None = None,
     ) -> None:
         """Insert this process's worker row, heartbeat stamped like every later heartbeat."""
         params = {
@@ -88,6 +96,7 @@ class Maintenance(Jobs):
             "pid": pid,
             "queues": json.dumps(queues) if queues else None,
             "concurrency": concurrency,
+            "names": None if names is None else json.dumps(names),
             **self.dialect.beat_params(self.process_clock),
         }
         conn.execute(self.dialect.register_worker, params)

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from jobkit._store import schema
 from jobkit._store.dialect import Dialect, Engines
 from jobkit._store.engine import driver_connection
+from jobkit._store.keys_sql import keyed_candidates
 from jobkit._store.listen_postgres import PostgresListener
 from jobkit._store.notify import Listener
 from jobkit._store.records import (
@@ -88,6 +89,7 @@ def _from_json(column: str, value: str) -> str:
 def _claim_sql(filter_queues: bool) -> sa.TextClause:
     queue_filter = "AND queue = ANY(CAST(:queues AS text[]))" if filter_queues else ""
     claimable = f"""
+               AND concurrency_key IS NULL
                AND name = ANY(CAST(:names AS text[]))
                {queue_filter}
                AND (NOT EXISTS (SELECT 1 FROM jobkit_queue_pauses)
@@ -136,6 +138,29 @@ def _claim_sql(filter_queues: bool) -> sa.TextClause:
                started_at = {NOW}, updated_at = {NOW}, cancel_requested = NULL, staged = TRUE
           FROM picked
          WHERE j.id = picked.id
+        RETURNING {", ".join("j." + c for c in CLAIM_COLUMNS)}
+        """
+    )
+
+
+def _keyed_claim_sql(filter_queues: bool) -> sa.TextClause:
+    queue_filter = "AND c.queue = ANY(CAST(:queues AS text[]))" if filter_queues else ""
+    filters = f"""AND c.name = ANY(CAST(:keyed AS text[]))
+                       {queue_filter}
+                       AND (NOT EXISTS (SELECT 1 FROM jobkit_queue_pauses)
+                            OR c.queue <> ALL (ARRAY(SELECT queue FROM jobkit_queue_pauses)))"""
+    # Jobs with a concurrency key (keys_sql.py). The count must see every other keyed claim that
+    # committed, so keyed claims take turns on one advisory lock (keyed_lock, a statement of its
+    # own: a statement's snapshot is taken before it could wait for the lock). No SKIP LOCKED: the
+    # plain claim never takes keyed rows, and an operator's concurrent write is seen by the
+    # re-checked status.
+    return sa.text(
+        f"""
+        UPDATE jobkit_jobs AS j
+           SET status = {RUNNING}, attempt = j.attempt + 1, lease = j.lease + 1, worker_id = :worker,
+               started_at = {NOW}, updated_at = {NOW}, cancel_requested = NULL, staged = TRUE
+          FROM ({keyed_candidates(NOW, filters)}) AS picked
+         WHERE j.id = picked.id AND j.status = {PENDING}
         RETURNING {", ".join("j." + c for c in CLAIM_COLUMNS)}
         """
     )
@@ -233,6 +258,8 @@ class PostgresDialect(Dialect):
     server_clock = True
     notifies_enqueues = True
     same_worker = "worker_id IS NOT DISTINCT FROM CAST(:worker AS text)"
+    # The cast types the NULL bound before the first fire (IS NOT DISTINCT FROM needs a type).
+    same_last_fire = "last_fire_at IS NOT DISTINCT FROM CAST(:expected AS float8)"
     #: Writers run concurrently here: lock the row that the following UPDATE decides on.
     for_update = " FOR UPDATE"
     insert_pause = sa.text(
@@ -241,6 +268,10 @@ class PostgresDialect(Dialect):
 
     claim_all = _claim_sql(False)
     claim_some = _claim_sql(True)
+    keyed_all = _keyed_claim_sql(False)
+    keyed_some = _keyed_claim_sql(True)
+    #: Keyed claims take turns across every process (see _keyed_claim_sql).
+    keyed_lock = sa.text("SELECT pg_advisory_xact_lock(7305092184)")
     #: The claim stages as it claims (one statement, see _claim_sql).
     stage_statement = None
     complete_statement = _COMPLETE_MANY
@@ -285,6 +316,11 @@ class PostgresDialect(Dialect):
         if queues:
             return self.claim_some, {"names": list(names), "queues": list(queues)}
         return self.claim_all, {"names": list(names)}
+
+    def claim_keyed(self, keyed: Sequence[str], queues: Sequence[str] | None) -> Statement:
+        if queues:
+            return self.keyed_some, {"keyed": list(keyed), "queues": list(queues)}
+        return self.keyed_all, {"keyed": list(keyed)}
 
     def insert_one(self, row: NewJob, *, now: float, channel: str, payload: str, server_clock: bool) -> Statement:
         params = {**insert_params(row), "now": now, "channel": channel, "payload": payload}

@@ -38,6 +38,22 @@ def display_url(url: str) -> str:
         return "<an unparseable database URL>"
 
 
+def database_location(url: str) -> str:
+    """Where ``url`` points, as the worker's banner shows it: the password hidden and, for SQLite, the
+    absolute path of the file (a relative ``sqlite:///jobkit.sqlite3`` is resolved against the working
+    directory, so an app and a worker started in different directories use different files)."""
+    shown = display_url(url)
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return shown
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or parsed.query.get("uri"):
+        return shown
+    path = Path(database)
+    return shown if path.is_absolute() else f"{shown} (the file {path.resolve()})"
+
+
 def check_database(url: str, *, require_schema: bool = True, timeout: float = PREFLIGHT_TIMEOUT) -> None:
     """Connect to ``url`` once and check jobkit's tables; raise instead of retrying.
 
@@ -65,6 +81,21 @@ def _first_line(exc: BaseException) -> str:
     text = " ".join(lines[0].split()) if lines else type(orig).__name__
     # libpq prefixes every reason with "connection failed: ..."; the rest is the useful part.
     return text.removeprefix("connection failed: ")
+
+
+#: What to do about the driver's commonest reasons, said after them.
+_FIXES = {
+    "Connection refused": "the port is closed: is PostgreSQL running, and listening on that host and port?",
+    "does not exist": "create it (createdb) or fix the database name in the URL",
+    "password authentication failed": "check the user and password in the URL",
+}
+
+
+def _with_fix(reason: str) -> str:
+    for symptom, fix in _FIXES.items():
+        if symptom in reason:
+            return f"{reason} ({fix})"
+    return reason
 
 
 def _check_sqlite(parsed: sa.URL, shown: str, *, require_schema: bool, timeout: float) -> None:
@@ -130,7 +161,7 @@ def _check_postgres(parsed: sa.URL, shown: str, *, require_schema: bool, timeout
             if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": VERSION_TABLE}).scalar() is not None:
                 version = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
     except sa.exc.DBAPIError as exc:
-        raise DatabaseUnavailable(shown, _first_line(exc)) from None
+        raise DatabaseUnavailable(shown, _with_fix(_first_line(exc))) from None
     except ImportError as exc:
         raise DatabaseUnavailable(shown, f"the database driver is not installed ({exc})") from None
     finally:

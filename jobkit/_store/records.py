@@ -32,6 +32,39 @@ class NewJob:
     max_retries: int
 
 
+class ConcurrencyKey(NamedTuple):
+    """A job's concurrency key and how many jobs holding it may run at once."""
+
+    key: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class UniqueJob:
+    """One unique job to insert: the row, its key and what a live row with the same key means.
+
+    ``states`` are the states in which a row keeps others with its key out; ``window`` (seconds)
+    limits that to rows created that recently (a ``unique_for`` job); ``on_conflict`` is what
+    a duplicate does to the pending row it found: ``skip``, ``replace`` (its args, priority and
+    run_at) or ``debounce`` (its run_at).
+    """
+
+    job: NewJob
+    key: str
+    states: frozenset[str]
+    on_conflict: str = "skip"
+    window: float | None = None
+    #: The new job's concurrency key, when its type has one.
+    concurrency: ConcurrencyKey | None = None
+
+
+class Enqueued(NamedTuple):
+    """A unique job's enqueue: the id of the job that holds its key, and whether that one existed already."""
+
+    id: int
+    duplicate: bool
+
+
 @dataclass(slots=True)
 class ClaimedJob:
     """A job this worker holds a lease on: (worker_id, lease) must match every later write."""
@@ -92,6 +125,9 @@ class JobRecord:
     crashes: int
     lease: int
     updated_at: float | None
+    #: The job's concurrency key and limit (None: the job has none).
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
 
 @dataclass(slots=True)
@@ -108,6 +144,8 @@ class WorkerRecord:
     stopped_at: float | None
     #: Executor threads abandoned by jobs that overran their timeout, as of the last heartbeat.
     stuck: int = 0
+    #: The job types the worker runs, as a JSON array (None: a worker of an older version).
+    names: str | None = None
     #: Not columns: whether the heartbeat is fresh by the database's clock, and the jobs it runs.
     alive: bool = False
     running: list[int] = field(default_factory=list)
@@ -219,6 +257,63 @@ class AuditEntry:
     outcome: str
 
 
+@dataclass(slots=True)
+class NewSchedule:
+    """A schedule's definition as declared (``@job(cron=...)`` or ``queue.schedule``); each field is a column."""
+
+    key: str
+    name: str
+    cron: str
+    timezone: str
+    args: str
+    queue: str | None
+    catchup: str
+    catchup_window: float | None
+    overlap: str
+    source: str
+
+
+@dataclass(slots=True)
+class ScheduleRecord:
+    """A stored schedule: its definition, its state and the state of the last job it made."""
+
+    key: str
+    name: str
+    cron: str
+    timezone: str
+    args: str
+    queue: str | None
+    catchup: str
+    catchup_window: float | None
+    overlap: str
+    paused: bool
+    source: str
+    created_at: float
+    updated_at: float
+    last_fire_at: float | None
+    last_job_id: int | None
+    missed: int
+    #: Not a column: the status of the job ``last_job_id`` names (None when it is gone or never was).
+    last_job_status: str | None = None
+
+
+@dataclass(slots=True)
+class PlannedFire:
+    """One fire time a scheduler decided: enqueue ``job`` for it, or record it skipped (``job`` None)."""
+
+    fire_at: float
+    job: NewJob | None
+    #: The job's concurrency key, when its type declares one: written in the fire's transaction.
+    key: ConcurrencyKey | None = None
+
+
+class Fired(NamedTuple):
+    """A fire time this call recorded first, and the job it enqueued (None: skipped)."""
+
+    fire_at: float
+    job_id: int | None
+
+
 def _columns(record: type[Any], table: sa.Table, *, skip: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The record's field names, each checked to be a column of ``table``."""
     names = tuple(f.name for f in fields(record) if f.name not in skip)
@@ -238,6 +333,11 @@ INSERT_COLUMNS = _columns(NewJob, schema.jobs)
 COMPLETION_COLUMNS: tuple[str, ...] = Completion._fields
 #: The stored columns of a worker row.
 WORKER_COLUMNS = _columns(WorkerRecord, schema.workers, skip=("alive", "running"))
+
+#: The columns of a schedule's definition, in :class:`NewSchedule`'s field order.
+SCHEDULE_DEFINITION_COLUMNS = _columns(NewSchedule, schema.schedules)
+#: The stored columns of a schedule row.
+SCHEDULE_COLUMNS = _columns(ScheduleRecord, schema.schedules, skip=("last_job_status",))
 
 if unknown := [name for name in COMPLETION_COLUMNS if name not in schema.jobs.c]:
     raise TypeError(f"Completion: fields {unknown} are not columns of jobkit_jobs")
@@ -263,3 +363,10 @@ def job_record(row: Any) -> JobRecord:
 def worker_record(row: Any) -> WorkerRecord:
     """A :class:`WorkerRecord` from a row that selected :data:`WORKER_COLUMNS` and ``alive``, by name."""
     return WorkerRecord(**row._mapping)
+
+
+def schedule_record(row: Any) -> ScheduleRecord:
+    """A :class:`ScheduleRecord` from a row that selected :data:`SCHEDULE_COLUMNS` and ``last_job_status``."""
+    values = dict(row._mapping)
+    values["paused"] = bool(values["paused"])
+    return ScheduleRecord(**values)

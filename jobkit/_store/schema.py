@@ -26,6 +26,25 @@ IS_RUNNING = f"status = '{JobState.RUNNING}'"
 TERMINAL_SQL = ", ".join(f"'{state}'" for state in JobState if state.terminal)
 IS_FINISHED = f"status IN ({TERMINAL_SQL})"
 
+#: Each state's bit in ``unique_states`` (migration 0006). Stored in rows and the unique index's
+#: predicate, so a state's bit never changes once given.
+STATE_BITS: dict[JobState, int] = {
+    JobState.PENDING: 1,
+    JobState.RUNNING: 2,
+    JobState.COMPLETED: 4,
+    JobState.FAILED: 8,
+    JobState.CANCELLED: 16,
+    JobState.PAUSED: 32,
+}
+_STATE_BIT = "CASE status " + " ".join(f"WHEN '{s}' THEN {b}" for s, b in STATE_BITS.items()) + " ELSE 0 END"
+#: A row whose unique key is live: it has one and its state is one of its job's ``unique_states``.
+#: The unique index holds exactly these rows, so a job that leaves its unique states frees its key
+#: by the same write that changes its state, on both databases, with nothing to clear afterwards.
+UNIQUE_LIVE = f"unique_key IS NOT NULL AND (unique_states & ({_STATE_BIT})) <> 0"
+#: Pending and running rows of jobs with a concurrency key (migration 0006): only the keyed claim reads them.
+IS_KEYED_PENDING = f"{IS_PENDING} AND concurrency_key IS NOT NULL"
+IS_KEYED_RUNNING = f"{IS_RUNNING} AND concurrency_key IS NOT NULL"
+
 jobs = sa.Table(
     "jobkit_jobs",
     metadata,
@@ -60,6 +79,39 @@ jobs = sa.Table(
     # Without it, the claim index also held every job scheduled for later, and a claim finding
     # fewer due jobs than it asked for walked all of them (100,000 future rows: 8 ms a claim).
     sa.Column("staged", sa.Boolean(create_constraint=False), nullable=False, server_default=sa.false()),
+    # Unique jobs (migration 0006): a digest of the job's name, queue and chosen arguments, and the
+    # states (STATE_BITS) in which it keeps other jobs with the same key out. NULL for other jobs,
+    # and set NULL when a unique_for window has passed, so the key can be used again.
+    sa.Column("unique_key", sa.String(64), nullable=True),
+    sa.Column("unique_states", sa.Integer, nullable=True),
+    # Concurrency keys (migration 0006): at most concurrency_limit running rows share a key, counted
+    # by the keyed claim; NULL for other jobs, which the plain claim alone takes.
+    sa.Column("concurrency_key", sa.String(200), nullable=True),
+    sa.Column("concurrency_limit", sa.Integer, nullable=True),
+    sa.Index(
+        # The keyed claim's candidates in claim order (keys_sql.py).
+        "jobkit_jobs_keyed_pending",
+        "priority",
+        "run_at",
+        "id",
+        sqlite_where=sa.text(IS_KEYED_PENDING),
+        postgresql_where=sa.text(IS_KEYED_PENDING),
+    ),
+    sa.Index(
+        # What holds each key now: the running rows the keyed claim counts.
+        "jobkit_jobs_keyed_running",
+        "concurrency_key",
+        sqlite_where=sa.text(IS_KEYED_RUNNING),
+        postgresql_where=sa.text(IS_KEYED_RUNNING),
+    ),
+    sa.Index(
+        # At most one live row per key, whichever process inserts it: concurrent inserts conflict here.
+        "jobkit_jobs_unique",
+        "unique_key",
+        unique=True,
+        sqlite_where=sa.text(UNIQUE_LIVE),
+        postgresql_where=sa.text(UNIQUE_LIVE),
+    ),
     sa.Index(
         # Matches the claim query exactly: due pending rows in priority, run_at, id order.
         "jobkit_jobs_claim",
@@ -116,6 +168,8 @@ workers = sa.Table(
     sa.Column("stopped_at", Epoch, nullable=True),
     # Executor threads abandoned by their job (migration 0003), as of the last heartbeat.
     sa.Column("stuck", sa.Integer, nullable=False, server_default="0"),
+    # The job types the worker runs, a JSON array (migration 0006): why a pending job waits.
+    sa.Column("names", sa.Text, nullable=True),
 )
 
 queue_pauses = sa.Table(
@@ -154,4 +208,46 @@ audit_log = sa.Table(
     sa.Column("outcome", sa.Text, nullable=False, server_default=""),
     sa.Index("jobkit_audit_log_at", "at"),
     sqlite_autoincrement=True,
+)
+
+# Recurring jobs (migration 0005). A schedule is keyed by a stable name (the job name for schedules
+# declared with @job(cron=...), the caller's key for queue.schedule); its policies are stored as
+# text and validated above the store. last_fire_at is the newest fire time decided (fired or
+# skipped), compared-and-set by every scheduler so two schedulers never decide the same tick twice.
+schedules = sa.Table(
+    "jobkit_schedules",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("cron", sa.String(200), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
+    sa.Column("args", sa.Text, nullable=False),
+    sa.Column("queue", sa.String(100), nullable=True),
+    sa.Column("catchup", sa.String(16), nullable=False, server_default="latest"),
+    sa.Column("catchup_window", Epoch, nullable=True),
+    sa.Column("overlap", sa.String(16), nullable=False, server_default="allow"),
+    sa.Column("paused", sa.Boolean(create_constraint=False), nullable=False, server_default=sa.false()),
+    # "code" (declared with @job, upserted at worker start) or "runtime" (queue.schedule).
+    sa.Column("source", sa.String(16), nullable=False, server_default="code"),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("updated_at", Epoch, nullable=False),
+    sa.Column("last_fire_at", Epoch, nullable=True),
+    sa.Column("last_job_id", JobId, nullable=True),
+    # Fire times passed over by the catch-up policy or the overlap policy.
+    sa.Column("missed", sa.Integer, nullable=False, server_default="0"),
+)
+
+# One row per decided fire time: the primary key is what makes a fire happen once, whichever
+# scheduler gets there first. Kept apart from the jobs (with its own retention) so pruning a
+# finished job never reopens its fire time.
+cron_fires = sa.Table(
+    "jobkit_cron_fires",
+    metadata,
+    sa.Column("schedule_key", sa.String(200), primary_key=True),
+    sa.Column("fire_at", Epoch, primary_key=True),
+    sa.Column("job_id", JobId, nullable=True),
+    # "enqueued", "skipped" (overlap) or "manual" (jobkit cron run).
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Index("jobkit_cron_fires_created", "created_at"),
 )

@@ -21,6 +21,7 @@ from sqlalchemy import event
 
 from jobkit._store.dialect import Dialect, Engines
 from jobkit._store.engine import driver_connection
+from jobkit._store.keys_sql import keyed_candidates
 from jobkit._store.listen_sqlite import SqliteListener
 from jobkit._store.notify import Listener
 from jobkit._store.records import (
@@ -33,7 +34,7 @@ from jobkit._store.records import (
     insert_params,
     packed_values,
 )
-from jobkit._store.schema import IS_SCHEDULED, IS_STAGED
+from jobkit._store.schema import IS_PENDING, IS_SCHEDULED, IS_STAGED
 from jobkit._store.statements import COMPLETED, PENDING, RUNNING, Statement
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -62,12 +63,30 @@ def _claim_sql(filter_queues: bool) -> sa.TextClause:
                started_at = :now, updated_at = :now, cancel_requested = NULL
          WHERE id IN (
                SELECT id FROM jobkit_jobs
-                WHERE {IS_STAGED} AND run_at <= :now
+                WHERE {IS_STAGED} AND run_at <= :now AND concurrency_key IS NULL
                   AND name IN (SELECT value FROM json_each(:names))
                   {queue_filter}
                   AND queue NOT IN (SELECT queue FROM jobkit_queue_pauses)
                 ORDER BY priority, run_at, id
                 LIMIT :limit)
+        RETURNING {", ".join(CLAIM_COLUMNS)}
+        """
+    )
+
+
+def _keyed_claim_sql(filter_queues: bool) -> sa.TextClause:
+    queue_filter = "AND c.queue IN (SELECT value FROM json_each(:queues))" if filter_queues else ""
+    filters = f"""AND c.name IN (SELECT value FROM json_each(:keyed))
+                       {queue_filter}
+                       AND c.queue NOT IN (SELECT queue FROM jobkit_queue_pauses)"""
+    # Jobs with a concurrency key (keys_sql.py). BEGIN IMMEDIATE makes the count and the claim
+    # atomic across processes.
+    return sa.text(
+        f"""
+        UPDATE jobkit_jobs
+           SET status = {RUNNING}, attempt = attempt + 1, lease = lease + 1, worker_id = :worker,
+               started_at = :now, updated_at = :now, cancel_requested = NULL, staged = TRUE
+         WHERE {IS_PENDING} AND id IN ({keyed_candidates(":now", filters)})
         RETURNING {", ".join(CLAIM_COLUMNS)}
         """
     )
@@ -128,12 +147,17 @@ class SQLiteDialect(Dialect):
     server_clock = False
     notifies_enqueues = False
     same_worker = "worker_id IS :worker"
+    same_last_fire = "last_fire_at IS :expected"
     #: No row locks: BEGIN IMMEDIATE already serialises every writer.
     for_update = ""
     insert_pause = sa.text("INSERT OR IGNORE INTO jobkit_queue_pauses (queue, paused_at) VALUES (:q, :now)")
 
     claim_all = _claim_sql(False)
     claim_some = _claim_sql(True)
+    keyed_all = _keyed_claim_sql(False)
+    keyed_some = _keyed_claim_sql(True)
+    #: BEGIN IMMEDIATE already makes keyed claims take turns.
+    keyed_lock = None
     stage_statement = sa.text(
         f"""
         UPDATE jobkit_jobs SET staged = TRUE
@@ -185,6 +209,11 @@ class SQLiteDialect(Dialect):
         if queues:
             return self.claim_some, {"names": json.dumps(list(names)), "queues": json.dumps(list(queues))}
         return self.claim_all, {"names": json.dumps(list(names))}
+
+    def claim_keyed(self, keyed: Sequence[str], queues: Sequence[str] | None) -> Statement:
+        if queues:
+            return self.keyed_some, {"keyed": json.dumps(list(keyed)), "queues": json.dumps(list(queues))}
+        return self.keyed_all, {"keyed": json.dumps(list(keyed))}
 
     def insert_one(self, row: NewJob, *, now: float, channel: str, payload: str, server_clock: bool) -> Statement:
         # Other processes notice the new row through PRAGMA data_version.

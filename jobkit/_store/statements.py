@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from jobkit._store.records import JOB_COLUMNS, WORKER_COLUMNS
 from jobkit._store.schema import IS_FINISHED, IS_RUNNING, IS_SCHEDULED, IS_STAGED, TERMINAL_SQL
+from jobkit._store.unique_sql import YIELD_KEY, UniqueStatements, unique_statements
 from jobkit._vocabulary import JobState, Request, TransitionKind
 
 K = TransitionKind
@@ -117,6 +118,16 @@ class Statements:
         self.read_history = sa.text("SELECT errors, attempt FROM jobkit_jobs WHERE id = :id")
         self.write_history = sa.text(f"UPDATE jobkit_jobs SET errors = :errors, updated_at = {now} WHERE id = :id")
         self.select_now = sa.text(f"SELECT {self.db_now}")
+        #: A new job's concurrency key, written in its enqueue's transaction (so no claim sees it without).
+        self.set_concurrency_key = sa.text(
+            "UPDATE jobkit_jobs SET concurrency_key = :key, concurrency_limit = :limit WHERE id = :id"
+        )
+        #: The running jobs holding a concurrency key (``why``).
+        self.key_holders = sa.text(
+            f"SELECT id FROM jobkit_jobs WHERE {IS_RUNNING} AND concurrency_key = :key ORDER BY id"
+        )
+        #: The unique enqueue path (unique_sql.py).
+        self.unique: UniqueStatements = unique_statements(now, self.for_update)
 
         # -- reads
         columns = ", ".join(JOB_COLUMNS)
@@ -206,8 +217,8 @@ class Statements:
             "RETURNING id"
         )
         self.resume_paused = sa.text(
-            f"UPDATE jobkit_jobs SET status = {PENDING}, staged = FALSE, run_at = {now}, updated_at = {now} "
-            f"WHERE id = :id AND status = {PAUSED} RETURNING id"
+            f"UPDATE jobkit_jobs SET status = {PENDING}, staged = FALSE, run_at = {now}, updated_at = {now}, "
+            f"{YIELD_KEY} WHERE id = :id AND status = {PAUSED} RETURNING id"
         )
         self.withdraw_pause = sa.text(
             f"UPDATE jobkit_jobs SET cancel_requested = NULL WHERE id = :id AND {IS_RUNNING} "
@@ -216,7 +227,7 @@ class Statements:
         self.retry_job = sa.text(
             f"UPDATE jobkit_jobs SET status = {PENDING}, staged = FALSE, run_at = {now}, attempt = 0, crashes = 0, "
             "finished_at = NULL, result = NULL, worker_id = NULL, cancel_requested = NULL, "
-            f"updated_at = {now} WHERE id = :id AND status IN ({FAILED}, {CANCELLED}) RETURNING id"
+            f"updated_at = {now}, {YIELD_KEY} WHERE id = :id AND status IN ({FAILED}, {CANCELLED}) RETURNING id"
         )
         self.discard_select = sa.text(
             "SELECT errors, attempt FROM jobkit_jobs "
@@ -232,8 +243,8 @@ class Statements:
 
         # -- workers and maintenance
         self.register_worker = sa.text(
-            "INSERT INTO jobkit_workers (id, host, pid, queues, concurrency, started_at, heartbeat_at, stuck) "
-            f"VALUES (:id, :host, :pid, :queues, :concurrency, {self.beat}, {self.beat}, 0)"
+            "INSERT INTO jobkit_workers (id, host, pid, queues, concurrency, started_at, heartbeat_at, stuck, names) "
+            f"VALUES (:id, :host, :pid, :queues, :concurrency, {self.beat}, {self.beat}, 0, :names)"
         )
         self.heartbeat = sa.text(
             f"UPDATE jobkit_workers SET heartbeat_at = {self.beat}, stuck = :stuck WHERE id = :id AND stopped_at IS NULL "
@@ -321,7 +332,7 @@ class Statements:
         return sa.text(
             f"UPDATE jobkit_jobs SET status = {PENDING}, staged = FALSE, run_at = {now}, attempt = 0, crashes = 0, "
             "finished_at = NULL, "
-            f"worker_id = NULL, cancel_requested = NULL, updated_at = {now} {where}"
+            f"worker_id = NULL, cancel_requested = NULL, updated_at = {now}, {YIELD_KEY} {where}"
         )
 
     def contains_text(self, column: str, param: str) -> str:

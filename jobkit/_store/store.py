@@ -23,7 +23,9 @@ from jobkit._store.insight import Insight
 from jobkit._store.maintenance import Maintenance
 from jobkit._store.postgres import PostgresDialect
 from jobkit._store.queries import Queries
+from jobkit._store.schedules import Schedules
 from jobkit._store.sqlite import SQLiteDialect
+from jobkit._store.unique import Unique
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "jobkit_alembic_version"
@@ -36,7 +38,7 @@ def dialect_for(url: str) -> Dialect:
     return SQLiteDialect()
 
 
-class SQLStore(Queries, Admin, Maintenance, Insight):
+class SQLStore(Queries, Admin, Maintenance, Unique, Schedules, Insight):
     """All SQL jobkit runs, for SQLite and PostgreSQL, behind :class:`jobkit._store.Store`.
 
     Example::

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import click
-from rich.table import Table
 
-from jobkit._handle import JobInfo
+from jobkit._handle import JobEvent, JobInfo
 from jobkit._payload import redact
 from jobkit._queue import JobQueue
-from jobkit._registry import all_types
+from jobkit._registry import MAX_NAME, MAX_QUEUE, all_types, name_problem
 from jobkit._vocabulary import EventType, JobState
-from jobkit.cli.context import load_apps, queue_of
-from jobkit.cli.output import cell, console, fmt_time
+from jobkit.cli.context import EXIT_FAILED, load_apps, queue_of
+from jobkit.cli.output import echo_json, fmt_time, json_option, print_table, wide_option
+from jobkit.cli.watch import watch_with_bar
 from jobkit.errors import JobNotFound, ResultTimeout
 
 
@@ -30,30 +31,49 @@ from jobkit.errors import JobNotFound, ResultTimeout
 def jobs_group(apps: tuple[str, ...]) -> None:
     """Inspect and control jobs: every action works on a job run by any worker, by id."""
     if apps:
-        sys.path.insert(0, "")
         load_apps(apps)
 
 
+def _name_filter(what: str, limit: int) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    """A callback refusing a filter value that could never match a stored name (exit 2)."""
+
+    def check(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+        problem = None if value is None else name_problem(what, value, limit)
+        if problem is not None:
+            raise click.BadParameter(problem)
+        return value
+
+    return check
+
+
 @jobs_group.command("list")
-@click.option("--status", default=None)
-@click.option("--name", default=None, help="Job type.")
-@click.option("--queue", "queue_name", default=None)
-@click.option("--limit", type=int, default=50)
+@click.option("--status", type=click.Choice([state.value for state in JobState]), default=None)
+@click.option("--name", default=None, callback=_name_filter("job type", MAX_NAME), help="Job type.")
+@click.option("--queue", "queue_name", default=None, callback=_name_filter("queue", MAX_QUEUE))
+@click.option("--limit", type=click.IntRange(min=1, max=10_000), default=50, show_default=True)
+@json_option
+@wide_option
 @click.pass_context
-def jobs_list(ctx: click.Context, status: str | None, name: str | None, queue_name: str | None, limit: int) -> None:
+def jobs_list(
+    ctx: click.Context,
+    status: str | None,
+    name: str | None,
+    queue_name: str | None,
+    limit: int,
+    as_json: bool,
+    wide: bool,
+) -> None:
     """List jobs, newest first, with their progress."""
-    table = Table("id", "type", "queue", "status", "attempt", "run at", "progress")
-    for info in queue_of(ctx).jobs(status=status, name=name, queue=queue_name, limit=limit):
-        table.add_row(
-            cell(info.id),
-            cell(info.name),
-            cell(info.queue),
-            cell(info.status),
-            cell(info.attempt),
-            cell(fmt_time(info.run_at)),
-            cell(_progress(info)),
-        )
-    console.print(table)
+    found = queue_of(ctx).jobs(status=status, name=name, queue=queue_name, limit=limit)
+    if as_json:
+        echo_json([_info_json(info) for info in found])
+        return
+    print_table(
+        ["id", "type", "queue", "status", "attempt", "run at", "progress"],
+        ([i.id, i.name, i.queue, i.status, i.attempt, fmt_time(i.run_at), _progress(i)] for i in found),
+        fold=("progress",),
+        wide=wide,
+    )
 
 
 def _progress(info: JobInfo) -> str:
@@ -68,15 +88,13 @@ def _progress(info: JobInfo) -> str:
     return f"{shown} {progress.get('stage') or ''} {progress.get('message') or ''}".strip()
 
 
-@jobs_group.command("show")
-@click.argument("job_id", type=int)
-@click.pass_context
-def jobs_show(ctx: click.Context, job_id: int) -> None:
-    """Everything stored about one job: arguments, progress, checkpoint, result and error history (JSON)."""
-    info = queue_of(ctx).job_info(job_id)
-    if info is None:
-        raise click.ClickException(f"job {job_id} does not exist")
-    data: dict[str, Any] = {
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat()
+
+
+def _info_json(info: JobInfo) -> dict[str, Any]:
+    """Everything stored about one job, as ``show`` and ``list --json`` print it (secrets masked)."""
+    return {
         "id": info.id,
         "name": info.name,
         "queue": info.queue,
@@ -87,8 +105,8 @@ def jobs_show(ctx: click.Context, job_id: int) -> None:
         "args": _shown_args(info),
         "run_at": info.run_at.isoformat(),
         "created_at": info.created_at.isoformat(),
-        "started_at": None if info.started_at is None else info.started_at.isoformat(),
-        "finished_at": None if info.finished_at is None else info.finished_at.isoformat(),
+        "started_at": _iso(info.started_at),
+        "finished_at": _iso(info.finished_at),
         "progress": info.progress,
         "checkpoint": info.checkpoint,
         "result": info.result,
@@ -98,13 +116,35 @@ def jobs_show(ctx: click.Context, job_id: int) -> None:
         "cancel_requested": info.cancel_requested,
         "damaged": info.damaged,
     }
-    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@jobs_group.command("show")
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="JSON (the only format of show; accepted for scripts).")
+@click.pass_context
+def jobs_show(ctx: click.Context, job_id: int, as_json: bool) -> None:
+    """Everything stored about one job: arguments, progress, checkpoint, result and error history (JSON)."""
+    info = queue_of(ctx).job_info(job_id)
+    if info is None:
+        raise click.ClickException(f"job {job_id} does not exist")
+    echo_json(_info_json(info))
 
 
 def _shown_args(info: JobInfo) -> Any:
     """A job's arguments as people may see them: secret fields of its schema masked (when its type is imported)."""
     job_type = all_types().get(info.name)
     return redact(info.args, job_type.options.schema if job_type else None)
+
+
+@jobs_group.command("why")
+@click.argument("job_id", type=int)
+@click.pass_context
+def jobs_why(ctx: click.Context, job_id: int) -> None:
+    """Why a job is waiting, in one line: scheduled for later, queue paused, no worker for its type or queue, ..."""
+    line = queue_of(ctx).job_why(job_id)
+    if line is None:
+        raise click.ClickException(f"job {job_id} does not exist")
+    click.echo(line)
 
 
 @jobs_group.command("watch")
@@ -114,25 +154,15 @@ def _shown_args(info: JobInfo) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 @click.pass_context
 def jobs_watch(ctx: click.Context, job_id: int, timeout: float | None, until_paused: bool, as_json: bool) -> None:
-    """Follow a job's progress, stage by stage, until it ends; exit 0 if it completed (or paused, with --until-paused)."""
+    """Follow a job with a live progress bar (stage, percent, message) until it ends.
+
+    Exit 0 if it completed (or paused, with --until-paused), 1 if it failed, was cancelled or the
+    timeout passed. --json prints one JSON object per event instead.
+    """
     queue = queue_of(ctx)
-    last = None
     try:
-        for event in queue.handle(job_id).stream(timeout=timeout, until_paused=until_paused):
-            last = event
-            if as_json:
-                click.echo(json.dumps(dataclasses.asdict(event), default=str), nl=True)
-                continue
-            if event.type == EventType.PROGRESS:
-                percent = "" if event.percent is None else f"{event.percent:5.1f}%"
-                click.echo(f"{percent:>6} {event.stage or '':<12} {event.message or ''}".rstrip())
-            elif event.type == EventType.FAILED:
-                error = event.error or {}
-                click.echo(f"failed: {error.get('type')}: {error.get('message')}")
-            elif event.type == EventType.COMPLETED:
-                click.echo(f"completed: {json.dumps(event.result, default=str)}")
-            else:
-                click.echo(event.type)
+        events = queue.handle(job_id).stream(timeout=timeout, until_paused=until_paused)
+        last = _print_events(events) if as_json else watch_with_bar(job_id, events)
     except JobNotFound as exc:
         raise click.ClickException(str(exc)) from exc
     except ResultTimeout as exc:
@@ -140,7 +170,15 @@ def jobs_watch(ctx: click.Context, job_id: int, timeout: float | None, until_pau
     finally:
         queue.close()
     if last is None or last.type not in (EventType.COMPLETED, EventType.PAUSED):
-        ctx.exit(1)
+        ctx.exit(EXIT_FAILED)
+
+
+def _print_events(events: Iterable[JobEvent]) -> JobEvent | None:
+    last = None
+    for event in events:
+        last = event
+        click.echo(json.dumps(dataclasses.asdict(event), default=str))
+    return last
 
 
 #: What each action's refusal means, by the status the job was found in.
@@ -290,8 +328,8 @@ def _duration(value: str | None) -> float | None:
 @jobs_group.command("clear")
 @click.argument("status", type=click.Choice([JobState.COMPLETED.value, JobState.FAILED.value]))
 @click.option("--older-than", default=None, help="Only jobs finished longer ago than this: 90 (seconds), 30m, 12h, 7d.")
-@click.option("--name", default=None, help="Job type.")
-@click.option("--queue", "queue_name", default=None)
+@click.option("--name", default=None, callback=_name_filter("job type", MAX_NAME), help="Job type.")
+@click.option("--queue", "queue_name", default=None, callback=_name_filter("queue", MAX_QUEUE))
 @click.pass_context
 def jobs_clear(
     ctx: click.Context, status: str, older_than: str | None, name: str | None, queue_name: str | None
@@ -303,8 +341,8 @@ def jobs_clear(
 
 
 @jobs_group.command("retry-failed")
-@click.option("--name", default=None, help="Job type.")
-@click.option("--queue", "queue_name", default=None)
+@click.option("--name", default=None, callback=_name_filter("job type", MAX_NAME), help="Job type.")
+@click.option("--queue", "queue_name", default=None, callback=_name_filter("queue", MAX_QUEUE))
 @click.pass_context
 def jobs_retry_failed(ctx: click.Context, name: str | None, queue_name: str | None) -> None:
     """Put every failed job (of a type or queue) back to pending."""

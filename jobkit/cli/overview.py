@@ -3,56 +3,104 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
-from rich.table import Table
 
-from jobkit._registry import all_types
+from jobkit._registry import describe_types
+from jobkit._vocabulary import JobState
 from jobkit.cli.context import load_apps, queue_of
-from jobkit.cli.output import cell, console, fmt_time
+from jobkit.cli.output import echo_json, fmt_time, json_option, print_table, wide_option
+
+#: The columns of ``jobkit stats``, in the order a job lives through them.
+STATES = [state.value for state in JobState]
 
 
 @click.command()
+@json_option
+@wide_option
 @click.pass_context
-def workers(ctx: click.Context) -> None:
+def workers(ctx: click.Context, as_json: bool, wide: bool) -> None:
     """List live and dead workers with their last heartbeat and running jobs."""
-    queue = queue_of(ctx)
-    records = queue.workers()
+    records = queue_of(ctx).workers()
+    if as_json:
+        echo_json(
+            [
+                {
+                    "id": w.id,
+                    "host": w.host,
+                    "pid": w.pid,
+                    "state": _worker_state(w.stopped_at, w.alive),
+                    "queues": worker_queues(w.queues),
+                    "concurrency": w.concurrency,
+                    "started_at": fmt_time(w.started_at),
+                    "heartbeat_at": fmt_time(w.heartbeat_at),
+                    "stopped_at": fmt_time(w.stopped_at) if w.stopped_at else None,
+                    "running": w.running,
+                    "stuck": w.stuck,
+                }
+                for w in records
+            ]
+        )
+        return
     # stuck: executor threads abandoned to jobs that ignored their token past kill_grace.
-    table = Table("id", "host", "pid", "state", "last heartbeat", "concurrency", "running jobs", "stuck")
-    for w in records:
-        state = "stopped" if w.stopped_at else ("alive" if w.alive else "dead")
-        row = [
-            cell(w.id),
-            cell(w.host),
-            cell(w.pid),
-            cell(state),
-            cell(fmt_time(w.heartbeat_at)),
-            cell(w.concurrency),
-            cell(", ".join(map(str, w.running)) or "-"),
-            cell(w.stuck),
-        ]
-        table.add_row(*row)
-    console.print(table)
+    print_table(
+        ["id", "host", "pid", "state", "last heartbeat", "concurrency", "running jobs", "stuck"],
+        (
+            [
+                w.id,
+                w.host,
+                w.pid,
+                _worker_state(w.stopped_at, w.alive),
+                fmt_time(w.heartbeat_at),
+                w.concurrency,
+                ", ".join(map(str, w.running)) or "-",
+                w.stuck,
+            ]
+            for w in records
+        ),
+        fold=("running jobs",),
+        wide=wide,
+    )
+
+
+def worker_queues(stored: str | None) -> list[str] | None:
+    """A worker's queues as registered (a JSON list), or None for "every queue"; damaged text shown as one name."""
+    if stored is None:
+        return None
+    try:
+        parsed = json.loads(stored)
+    except ValueError:
+        return [stored]
+    return [str(q) for q in parsed] if isinstance(parsed, list) else [str(parsed)]
+
+
+def _worker_state(stopped_at: float | None, alive: bool) -> str:
+    return "stopped" if stopped_at else ("alive" if alive else "dead")
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+@json_option
+@click.option(
+    "--by",
+    type=click.Choice(["queue", "type"]),
+    default="queue",
+    show_default=True,
+    help="Rows per queue or per job type.",
+)
+@wide_option
 @click.pass_context
-def stats(ctx: click.Context, as_json: bool) -> None:
-    """Counts by status, queue and job type; running jobs, oldest due pending job, paused queues."""
+def stats(ctx: click.Context, as_json: bool, by: str, wide: bool) -> None:
+    """Job counts by queue and status (or by job type, --by type); running jobs, oldest due pending job, paused queues."""
     queue = queue_of(ctx)
     data = queue.stats()
     paused = queue.paused_queues()
     if as_json:
-        click.echo(json.dumps({**data, "paused_queues": paused}, indent=2))
+        echo_json({**data, "paused_queues": paused})
         return
-    table = Table("job type", "status", "count")
-    for name, counts in sorted(data["by_type"].items()):
-        for status, count in sorted(counts.items()):
-            table.add_row(cell(name), cell(status), cell(count))
-    console.print(table)
+    counts: dict[str, dict[str, int]] = data["by_queue"] if by == "queue" else data["by_type"]
+    rows = [[name, *(counts[name].get(state, 0) for state in STATES)] for name in sorted(counts)]
+    rows.append(["total", *(data["by_status"].get(state, 0) for state in STATES)])
+    print_table([by, *STATES], rows, fold=(), wide=wide)
     age = data["oldest_pending_age"]
     click.echo(f"running: {data['running']}  oldest due pending: {'-' if age is None else f'{age:.1f}s'}")
     click.echo("paused queues: " + (", ".join(paused) if paused else "none"))
@@ -60,25 +108,43 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 
 @click.command("types")
 @click.option("--app", "apps", multiple=True, help="Module(s) that declare your jobs.")
-@click.option("--json", "as_json", is_flag=True, help="Print the job types as JSON.")
-def types(apps: tuple[str, ...], as_json: bool) -> None:
-    """List the job types that --app modules (and plugins) register, with their options."""
-    sys.path.insert(0, "")
+@json_option
+@wide_option
+def types(apps: tuple[str, ...], as_json: bool, wide: bool) -> None:
+    """List the job types that --app modules (and plugins) register: options, argument schema, result type."""
     load_apps(apps)
-    described = {name: t.options.describe() for name, t in sorted(all_types().items())}
+    described = describe_types()
     if as_json:
-        click.echo(json.dumps(described, indent=2))
+        echo_json(described)
         return
-    table = Table("name", "queue", "priority", "max retries", "backoff", "timeout", "retry on", "discard on")
-    for name, options in described.items():
-        table.add_row(
-            cell(name),
-            cell(options["queue"]),
-            cell(options["priority"]),
-            cell(options["max_retries"]),
-            cell(options["backoff"]),
-            cell("-" if options["timeout"] is None else f"{options['timeout']:g}s"),
-            cell(", ".join(options["retry_on"]) or "-"),
-            cell(", ".join(options["discard_on"]) or "-"),
-        )
-    console.print(table)
+    print_table(
+        [
+            "name",
+            "queue",
+            "priority",
+            "max retries",
+            "backoff",
+            "timeout",
+            "schema",
+            "result",
+            "retry on",
+            "discard on",
+        ],
+        (
+            [
+                name,
+                options["queue"],
+                options["priority"],
+                options["max_retries"],
+                options["backoff"],
+                "-" if options["timeout"] is None else f"{options['timeout']:g}s",
+                options["schema"] or "-",
+                options["result"] or "-",
+                ", ".join(options["retry_on"]) or "-",
+                ", ".join(options["discard_on"]) or "-",
+            ]
+            for name, options in described.items()
+        ),
+        fold=("backoff", "schema", "result", "retry on", "discard on"),
+        wide=wide,
+    )

@@ -14,6 +14,7 @@ import click
 
 import jobkit._bulk  # noqa: F401  (registers jobkit.bulk: every worker runs the dashboard's bulk actions)
 from jobkit._queue import JobQueue
+from jobkit._store import database_location
 from jobkit.cli.context import EXIT_OK, command_settings, fatal, load_apps, open_queue
 
 T = TypeVar("T")
@@ -76,6 +77,12 @@ def off_main_thread(step: Callable[[], T]) -> T:
 @click.option("--app", "apps", multiple=True, required=True, help="Module(s) that declare your jobs.")
 @click.option("--concurrency", type=int, default=None, help="Jobs run at once (default 5).")
 @click.option("--queues", default=None, help="Comma-separated queues to work (default: all).")
+@click.option(
+    "--queue",
+    "queue_options",
+    multiple=True,
+    help="A queue to work, as NAME or NAME=SLOTS (its own slots; repeat: --queue default=10 --queue mailers=2).",
+)
 @click.option("--database-url", default=None, help="Database URL (overrides the group option).")
 @click.option("--poll-interval", type=float, default=None, help="Seconds between fallback polls.")
 @click.option("--shutdown-grace", type=float, default=None, help="Seconds running jobs get on SIGTERM.")
@@ -85,6 +92,7 @@ def worker_command(
     apps: tuple[str, ...],
     concurrency: int | None,
     queues: str | None,
+    queue_options: tuple[str, ...],
     database_url: str | None,
     poll_interval: float | None,
     shutdown_grace: float | None,
@@ -106,15 +114,19 @@ def worker_command(
             settings = command_settings(
                 database_url=database_url or ctx.obj.get("database_url"),
                 concurrency=concurrency,
-                queues=queues,
+                queues=[*(queues.split(",") if queues else []), *queue_options] or None,
                 poll_interval=poll_interval,
                 shutdown_grace=shutdown_grace,
             )
             queue = off_main_thread(lambda: open_queue(settings))
             JobQueue.set_instance(queue)
             running = queue.worker
+            slots = settings.queue_slots
+            shared = f"concurrency {settings.concurrency}"
             click.echo(
-                f"jobkit worker {running.id}: {len(queue.job_types())} job types, concurrency {settings.concurrency}"
+                f"jobkit worker {running.id}: {len(queue.job_types())} job types, "
+                + (", ".join(f"{name}={count}" for name, count in slots.items()) if slots else shared)
+                + f", database {database_location(settings.database_url)}"
             )
             status = queue.run()
             queue.store.close()

@@ -113,6 +113,33 @@ def test_cli_watch_follows_every_stage_from_another_process(
     assert (events[-1]["type"], events[-1]["result"]) == ("completed", expected_result(DOC))
 
 
+def test_cli_watch_draws_one_progress_bar(
+    db_url: str, producer: JobQueue, worker: subprocess.Popen[str], control: Path
+) -> None:
+    """`jobs watch` without --json redraws one bar (stage, percent) in place of a line per event, then the result."""
+    (control / "hold-extract").touch()
+    handle = ImportDocument.perform_later(doc=DOC, control=str(control))
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "jobkit", "jobs", "watch", str(handle.id), "--timeout", "30"],
+        env={**env_for(db_url), "COLUMNS": "100"},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for event in handle.stream(timeout=30):
+        if event.stage == "extract":
+            break
+    (control / "hold-extract").unlink()
+    output, errors = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0, errors
+    lines = output.splitlines()
+    # Into a pipe Rich draws the bar once, as it ends: one bar line and the outcome, whatever the stages.
+    assert len(lines) == 2, output
+    assert lines[0].startswith(f"job {handle.id} completed") and lines[0].rstrip().endswith("100%"), output
+    assert lines[1] == f"completed: {json.dumps(expected_result(DOC))}"
+
+
 def test_cli_cancel_retry_discard_and_delete(db_url: str, producer: JobQueue) -> None:
     """Each job action reports what it did, and refuses (exit 1, with the job's status) what it cannot do."""
     job_id = str(AddOne.perform_in(3600, n=1).id)
@@ -167,11 +194,11 @@ def test_cli_queue_pause_holds_a_worker_process(
     db_url: str, producer: JobQueue, worker: subprocess.Popen[str], control: Path
 ) -> None:
     """`queues pause` stops every worker claiming that queue until `queues resume`."""
-    assert jobkit_cli(db_url, "queues", "pause", "imports").stdout.strip() == "queue imports paused"
+    assert jobkit_cli(db_url, "queues", "pause", "imports", "--force").stdout.strip() == "queue imports paused"
     held = FailsUntilFixed.perform_later(control=str(control))
     assert AddOne.perform_later(n=1).result(timeout=30) == 2
     assert held.status() == "pending"
-    assert jobkit_cli(db_url, "queues", "list").stdout.strip() == "paused: imports"
+    assert jobkit_cli(db_url, "queues", "list").stdout.splitlines()[-1] == "paused: imports"
     assert jobkit_cli(db_url, "queues", "resume", "imports").stdout.strip() == "queue imports resumed"
     assert held.result(timeout=30) == "fixed"
 

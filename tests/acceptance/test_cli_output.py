@@ -90,8 +90,9 @@ def test_workers_prints_markup_literally(db_url: str, stored: tuple[JobQueue, in
 
 
 def test_stats_prints_markup_literally(db_url: str, stored: tuple[JobQueue, int]) -> None:
-    """`stats` shows a job type name that looks like markup as it is."""
-    assert NAME in cli(db_url, "stats")
+    """`stats` shows a queue name, and `stats --by type` a job type name, that look like markup as they are."""
+    assert QUEUE in cli(db_url, "stats")
+    assert NAME in cli(db_url, "stats", "--by", "type")
 
 
 def test_show_and_watch_print_the_error_literally(db_url: str, stored: tuple[JobQueue, int]) -> None:

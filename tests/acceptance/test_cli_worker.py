@@ -115,11 +115,11 @@ def test_worker_refuses_bad_settings(tmp_path: Path) -> None:
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    """`make demo`'s program runs the example app on SQLite and exits 0."""
+    """`make demo`'s program runs the example app on SQLite, exits 0, and every line it prints fits 80 columns."""
     env = {k: v for k, v in os.environ.items() if k != "JOBKIT_DATABASE_URL"}
     done = subprocess.run(
         [sys.executable, "-m", "example_app.demo"],
-        env={**env, "PYTHONPATH": str(ROOT)},
+        env={**env, "PYTHONPATH": str(ROOT), "COLUMNS": "80"},
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -127,3 +127,16 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "demo finished OK" in done.stdout
+    # Rich wraps a long line at 80 columns: a continuation line starting with a quote is a wrapped dict.
+    lines = done.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), done.stdout
+    assert not [line for line in lines if line.startswith("'")], done.stdout
+    assert "jobs: 5 completed, 3 pending" in lines
+
+
+def test_package_metadata_uses_an_spdx_license() -> None:
+    """pyproject's license is the SPDX string setuptools wants (no `project.license` deprecation at install)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"

@@ -281,6 +281,7 @@ def test_refused_port_exits_3_fast_without_the_password(command: tuple[str, ...]
     line = one_line(stderr)
     assert status == 3, stderr
     assert line.startswith("jobkit: cannot reach the database at postgresql+psycopg://postgres:***@127.0.0.1:1/test")
+    assert line.endswith("(the port is closed: is PostgreSQL running, and listening on that host and port?)")
     assert "s3cret-pw" not in stdout + stderr
     assert took < FAIL_FAST
 
@@ -291,7 +292,9 @@ def test_missing_postgres_database_exits_3() -> None:
     url = PG_ADMIN.replace("postgresql://", "postgresql+psycopg://", 1).rsplit("/", 1)[0] + "/jobkit_no_such_db"
     status, _, stderr, took = run_jobkit(url, "worker", "--app", "tests.jobs")
     assert status == 3, stderr
-    assert 'database "jobkit_no_such_db" does not exist' in one_line(stderr)
+    line = one_line(stderr)
+    assert 'database "jobkit_no_such_db" does not exist' in line
+    assert line.endswith("(create it (createdb) or fix the database name in the URL)")
     assert took < FAIL_FAST
 
 
@@ -385,3 +388,48 @@ def test_sigterm_while_registering_exits_0_promptly(db_url: str, workers: Callab
         worker = workers(url)
         wait_until(pg_backend_waits(name, "INSERT INTO jobkit_workers"), "the worker's registration to wait")
     stop_while_held(worker, holder)
+
+
+# -- usage errors at start-up: exit 2, one line, the traceback only with -v ----------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("worker", "--app", "no_such_module"),
+        ("types", "--app", "no_such_module"),
+        ("jobs", "--app", "no_such_module", "list"),
+    ],
+)
+def test_unimportable_app_is_one_line_naming_the_fix(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """`--app` naming a module that is not on the path: one line naming it and PYTHONPATH, exit 2."""
+    status, _, stderr, _ = run_jobkit(f"sqlite:///{tmp_path / 'jobs.sqlite3'}", *command)
+    assert status == 2, stderr
+    line = one_line(stderr)
+    assert line.startswith("jobkit: cannot import --app no_such_module: no module named 'no_such_module'")
+    assert "PYTHONPATH" in line
+
+
+def test_app_that_fails_to_import_names_the_error_and_where(tmp_path: Path) -> None:
+    """An app module that raises while imported: one line with the exception and file:line; -v adds the traceback."""
+    (tmp_path / "broken_app.py").write_text("import os\n\nraise RuntimeError('settings.SECRET is not set')\n")
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    status, _, stderr, _ = run_jobkit(url, "worker", "--app", "broken_app", PYTHONPATH=f"{ROOT}:{tmp_path}")
+    assert status == 2, stderr
+    line = one_line(stderr)
+    assert "cannot import --app broken_app: RuntimeError: settings.SECRET is not set" in line
+    assert f"{tmp_path / 'broken_app.py'}:3" in line
+    status, _, stderr, _ = run_jobkit(url, "-v", "worker", "--app", "broken_app", PYTHONPATH=f"{ROOT}:{tmp_path}")
+    assert status == 2
+    assert "Traceback" in stderr
+
+
+@pytest.mark.parametrize("command", [("worker", "--app", "tests.jobs"), ("jobs", "list"), ("db", "upgrade")])
+def test_a_url_that_is_no_database_url_is_one_line_exit_2(command: tuple[str, ...]) -> None:
+    """A URL of another scheme: one line naming both accepted forms, the password masked, exit 2."""
+    status, stdout, stderr, _ = run_jobkit("mysql://app:hunter2@db/app", *command)
+    assert status == 2, stderr
+    line = one_line(stderr)
+    assert "'mysql://app:***@db/app' is not a jobkit database URL: use sqlite:///PATH" in line
+    assert "postgresql+psycopg://USER@HOST/DATABASE" in line
+    assert "hunter2" not in stdout + stderr

@@ -360,9 +360,11 @@ def test_stats_counts_running_jobs(queue: JobQueue, events: EventLog, control: P
 
 
 def test_job_types_lists_registered_types_with_their_options(queue: JobQueue) -> None:
-    """job_types() describes every registered type: schema, retries, backoff, timeout, queue, filters."""
+    """job_types() describes every registered type: schema, retries, backoff, timeout, queue, filters, result."""
     types = queue.job_types()
-    assert types["long.fails_until_fixed"] == {
+    described = types["long.fails_until_fixed"]
+    assert described.pop("args_schema")["title"] == "FixArgs"
+    assert described == {
         "name": "long.fails_until_fixed",
         "schema": "FixArgs",
         "max_retries": 0,
@@ -372,6 +374,8 @@ def test_job_types_lists_registered_types_with_their_options(queue: JobQueue) ->
         "priority": 0,
         "retry_on": [],
         "discard_on": [],
+        "kind": "job",
+        "result": "str",
     }
     assert types["long.retry_on"]["retry_on"] == ["TransientError"]
     assert types["long.discard_on"]["discard_on"] == ["Unrecoverable"]

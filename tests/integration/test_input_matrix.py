@@ -152,7 +152,12 @@ REFUSED: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
         EnqueueError,
         "1970 to 9999",
     ),
-    ("bulk of strings", lambda: Echo.perform_all_later(["a", "b"]), EnqueueError, "item 0 is not a mapping"),
+    (
+        "bulk of strings",
+        lambda: Echo.perform_all_later(["a", "b"]),
+        EnqueueError,
+        "one mapping of arguments per job, e.g. [{'to': 'a@b.c'}, ...]; item 0 is 'a'",
+    ),
     ("bulk of a string", lambda: Echo.perform_all_later("ab"), EnqueueError, "list of argument mappings"),
     ("bulk bad item 2", lambda: Echo.perform_all_later([{}, {}, {"x": {1}}]), EnqueueError, "item 2: argument x"),
 ]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
-from jobkit._store import Completion, JobPage, MinuteCount, NewJob, Rescue, Store, Transition
+from jobkit._store import Completion, ConcurrencyKey, JobPage, MinuteCount, NewJob, Rescue, Store, Transition, UniqueJob
 from jobkit._vocabulary import JobState, TransitionKind
 
 NAME = "tests.contract_probe"
@@ -613,3 +613,112 @@ def test_running_lists_every_running_job_newest_first(store: Store) -> None:
     assert [r.id for r in found] == [newer, older]
     assert all(r.status == JobState.RUNNING and r.worker_id == WORKER for r in found)
     assert [r.id for r in store.running(limit=1)] == [newer]
+
+
+# -- unique enqueues
+
+
+def unique_row(
+    key: str = "k1", *, args: str = "{}", on_conflict: str = "skip", window: float | None = None
+) -> UniqueJob:
+    """A unique job due now, holding ``key`` while pending or running."""
+    return UniqueJob(
+        NewJob(NAME, args, "default", 0, 0.0, 3), key, frozenset({"pending", "running"}), on_conflict, window
+    )
+
+
+def test_enqueue_unique_inserts_once_per_live_key_in_input_order(store: Store) -> None:
+    """One row per live key; every later row with it names that row, in input order."""
+    now = store.now()
+    first, again, other, third = store.enqueue_unique(
+        [unique_row("k1"), unique_row("k1"), unique_row("k2"), unique_row("k1")], now=now
+    )
+    assert (first.duplicate, again.duplicate, other.duplicate, third.duplicate) == (False, True, False, True)
+    assert again.id == third.id == first.id != other.id
+    assert store.enqueue_unique([unique_row("k1")], now=now) == [(first.id, True)]
+
+
+def test_a_job_leaving_its_unique_states_frees_the_key(store: Store) -> None:
+    """Running still holds the key; failed (outside the states) frees it for a new job."""
+    [held] = store.enqueue_unique([unique_row("k1")], now=store.now())
+    assert claim(store) == [held.id]
+    assert store.enqueue_unique([unique_row("k1")], now=store.now())[0] == (held.id, True)
+    assert store.transition(Transition(TransitionKind.FAIL, held.id, WORKER, 1, {"errors": "[]"}), now=store.now())
+    fresh = store.enqueue_unique([unique_row("k1")], now=store.now())[0]
+    assert not fresh.duplicate and fresh.id != held.id
+
+
+def test_replace_touches_a_pending_holder_only(store: Store) -> None:
+    """replace rewrites a pending holder's args; a running holder is left as it is."""
+    [held] = store.enqueue_unique([unique_row("k1", args='{"v": 1}')], now=store.now())
+    store.enqueue_unique([unique_row("k1", args='{"v": 2}', on_conflict="replace")], now=store.now())
+    record = store.get(held.id)
+    assert record is not None and json.loads(record.args) == {"v": 2}
+    claim(store)
+    store.enqueue_unique([unique_row("k1", args='{"v": 3}', on_conflict="replace")], now=store.now())
+    record = store.get(held.id)
+    assert record is not None and json.loads(record.args) == {"v": 2}  # running: left as it is
+
+
+def test_a_window_frees_the_key_once_the_holder_is_older(store: Store) -> None:
+    """With a window, the key is held only until the holder is that old."""
+    now = store.now()
+    [held] = store.enqueue_unique([unique_row("k1", window=3600)], now=now)
+    assert store.enqueue_unique([unique_row("k1", window=3600)], now=now + 3599)[0].duplicate
+    fresh = store.enqueue_unique([unique_row("k1", window=3600)], now=now + 3601)[0]
+    assert not fresh.duplicate and fresh.id != held.id
+
+
+def test_a_retried_job_gives_up_its_key_when_another_holds_it(store: Store) -> None:
+    """retry_job of a failed unique job while a new one holds the key: the retried job runs as a plain job."""
+    [old] = store.enqueue_unique([unique_row("k1")], now=store.now())
+    claim(store)
+    store.transition(Transition(TransitionKind.FAIL, old.id, WORKER, 1, {"errors": "[]"}), now=store.now())
+    [new] = store.enqueue_unique([unique_row("k1")], now=store.now())
+    assert store.retry_job(old.id, now=store.now())
+    assert store.status_of(old.id) == "pending"
+    assert store.enqueue_unique([unique_row("k1")], now=store.now())[0] == (new.id, True)
+
+
+# -- concurrency keys
+
+
+def keyed(store: Store, key: str, limit: int, *, priority: int = 0) -> int:
+    """A pending job holding concurrency key ``key`` (limit ``limit``)."""
+    now = store.now()
+    [job_id] = store.enqueue(
+        [NewJob(NAME, "{}", "default", priority, now, 3)], now=now, keys=[ConcurrencyKey(key, limit)]
+    )
+    return job_id
+
+
+def claim_keyed(store: Store, limit: int = 10) -> list[int]:
+    """Claim for WORKER with NAME's type keyed; the claimed ids in claim order."""
+    jobs = store.claim(worker=WORKER, limit=limit, names=[NAME], queues=None, now=store.now(), keyed=[NAME])
+    return [job.id for job in jobs]
+
+
+def test_a_keyed_claim_takes_each_key_up_to_its_limit_in_claim_order(store: Store) -> None:
+    """Per key, the best jobs in claim order up to the limit, counting the key's running jobs."""
+    a_low, a_high, a_mid = (keyed(store, "a", 2, priority=p) for p in (5, -1, 0))
+    b = keyed(store, "b", 1)
+    plain = enqueue(store)[0]
+    assert claim_keyed(store) == [a_high, a_mid, b, plain]
+    assert claim_keyed(store) == []
+    assert store.transition(Transition(TransitionKind.FAIL, a_high, WORKER, 1, {"errors": "[]"}), now=store.now())
+    assert claim_keyed(store) == [a_low]
+    assert store.key_holders("a") == sorted([a_mid, a_low])
+
+
+def test_a_claim_without_keyed_types_leaves_keyed_jobs_pending(store: Store) -> None:
+    """The plain claim never takes a job with a concurrency key."""
+    keyed(store, "a", 5)
+    assert claim(store) == []
+
+
+def test_a_key_crowding_the_head_leaves_one_claim_short_never_the_others_waiting(store: Store) -> None:
+    """A key with many jobs at the head fills the ranked window once; full at the next claim, it is skipped."""
+    head = [keyed(store, "a", 1) for _ in range(30)]
+    other = keyed(store, "b", 1)
+    assert claim_keyed(store, limit=2) == [head[0]]
+    assert claim_keyed(store, limit=2) == [other]

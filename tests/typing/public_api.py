@@ -45,3 +45,27 @@ def inspect(handle: JobHandle) -> str:
 
 queue: JobQueue = jobkit.configure(concurrency=2)
 stats: dict[str, object] = queue.stats()
+
+
+@job(
+    name="typing.nightly",
+    schema=EmailArgs,
+    cron="0 2 * * *",
+    cron_timezone="Europe/Berlin",
+    cron_args={"to": "ops@b.c", "subject": "nightly"},
+    catchup="latest",
+    catchup_window=timedelta(hours=1),
+    overlap="skip",
+)
+class Nightly(BaseJob[EmailArgs]):
+    def perform(self, args: EmailArgs) -> None:
+        pass
+
+
+def schedule_things(queue: JobQueue) -> list[dict[str, object]]:
+    queue.schedule(Nightly, cron="*/15 * * * *", args={"to": "a@b.c", "subject": "s"}, key="report-15m")
+    fired = queue.scheduler.run_once()
+    handle: JobHandle = queue.run_schedule("report-15m")
+    assert queue.pause_schedule("report-15m") and queue.resume_schedule("report-15m") and handle.id
+    assert queue.unschedule("report-15m") or fired
+    return list(queue.schedules())

@@ -13,9 +13,9 @@ PACKAGE = Path(jobkit.__file__).parent
 LAYERS = [
     {"_vocabulary"},
     {"errors", "_cancel", "_clock", "_json"},
-    {"_payload", "_backoff", "_registry", "_settings", "_events"},
+    {"_payload", "_backoff", "_cron", "_registry", "_settings", "_events"},
     {"_store", "_handle", "_job", "_enqueue"},
-    {"_runtime", "_snapshots"},
+    {"_runtime", "_snapshots", "_why"},
     {"_queue"},
     {"cli", "testing", "pytest_plugin", "dashboard", "_bulk", "__init__", "__main__"},
 ]

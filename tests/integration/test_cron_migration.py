@@ -1,0 +1,44 @@
+"""Migration 0005 creates exactly the schedule tables of schema.py, and goes down and up again."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+
+from jobkit._store import open_store, schema
+from jobkit._store.store import MIGRATIONS
+
+CRON_TABLES = {"jobkit_schedules", "jobkit_cron_fires"}
+
+
+def test_the_migrated_cron_tables_match_the_schema(db_url: str) -> None:
+    """Comparing the migrated database with schema.py finds no difference in the cron tables."""
+    store = open_store(db_url)
+    try:
+        with store.engine.connect() as conn:
+            differences = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+        assert [d for d in differences if any(t in str(d) for t in CRON_TABLES)] == []
+        assert set(sa.inspect(store.engine).get_table_names()) >= CRON_TABLES
+    finally:
+        store.close()
+
+
+def test_migration_0005_downgrades_and_upgrades(db_url: str) -> None:
+    """Down to 0004 drops the cron tables; up again recreates them."""
+    store = open_store(db_url)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with store.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0004")
+        assert not CRON_TABLES & set(sa.inspect(store.engine).get_table_names())
+        with store.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+        assert set(sa.inspect(store.engine).get_table_names()) >= CRON_TABLES
+    finally:
+        store.close()
