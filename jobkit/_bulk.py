@@ -4,8 +4,9 @@
 ``jobkit.bulk`` job instead, which a worker runs like any other. It walks the store's keyset
 pages newest first (each page a bounded window of the primary key), acts through the queue
 facade exactly as a single action does, reports progress as the share of the id range walked,
-and stops between pages when cancelled. It is registered in every process that imports it;
-``jobkit worker`` always does.
+and stops between pages when cancelled. :func:`register_bulk` registers it: ``jobkit worker``
+and the dashboard call it, and nothing else does, so other processes' type and queue listings
+do not show it.
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ def _outcome(value: object) -> str:
     return str(value)
 
 
-@job(name=BULK_JOB, max_retries=0, queue="default")
 class BulkAction(BaseJob[dict[str, Any]]):
     """Act on every job matching a filter, page by page; the result counts what came of each."""
 
@@ -89,3 +89,8 @@ class BulkAction(BaseJob[dict[str, Any]]):
             self.progress(min(99.0, walked), stage=checked["action"], message=f"{seen} jobs so far", seen=seen)
         self.progress(100, stage=checked["action"], message=f"{seen} jobs", seen=seen)
         return {"action": checked["action"], "jobs": seen, "outcomes": outcomes}
+
+
+def register_bulk() -> None:
+    """Register the ``jobkit.bulk`` job type in this process (again is harmless: the same origin replaces it)."""
+    job(name=BULK_JOB, max_retries=0, queue="default")(BulkAction)

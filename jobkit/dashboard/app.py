@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from jobkit._bulk import register_bulk
 from jobkit._queue import JobQueue
 from jobkit.dashboard import actions, pages
 from jobkit.dashboard.live import Hub
@@ -69,6 +70,7 @@ def app(
 
         web = Starlette(routes=[Mount("/jobs", app=jobkit.dashboard.app(queue, auth=staff_only))])
     """
+    register_bulk()  # "everything matching the filter" is enqueued as a jobkit.bulk job
     the_queue = queue if queue is not None else JobQueue.instance()
     access = Access.configure(auth, read_only=read_only, user=user, password=password)
     state = Dashboard(the_queue, environment(), Hub(the_queue), frozenset(redact), title)
