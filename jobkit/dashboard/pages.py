@@ -109,6 +109,7 @@ async def job_detail(request: Request) -> Response:
         if holder is not None:
             heartbeat_age = queue.store.now() - holder.heartbeat_at
     record = queue.store.get(job_id)
+    why = queue.job_why(job_id) if info.status in (JobState.PENDING, JobState.PAUSED) else None
     return dash.render(
         request,
         "job.html",
@@ -122,6 +123,7 @@ async def job_detail(request: Request) -> Response:
         lease=None if record is None else record.lease,
         heartbeat_age=heartbeat_age,
         registered=lookup(info.name) is not None,
+        why=why,
     )
 
 

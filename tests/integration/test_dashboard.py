@@ -314,3 +314,12 @@ def test_mounted_under_a_prefix(queue: JobQueue) -> None:
         )
         assert done.status_code == 303
         assert done.headers["location"] == "/admin/jobkit/"
+
+
+def test_job_detail_says_why_a_job_waits(client: TestClient, queue: JobQueue) -> None:
+    """A pending job in a paused queue says so on its page."""
+    handle = Mail.perform_later(to="a@b.c")
+    queue.pause_queue("mailers")
+    page = client.get(f"/jobs/{handle.id}").text
+    assert "why it waits" in page
+    assert "paused" in re.search(r'<dd class="why">(.*?)</dd>', page).group(1)  # type: ignore[union-attr]
