@@ -169,6 +169,30 @@ async def queue_action(request: Request) -> Response:
     return dash.redirect(request, form.get("next"))
 
 
+async def schedule_action(request: Request) -> Response:
+    """``POST /schedules/pause``, ``/resume`` and ``/run``: stop or restart a schedule, or fire it now."""
+    dash = dashboard_of(request)
+    form = await _admin_form(request)
+    key = str(form.get("key") or "")
+    verb = request.path_params["verb"]
+    job_ids: list[int] = []
+    if verb == "run":
+        try:
+            handle = dash.queue.run_schedule(key)
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+        job_ids, outcome = [handle.id], f"fired as job {handle.id}"
+    elif verb in ("pause", "resume"):
+        found = dash.queue.pause_schedule(key) if verb == "pause" else dash.queue.resume_schedule(key)
+        if not found:
+            raise HTTPException(404, f"no schedule with key {key!r}")
+        outcome = "paused" if verb == "pause" else "resumed"
+    else:
+        raise HTTPException(404, "no such action")
+    _audit(dash, request, f"schedule {verb}", key, job_ids, outcome)
+    return dash.redirect(request, form.get("next"))
+
+
 async def clear(request: Request) -> Response:
     """``POST /clear``: delete completed or failed jobs finished more than some hours ago (confirmed first)."""
     dash = dashboard_of(request)
@@ -227,6 +251,7 @@ routes = [
     Route("/jobs/{job_id:int}/{action}", job_action, methods=["POST"]),
     Route("/jobs/bulk", bulk_action, methods=["POST"]),
     Route("/queues/{verb:str}", queue_action, methods=["POST"]),
+    Route("/schedules/{verb:str}", schedule_action, methods=["POST"]),
     Route("/clear", clear, methods=["POST"]),
     Route("/enqueue/{name:path}", enqueue, methods=["POST"]),
 ]

@@ -186,6 +186,12 @@ async def enqueue_form(request: Request) -> Response:
     return dash.render(request, "enqueue.html", job_type=job_type, fields=form_fields(job_type), values={}, error=None)
 
 
+async def schedules(request: Request) -> Response:
+    """Every stored schedule: its cron, next and last fire, last job, missed fires, paused or not."""
+    dash = dashboard_of(request)
+    return dash.render(request, "schedules.html", rows=dash.queue.schedules())
+
+
 async def audit(request: Request) -> Response:
     """The operators' actions, newest first."""
     dash = dashboard_of(request)
@@ -204,5 +210,6 @@ routes = [
     Route("/workers", workers),
     Route("/enqueue", enqueue_index),
     Route("/enqueue/{name:path}", enqueue_form, methods=["GET"]),
+    Route("/schedules", schedules),
     Route("/audit", audit),
 ]

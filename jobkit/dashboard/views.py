@@ -34,6 +34,7 @@ NAV = (
     ("/running", "Running"),
     ("/queues", "Queues"),
     ("/workers", "Workers"),
+    ("/schedules", "Schedules"),
     ("/enqueue", "Enqueue"),
     ("/audit", "Audit log"),
 )

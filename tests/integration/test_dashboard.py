@@ -17,7 +17,7 @@ import jobkit.dashboard
 from jobkit import JobQueue
 from tests.dashboard_jobs import XSS, Flaky, Hostile, Mail, Steps
 
-PAGES = ["/", "/jobs", "/running", "/queues", "/workers", "/enqueue", "/enqueue/dash.mail", "/audit"]
+PAGES = ["/", "/jobs", "/running", "/queues", "/workers", "/schedules", "/enqueue", "/enqueue/dash.mail", "/audit"]
 
 
 def basic(user: str, password: str) -> dict[str, str]:

@@ -214,3 +214,20 @@ def test_bulk_over_everything_matching_the_filter(client: TestClient, queue: Job
     assert all(queue.job_info(i).status == "completed" for i in failed)  # type: ignore[union-attr]
     assert queue.job_info(waiting).status == "completed"  # type: ignore[union-attr]
     assert audit(queue)[0] == ("ops", "bulk retry (filter)", [bulk_id], f"tracked as job {bulk_id}")
+
+
+def test_schedules_page_pause_resume_and_run_now(client: TestClient, queue: JobQueue) -> None:
+    """A runtime schedule is listed with its cron; pause, resume and run now act on it and are audited."""
+    queue.schedule(Mail, cron="*/5 * * * *", key="mail-5m", args={"to": "a@b.c"})
+    page = client.get("/schedules").text
+    assert 'data-schedule="mail-5m"' in page and "*/5 * * * *" in page
+    post(client, "/schedules/pause", {"key": "mail-5m", "next": "/schedules"})
+    assert [s["paused"] for s in queue.schedules()] == [True]
+    post(client, "/schedules/resume", {"key": "mail-5m"})
+    assert [s["paused"] for s in queue.schedules()] == [False]
+    fired = post(client, "/schedules/run", {"key": "mail-5m"})
+    assert fired.status_code == 303
+    [job] = queue.jobs(name="dash.mail")
+    assert job.args["to"] == "a@b.c"
+    assert [a[1] for a in audit(queue)] == ["schedule run", "schedule resume", "schedule pause"]
+    assert post(client, "/schedules/run", {"key": "nope"}).status_code == 404
