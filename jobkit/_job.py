@@ -16,7 +16,7 @@ from jobkit._enqueue import CallOptions, ConfiguredJob, Enqueuer, set_enqueuer_f
 from jobkit._enqueue import _call_options as _call_options  # re-exported: the queue checks set() options with it
 from jobkit._handle import JobHandle
 from jobkit._payload import BaseModel, ExtraArgs, validate
-from jobkit._registry import JobOptions, JobType, build_options, register
+from jobkit._registry import Isolation, JobOptions, JobType, build_options, register
 from jobkit.errors import JobDefinitionError
 
 if TYPE_CHECKING:
@@ -85,7 +85,59 @@ class _JobLogger(logging.LoggerAdapter[logging.Logger]):
         return f"[job {extra.get('job_id')} {extra.get('job_name')} #{extra.get('attempt')}] {msg}", kwargs
 
 
-class JobContext:
+class _AttemptContext:
+    """What a running attempt can do, shared by :class:`JobContext` and :class:`BaseJob`."""
+
+    job_id: int | None
+    attempt: int
+    cancel_token: CancelToken
+    last_checkpoint: Checkpoint | None
+    _reporter: Reporter
+    _logger: logging.LoggerAdapter[logging.Logger] | None
+
+    def _bind(
+        self,
+        job_id: int | None,
+        attempt: int,
+        cancel_token: CancelToken | None,
+        last_checkpoint: Checkpoint | None,
+        reporter: Reporter | None,
+    ) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.cancel_token = cancel_token or CancelToken()
+        self.last_checkpoint = last_checkpoint
+        self._reporter = reporter or _InlineReporter()
+        self._logger = None
+
+    def _log_name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger named ``jobkit.job.<name>`` that tags records with the job id and attempt."""
+        # Built on first use: most jobs never log, and a logger per run is a cost on every job.
+        if self._logger is None:
+            name = self._log_name()
+            self._logger = _JobLogger(
+                logging.getLogger(f"jobkit.job.{name}"),
+                {"job_id": self.job_id, "job_name": name, "attempt": self.attempt},
+            )
+        return self._logger
+
+    def progress(self, percent: float, stage: str | None = None, message: str | None = None, **data: Any) -> None:
+        """Report progress (0-100), visible from any process; writes are coalesced."""
+        if not 0 <= percent <= 100:
+            raise ValueError(f"progress percent must be between 0 and 100, got {percent}")
+        self._reporter.progress(float(percent), stage, message, data)
+
+    def checkpoint(self, stage: str, data: Any = None) -> None:
+        """Persist a JSON checkpoint; later attempts see it as ``last_checkpoint``."""
+        self._reporter.checkpoint(stage, data)
+        self.last_checkpoint = Checkpoint(stage, data)
+
+
+class JobContext(_AttemptContext):
     """What a ``register_handler`` handler receives as its second argument: what ``BaseJob`` has.
 
     A handler that takes two parameters, ``handler(args, context)`` or ``process(self, args,
@@ -103,8 +155,6 @@ class JobContext:
         queue.register_handler("web-scraping", scrape)
     """
 
-    __slots__ = ("_logger", "_reporter", "attempt", "cancel_token", "job_id", "last_checkpoint", "name")
-
     def __init__(
         self,
         name: str,
@@ -116,36 +166,13 @@ class JobContext:
         reporter: Reporter | None = None,
     ) -> None:
         self.name = name
-        self.job_id = job_id
-        self.attempt = attempt
-        self.cancel_token = cancel_token or CancelToken()
-        self.last_checkpoint = last_checkpoint
-        self._reporter: Reporter = reporter or _InlineReporter()
-        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+        self._bind(job_id, attempt, cancel_token, last_checkpoint, reporter)
 
-    @property
-    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
-        """A logger named ``jobkit.job.<name>`` that tags records with the job id and attempt."""
-        if self._logger is None:
-            self._logger = _JobLogger(
-                logging.getLogger(f"jobkit.job.{self.name}"),
-                {"job_id": self.job_id, "job_name": self.name, "attempt": self.attempt},
-            )
-        return self._logger
-
-    def progress(self, percent: float, stage: str | None = None, message: str | None = None, **data: Any) -> None:
-        """Report progress (0-100), visible from any process; writes are coalesced."""
-        if not 0 <= percent <= 100:
-            raise ValueError(f"progress percent must be between 0 and 100, got {percent}")
-        self._reporter.progress(float(percent), stage, message, data)
-
-    def checkpoint(self, stage: str, data: Any = None) -> None:
-        """Persist a JSON checkpoint; later attempts see it as ``context.last_checkpoint``."""
-        self._reporter.checkpoint(stage, data)
-        self.last_checkpoint = Checkpoint(stage, data)
+    def _log_name(self) -> str:
+        return self.name
 
 
-class BaseJob(Generic[ArgsT]):
+class BaseJob(_AttemptContext, Generic[ArgsT]):
     """Subclass this, implement ``perform(self, args)``, and declare it with ``@job``.
 
     Example::
@@ -172,40 +199,15 @@ class BaseJob(Generic[ArgsT]):
         last_checkpoint: Checkpoint | None = None,
         reporter: Reporter | None = None,
     ) -> None:
-        self.job_id = job_id
-        self.attempt = attempt
-        self.cancel_token = cancel_token or CancelToken()
-        self.last_checkpoint = last_checkpoint
-        self._reporter: Reporter = reporter or _InlineReporter()
-        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+        self._bind(job_id, attempt, cancel_token, last_checkpoint, reporter)
 
-    @property
-    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
-        """A logger named ``jobkit.job.<name>`` that tags records with the job id and attempt."""
-        # Built on first use: most jobs never log, and a logger per run is a cost on every job.
-        if self._logger is None:
-            declared = getattr(type(self), "__jobkit_type__", None)
-            name = declared.name if declared else type(self).__name__
-            self._logger = _JobLogger(
-                logging.getLogger(f"jobkit.job.{name}"),
-                {"job_id": self.job_id, "job_name": name, "attempt": self.attempt},
-            )
-        return self._logger
+    def _log_name(self) -> str:
+        declared = getattr(type(self), "__jobkit_type__", None)
+        return declared.name if declared else type(self).__name__
 
     def perform(self, args: ArgsT) -> Any:
         """Do the work; return a JSON-serialisable result. May be ``async def``."""
         raise NotImplementedError(f"{type(self).__name__} must implement perform(self, args)")
-
-    def progress(self, percent: float, stage: str | None = None, message: str | None = None, **data: Any) -> None:
-        """Report progress (0-100), visible from any process; writes are coalesced."""
-        if not 0 <= percent <= 100:
-            raise ValueError(f"progress percent must be between 0 and 100, got {percent}")
-        self._reporter.progress(float(percent), stage, message, data)
-
-    def checkpoint(self, stage: str, data: Any = None) -> None:
-        """Persist a JSON checkpoint; later attempts see it as ``self.last_checkpoint``."""
-        self._reporter.checkpoint(stage, data)
-        self.last_checkpoint = Checkpoint(stage, data)
 
     # -- class-level API --------------------------------------------------------------------
 
@@ -320,6 +322,7 @@ def job(
     catchup: Literal["skip", "latest", "all"] = "latest",
     catchup_window: float | timedelta | None = None,
     overlap: Literal["allow", "skip", "cancel_previous"] = "allow",
+    isolation: Isolation | None = None,
 ) -> Callable[[J], J]:
     """Declare a job class; every option is validated when the class is defined.
 
@@ -379,6 +382,7 @@ def job(
             catchup=catchup,
             catchup_window=catchup_window,
             overlap=overlap,
+            isolation=isolation,
         )
         job_type = JobType(
             options=options,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Literal
 
 from jobkit._backoff import BackoffSpec, Wait, delay_for, make_wait
 from jobkit._cron import CronSpec, parse_cron
@@ -27,6 +27,9 @@ from jobkit._payload import (
 )
 from jobkit._vocabulary import JobState
 from jobkit.errors import EnqueueError, JobDefinitionError, PayloadError
+
+#: Where a job runs: an executor thread, or a child process (hard timeouts, crash containment).
+Isolation = Literal["thread", "process"]
 
 #: The lengths of the ``name`` and ``queue`` columns (jobkit/_store/schema.py; a test keeps them equal).
 MAX_NAME = 200
@@ -201,6 +204,8 @@ class JobOptions:
     #: holding one key run at once, across every worker.
     concurrency_key: Callable[[Any], str] | None = field(default=None, compare=False)
     concurrency_limit: int = 1
+    #: "thread" or "process"; None: the worker's pool decides (``pool`` setting).
+    isolation: Isolation | None = None
     wait: Wait = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     #: The model enqueue validates with (``schema``, or a subclass refusing unknown keywords).
     args_model: type[BaseModel] | None = field(default=None, repr=False, compare=False)
@@ -242,6 +247,7 @@ class JobOptions:
             "priority": self.priority,
             "retry_on": [e.__name__ for e in self.retry_on],
             "discard_on": [e.__name__ for e in self.discard_on],
+            "isolation": self.isolation,
         }
         if self.recurrence is not None:  # only scheduled types say so: the summary of others is unchanged
             described["cron"] = self.recurrence.cron
@@ -275,6 +281,7 @@ def build_options(
     catchup: Any = "latest",
     catchup_window: Any = None,
     overlap: Any = "allow",
+    isolation: Any = None,
 ) -> JobOptions:
     """Validate every option, naming the job and the option in each error."""
 
@@ -288,6 +295,8 @@ def build_options(
         raise bad("schema", f"must be a pydantic BaseModel subclass, got {schema!r}")
     if extra_args not in ("forbid", "ignore"):
         raise bad("extra_args", f"must be 'forbid' or 'ignore', got {short_repr(extra_args)}")
+    if isolation not in (None, "thread", "process"):
+        raise bad("isolation", f"must be 'thread' or 'process', got {short_repr(isolation)}")
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise bad("max_retries", f"must be >= 0, got {max_retries!r}")
     if max_retries > INT32_MAX:
@@ -360,6 +369,7 @@ def build_options(
         ),
         concurrency_key=concurrency_key,
         concurrency_limit=1 if concurrency_limit is None else concurrency_limit,
+        isolation=isolation,
         wait=wait,
         args_model=None if schema is None else args_model(schema, extra_args),
         recurrence=recurrence,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -50,6 +50,20 @@ class Settings(BaseSettings):
     )
     max_stuck_threads: int = Field(
         default=4, ge=0, description="abandoned executor threads tolerated before the worker drains and exits"
+    )
+    pool: Literal["threads", "processes"] = Field(
+        default="threads", description="where jobs without an isolation option run: threads or child processes"
+    )
+    max_tasks_per_child: int | None = Field(
+        default=None, ge=1, description="jobs a child process runs before it is replaced (None: no limit)"
+    )
+    max_memory_per_child: int | None = Field(
+        default=None,
+        ge=1,
+        description="resident bytes (or '200MB') past which a child is replaced after its job (None: no limit)",
+    )
+    loop_lag_threshold: float = Field(
+        default=1.0, gt=0, le=3600, description="seconds an async job may block the event loop before it is logged"
     )
     max_payload_depth: int = Field(default=64, ge=2, le=500, description="deepest nesting of stored JSON")
     max_payload_bytes: int = Field(
@@ -114,6 +128,11 @@ class Settings(BaseSettings):
         """Each queue's own slots, when the queues were given with them (None: the queues share ``concurrency``)."""
         return dict(self.queues) if isinstance(self.queues, dict) else None
 
+    @field_validator("max_memory_per_child", mode="before")
+    @classmethod
+    def _memory_size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
+
     @field_validator("database_url")
     @classmethod
     def _known_dialect(cls, value: str) -> str:
@@ -133,6 +152,25 @@ class Settings(BaseSettings):
         if heartbeat is not None and value <= heartbeat:
             raise ValueError(f"rescue_after ({value}s) must be longer than heartbeat_interval ({heartbeat}s)")
         return value
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``"1048576"``, ``"512KB"``, ``"200MB"``, ``"1.5GiB"`` (binary units, as ``ps`` and Celery count).
+
+    Example::
+
+        parse_size("200MB")  # 209715200
+    """
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(f"expected a number of bytes or a size such as '200MB', got {text!r}")
+    number, unit = match.groups()
+    prefix = (unit or "").lower()[:1]
+    return int(float(number) * _UNITS[prefix if prefix in _UNITS else ""])
 
 
 def load_settings(**overrides: Any) -> Settings:

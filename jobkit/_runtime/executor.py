@@ -200,7 +200,8 @@ async def _contained(awaitable: Any) -> Any:
 
 
 async def _guarded(prepared: Prepared, awaitable: Any) -> Any:
-    task = asyncio.ensure_future(_contained(awaitable))
+    # Named for its job, so that the loop watch can say which job blocks the loop.
+    task = asyncio.get_running_loop().create_task(_contained(awaitable), name=f"jobkit-job-{prepared.job.id}")
     loop = asyncio.get_running_loop()
 
     def cancel_task(_reason: str) -> None:

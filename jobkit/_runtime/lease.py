@@ -97,9 +97,12 @@ class Lease:
         requeue_stale: Callable[[], list[int]],
         on_held_again: Callable[[], None],
         names: Callable[[], list[str]] | None = None,
+        pool_report: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.config = config
         self.store = store
+        #: The worker's pool and children as JSON, written with every heartbeat.
+        self.pool_report = pool_report
         self.ledger = ledger
         self.lifecycle = lifecycle
         self.completer = completer
@@ -213,7 +216,7 @@ class Lease:
         config = self.config
         sent = time.monotonic()
         try:
-            held = self.store.heartbeat(self.id, stuck=self.ledger.stuck)
+            held = self.store.heartbeat(self.id, stuck=self.ledger.stuck, pool=self.pool_report())
         except Exception as exc:
             if not self._beat_failing:
                 log.warning("heartbeat failed (%s); running jobs continue", first_line(exc))

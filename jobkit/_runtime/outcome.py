@@ -68,7 +68,7 @@ MAX_TRACEBACK = 32_000
 
 
 def error_entry(exc: BaseException, attempt: int, at: float, *, message: str | None = None) -> dict[str, Any]:
-    """One error-history entry: type, message, traceback, attempt and time; never raises.
+    """One error-history entry: type (and its import path), message, traceback, attempt and time; never raises.
 
     Built defensively because the exception is the job's own object: its ``__str__`` may raise,
     return something that is not a string, or be huge.
@@ -76,6 +76,8 @@ def error_entry(exc: BaseException, attempt: int, at: float, *, message: str | N
     return {
         "attempt": attempt,
         "type": _type_name(exc),
+        # The importable path as well as the bare name: integrations (Django's TaskError) name the class by it.
+        "path": _type_path(exc),
         "message": _clip(message if message is not None else _safe_str(exc), MAX_MESSAGE),
         "traceback": _clip(_safe_traceback(exc), MAX_TRACEBACK),
         "at": at,
@@ -96,6 +98,14 @@ def _type_name(exc: BaseException) -> str:
         return str(type(exc).__name__)
     except Exception:  # a metaclass with a hostile __name__
         return "<unnamed exception>"
+
+
+def _type_path(exc: BaseException) -> str:
+    try:
+        kind = type(exc)
+        return f"{kind.__module__}.{kind.__qualname__}"
+    except Exception:
+        return _type_name(exc)
 
 
 def _safe_str(exc: BaseException) -> str:

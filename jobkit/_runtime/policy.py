@@ -138,14 +138,16 @@ def sane_delay(job: ClaimedJob, outcome: Outcome, backoff: Backoff) -> tuple[flo
 
 
 def errors_with(job: ClaimedJob, entry: dict[str, Any]) -> str:
-    """The job's error history with ``entry`` appended; a damaged history is kept as text, never fatal."""
+    """The job's error history with ``entry`` appended, naming the worker that held the attempt; a damaged
+    history is kept as text, never fatal."""
     history: list[Any]
     try:
         loaded = json.loads(job.errors) if job.errors else []
         history = loaded if isinstance(loaded, list) else [{"type": "DamagedHistory", "raw": job.errors}]
     except (ValueError, RecursionError):
         history = [{"type": "DamagedHistory", "message": "the stored error history was not JSON", "raw": job.errors}]
-    history.append(entry)
+    # Which worker ran each failed attempt (Django's TaskResult.worker_ids reads it; so may an operator).
+    history.append(entry if entry.get("worker") or not job.worker_id else {**entry, "worker": job.worker_id})
     return json.dumps(history)
 
 

@@ -12,13 +12,14 @@ inline tests).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -28,9 +29,12 @@ from jobkit._registry import JobType
 from jobkit._runtime.completer import Completer, Finished, job_log
 from jobkit._runtime.deadlines import Action, Deadlines
 from jobkit._runtime.executor import Prepared, abandoned, prepare, run_async, run_sync
+from jobkit._runtime.isolation import Isolation
 from jobkit._runtime.ledger import HeldJob, Ledger
 from jobkit._runtime.lifecycle import EXIT_STUCK, Lifecycle
+from jobkit._runtime.looplag import LoopWatch
 from jobkit._runtime.outcome import Cancelled, Crashed, Failed, Outcome, error_entry, first_line
+from jobkit._runtime.procpool import ProcessConfig
 from jobkit._runtime.reporter import Flusher, JobReporter, ReportWrites
 from jobkit._settings import Settings
 from jobkit._store import ClaimedJob
@@ -49,6 +53,10 @@ class PoolConfig:
     concurrency: int
     kill_grace: float = 5.0
     max_stuck_threads: int = 4
+    #: Where jobs without an ``isolation`` option run: "threads" or "processes".
+    pool: str = "threads"
+    processes: ProcessConfig = field(default_factory=ProcessConfig)
+    loop_lag_threshold: float = 1.0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -57,11 +65,26 @@ class PoolConfig:
             raise ValueError(f"kill_grace must be 0 to 3600 seconds, got {self.kill_grace}")
         if self.max_stuck_threads < 0:
             raise ValueError(f"max_stuck_threads must be >= 0, got {self.max_stuck_threads}")
+        if self.pool not in ("threads", "processes"):
+            raise ValueError(f"pool must be 'threads' or 'processes', got {self.pool!r}")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PoolConfig:
         """The pool's part of the queue's settings."""
-        return cls(settings.concurrency, settings.kill_grace, settings.max_stuck_threads)
+        processes = ProcessConfig(
+            settings.max_tasks_per_child,
+            settings.max_memory_per_child,
+            settings.max_payload_depth,
+            settings.max_payload_bytes,
+        )
+        return cls(
+            settings.concurrency,
+            settings.kill_grace,
+            settings.max_stuck_threads,
+            settings.pool,
+            processes,
+            settings.loop_lag_threshold,
+        )
 
 
 class ExecutorPool:
@@ -100,9 +123,13 @@ class ExecutorPool:
         self._work: queue.SimpleQueue[HeldJob | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
+        #: Watches the async loop for jobs that block it (made with the loop).
+        self.loop_watch: LoopWatch | None = None
         self._lock = threading.Lock()
         self._spawned = 0
         self._started = False
+        #: Process-isolated jobs and the children that run them (made on the first such job).
+        self.isolation = Isolation(config.pool, config.processes, config.concurrency, types)
 
     # -- the service ---------------------------------------------------------------------------------
 
@@ -112,6 +139,9 @@ class ExecutorPool:
         self._started = True
         for _ in range(self.config.concurrency):
             self._spawn_executor()
+        if self.isolation.default_process:
+            # A processes worker will need its children: start them now, beside the first claims.
+            self.isolation.pool().warm(self.config.concurrency)
 
     def stop(self) -> None:
         """Stop the executor threads (each after its current job), the async loop and the watchdog."""
@@ -123,11 +153,22 @@ class ExecutorPool:
             self._started = False
             for _ in range(self.config.concurrency):
                 self._work.put(None)
+        if self.loop_watch is not None:
+            self.loop_watch.stop()
         if loop is not None:
             loop.call_soon_threadsafe(loop.stop)
         if loop_thread is not None:
             loop_thread.join(timeout=5)
+        self.isolation.stop()
         self.flusher.stop()
+
+    def children(self) -> list[dict[str, Any]]:
+        """The worker's live child processes: pid, job (None: idle), jobs run, resident bytes after the last."""
+        return self.isolation.children()
+
+    def report(self) -> str:
+        """The pool and its children as JSON, for the heartbeat (``jobkit workers`` shows it)."""
+        return json.dumps({"pool": self.config.pool, "children": self.isolation.children()})
 
     def run_once(self, jobs: Sequence[ClaimedJob]) -> int:
         """Run claimed jobs in the calling thread, one after another, each outcome written before the next."""
@@ -218,6 +259,9 @@ class ExecutorPool:
             return True
         prepared = held.prepared
         assert prepared is not None
+        if self.isolation.applies(prepared.job_type):
+            self._done(held, self.isolation.pool().run(held, self.config.kill_grace))
+            return True
         if prepared.job_type.is_async and not held.inline:
             future = asyncio.run_coroutine_threadsafe(run_async(prepared, self.clock, self.dump), self._event_loop())
             future.add_done_callback(partial(self._async_done, held))
@@ -241,6 +285,10 @@ class ExecutorPool:
             self.deadlines.at(timeout, held, Action.TIMEOUT)
         return True
 
+    def _job_name(self, job_id: int) -> str | None:
+        held = self.ledger.get(job_id)
+        return None if held is None else held.job.name
+
     def _async_done(self, held: HeldJob, future: Future[Outcome]) -> None:
         try:
             outcome = future.result()
@@ -261,6 +309,8 @@ class ExecutorPool:
                 self._loop = loop
                 self._loop_thread = threading.Thread(target=loop.run_forever, name="jobkit-async", daemon=True)
                 self._loop_thread.start()
+                self.loop_watch = LoopWatch(loop, self.config.loop_lag_threshold, self._job_name)
+                self.loop_watch.start()
             return self._loop
 
     # -- endings ---------------------------------------------------------------------------------------
@@ -310,9 +360,15 @@ class ExecutorPool:
             if held.token.cancel(CancelReason.TIMEOUT):
                 timeout = held.job_type.options.timeout if held.job_type else None
                 log.warning("job %s %s exceeded its timeout of %ss; cancelling it", *_ids(held), timeout)
-                if not held.inline:  # the caller's own thread is never left behind: it waits for its job
+                # The caller's own thread is never left behind: it waits for its job (a child can be killed).
+                if not held.inline or self.isolation.applies(held.job_type):
                     self.deadlines.at(self.config.kill_grace, held, Action.ABANDON)
-        elif held.token.reason != CancelReason.SHUTDOWN and not held.inline:
+        elif held.token.reason == CancelReason.SHUTDOWN:
+            return
+        elif self.isolation.applies(held.job_type):
+            # A child can be killed: its job ends with its process (the executor thread sees the death).
+            self.isolation.pool().terminate(held, held.token.reason or CancelReason.KILL)
+        elif not held.inline:
             self._abandon(held)
 
     def _abandon(self, held: HeldJob) -> None:

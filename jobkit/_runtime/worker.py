@@ -120,6 +120,7 @@ class Worker:
             requeue_stale=self.producer.requeue_stale,
             on_held_again=self.producer.wake,
             names=lambda: sorted(types()),
+            pool_report=self.pool.report,
         )
         self.maintenance = Maintenance(
             MaintenanceConfig.from_settings(settings),

@@ -8,6 +8,7 @@ statements.py, dialect.py, sqlite.py and postgres.py (all SQL: what both databas
 each one's own, with cron_statements.py for schedules), jobs.py, queries.py, admin.py,
 maintenance.py and schedules.py (the operations, no SQL),
 records.py and schema.py (rows and tables), store.py (the composed store and migrations),
+borrow.py (a connection inside a transaction another library owns),
 notify.py (the notifier: one per queue, what hears other processes) with each dialect's way to
 listen in listen_postgres.py and listen_sqlite.py (SQLite's doorbell sockets in doorbell.py).
 
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from jobkit._store.borrow import borrowed_connection
 from jobkit._store.diagnosis import is_missing_schema, is_transient
 from jobkit._store.liveness import HeartbeatObserver
 from jobkit._store.notify import Notifier, Watch
@@ -236,8 +238,8 @@ class Store(Protocol):
     ) -> None:
         """Insert this process's worker row (with the job types it runs), its first heartbeat stamped."""
 
-    def heartbeat(self, worker_id: str, *, stuck: int = 0) -> int | None:
-        """Renew the worker's lease and record its stuck threads; the jobs it holds (None: row gone)."""
+    def heartbeat(self, worker_id: str, *, stuck: int = 0, pool: str | None = None) -> int | None:
+        """Renew the worker's lease, record its stuck threads and its pool (JSON); the jobs it holds (None: row gone)."""
 
     def mark_stopped(self, worker_id: str) -> None:
         """Mark a worker stopped (its row goes once no running job names it)."""
@@ -374,6 +376,7 @@ __all__ = [
     "UniqueJob",
     "Watch",
     "WorkerRecord",
+    "borrowed_connection",
     "check_database",
     "database_location",
     "display_url",

@@ -103,8 +103,8 @@ class Maintenance(Jobs):
 
     # One quick try: the heartbeat loop itself retries on its own schedule.
     @transaction(BEAT, retry=BRIEF)
-    def heartbeat(self, conn: sa.Connection, worker_id: str, *, stuck: int = 0) -> int | None:
-        """Renew the process's lease, record its ``stuck`` thread count, and count the jobs it holds.
+    def heartbeat(self, conn: sa.Connection, worker_id: str, *, stuck: int = 0, pool: str | None = None) -> int | None:
+        """Renew the process's lease, record its ``stuck`` thread count and ``pool``, count the jobs it holds.
 
         Returns None when the worker row is gone or marked stopped. The count lets an idle
         worker skip the full reconciliation read when it holds nothing.
@@ -114,7 +114,7 @@ class Maintenance(Jobs):
         (another process's write still makes it wait, up to SQLite's busy timeout). A retry
         stamps the time it runs.
         """
-        params = {"id": worker_id, "stuck": int(stuck), **self.dialect.beat_params(self.process_clock)}
+        params = {"id": worker_id, "stuck": int(stuck), "pool": pool, **self.dialect.beat_params(self.process_clock)}
         row = conn.execute(self.dialect.heartbeat, params).first()
         return None if row is None else int(row[0])
 

@@ -146,6 +146,8 @@ class WorkerRecord:
     stuck: int = 0
     #: The job types the worker runs, as a JSON array (None: a worker of an older version).
     names: str | None = None
+    #: The pool and its children as JSON text (``{"pool": ..., "children": [...]}``), as of the last heartbeat.
+    pool: str | None = None
     #: Not columns: whether the heartbeat is fresh by the database's clock, and the jobs it runs.
     alive: bool = False
     running: list[int] = field(default_factory=list)

@@ -170,6 +170,9 @@ workers = sa.Table(
     sa.Column("stuck", sa.Integer, nullable=False, server_default="0"),
     # The job types the worker runs, a JSON array (migration 0006): why a pending job waits.
     sa.Column("names", sa.Text, nullable=True),
+    # The worker's pool and its child processes as JSON (migration 0008), as of the last heartbeat:
+    # {"pool": "threads" | "processes", "children": [{"pid", "job", "tasks", "rss"}, ...]}.
+    sa.Column("pool", sa.Text, nullable=True),
 )
 
 queue_pauses = sa.Table(

@@ -247,7 +247,8 @@ class Statements:
             f"VALUES (:id, :host, :pid, :queues, :concurrency, {self.beat}, {self.beat}, 0, :names)"
         )
         self.heartbeat = sa.text(
-            f"UPDATE jobkit_workers SET heartbeat_at = {self.beat}, stuck = :stuck WHERE id = :id AND stopped_at IS NULL "
+            f"UPDATE jobkit_workers SET heartbeat_at = {self.beat}, stuck = :stuck, pool = :pool "
+            "WHERE id = :id AND stopped_at IS NULL "
             f"RETURNING (SELECT count(*) FROM jobkit_jobs WHERE worker_id = :id AND {IS_RUNNING})"
         )
         self.mark_stopped = sa.text(f"UPDATE jobkit_workers SET stopped_at = {self.db_now} WHERE id = :id")

@@ -37,6 +37,7 @@ def workers(ctx: click.Context, as_json: bool, wide: bool) -> None:
                     "stopped_at": fmt_time(w.stopped_at) if w.stopped_at else None,
                     "running": w.running,
                     "stuck": w.stuck,
+                    "pool": _pool_report(w.pool),
                 }
                 for w in records
             ]
@@ -61,6 +62,10 @@ def workers(ctx: click.Context, as_json: bool, wide: bool) -> None:
         fold=("running jobs",),
         wide=wide,
     )
+    # A second table, only for workers with a process pool or children: the first stays as narrow as it was.
+    children = [row for w in records if w.stopped_at is None for row in pool_rows(w.id, w.pool)]
+    if children:
+        print_table(["worker", "pool", "child pid", "job", "jobs run", "resident MB"], children, wide=wide)
 
 
 def worker_queues(stored: str | None) -> list[str] | None:
@@ -76,6 +81,34 @@ def worker_queues(stored: str | None) -> list[str] | None:
 
 def _worker_state(stopped_at: float | None, alive: bool) -> str:
     return "stopped" if stopped_at else ("alive" if alive else "dead")
+
+
+def pool_rows(worker_id: str, report: str | None) -> list[list[object]]:
+    """Rows of the children table from a worker's stored pool report (JSON): one per child, or one for its pool.
+
+    A worker whose pool is threads and which has no child gets no row; an unreadable report gets none.
+    """
+    try:
+        data = json.loads(report) if report else None
+        if not isinstance(data, dict):
+            return []
+        pool = str(data.get("pool", "-"))
+        rows: list[list[object]] = [
+            [
+                worker_id,
+                pool,
+                int(child["pid"]),
+                "idle" if child.get("job") is None else int(child["job"]),
+                int(child.get("tasks") or 0),
+                int(child.get("rss") or 0) // (1024 * 1024),
+            ]
+            for child in data.get("children") or []
+        ]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []
+    if not rows and pool == "processes":
+        rows = [[worker_id, pool, None, None, None, None]]
+    return rows
 
 
 @click.command()
@@ -148,3 +181,11 @@ def types(apps: tuple[str, ...], as_json: bool, wide: bool) -> None:
         fold=("backoff", "schema", "result", "retry on", "discard on"),
         wide=wide,
     )
+
+
+def _pool_report(report: str | None) -> object:
+    # The stored report as JSON, for --json; damaged text passed on as it is.
+    try:
+        return json.loads(report) if report else None
+    except ValueError:
+        return report

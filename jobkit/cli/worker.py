@@ -86,6 +86,17 @@ def off_main_thread(step: Callable[[], T]) -> T:
 @click.option("--database-url", default=None, help="Database URL (overrides the group option).")
 @click.option("--poll-interval", type=float, default=None, help="Seconds between fallback polls.")
 @click.option("--shutdown-grace", type=float, default=None, help="Seconds running jobs get on SIGTERM.")
+@click.option(
+    "--pool",
+    type=click.Choice(["threads", "processes"]),
+    default=None,
+    help="Where jobs without an isolation option run (default threads).",
+)
+@click.option("--kill-grace", type=float, default=None, help="Seconds a cancelled job gets before it is ended.")
+@click.option("--max-tasks-per-child", type=int, default=None, help="Jobs a child process runs before it is replaced.")
+@click.option(
+    "--max-memory-per-child", default=None, help="Resident size ('200MB' or bytes) past which a child is replaced."
+)
 @click.pass_context
 def worker_command(
     ctx: click.Context,
@@ -96,6 +107,10 @@ def worker_command(
     database_url: str | None,
     poll_interval: float | None,
     shutdown_grace: float | None,
+    pool: str | None,
+    kill_grace: float | None,
+    max_tasks_per_child: int | None,
+    max_memory_per_child: str | None,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (a second signal shortens the drain).
 
@@ -118,6 +133,10 @@ def worker_command(
                 queues=[*(queues.split(",") if queues else []), *queue_options] or None,
                 poll_interval=poll_interval,
                 shutdown_grace=shutdown_grace,
+                pool=pool,
+                kill_grace=kill_grace,
+                max_tasks_per_child=max_tasks_per_child,
+                max_memory_per_child=max_memory_per_child,
             )
             queue = off_main_thread(lambda: open_queue(settings))
             JobQueue.set_instance(queue)
@@ -128,6 +147,7 @@ def worker_command(
                 f"jobkit worker {running.id}: {len(queue.job_types())} job types, "
                 + (", ".join(f"{name}={count}" for name, count in slots.items()) if slots else shared)
                 + f", database {database_location(settings.database_url)}"
+                + f", pool {settings.pool}"
             )
             status = queue.run()
             queue.store.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,20 +19,15 @@ T0 = datetime(2026, 12, 7, 0, 0, 30, tzinfo=UTC)  # a Monday, just after midnigh
 
 
 @pytest.fixture
-def cron_clock() -> FakeClock:
-    """A fake clock at T0."""
+def clock() -> FakeClock:
+    """The fake clock, at T0 (conftest's ``clocked_queue`` runs on it)."""
     return FakeClock(T0)
 
 
 @pytest.fixture
-def cq(db_url: str, cron_clock: FakeClock) -> Iterator[JobQueue]:
+def cq(clocked_queue: JobQueue) -> JobQueue:
     """A queue on the fake clock at T0."""
-    q = jobkit.configure(database_url=db_url, clock=cron_clock, **FAST)
-    try:
-        yield q
-    finally:
-        q.close()
-        JobQueue.set_instance(None)
+    return clocked_queue
 
 
 def at(clock: FakeClock, hours: float = 0, minutes: float = 0, seconds: float = 0) -> None:
@@ -52,36 +46,36 @@ def hour_of(info: jobkit.JobInfo) -> int:
     return info.run_at.astimezone(UTC).hour
 
 
-def test_a_schedule_fires_once_per_fire_time(cq: JobQueue, cron_clock: FakeClock) -> None:
+def test_a_schedule_fires_once_per_fire_time(cq: JobQueue, clock: FakeClock) -> None:
     """An hourly schedule makes one job at each hour, however often the scheduler ticks."""
     cq.schedule(Report, cron="@hourly", args={"scope": "h"}, key="hourly")
     assert cq.scheduler.run_once() == []
     for minute in (30, 59.5, 60.1, 61, 90, 120.2, 121):
-        at(cron_clock, minutes=minute)
+        at(clock, minutes=minute)
         cq.scheduler.run_once()
     jobs = report_jobs(cq)
     assert [hour_of(j) for j in jobs] == [1, 2]
     assert all(j.args == {"scope": "h"} for j in jobs)
 
 
-def test_a_fired_job_runs_with_its_arguments(cq: JobQueue, cron_clock: FakeClock) -> None:
+def test_a_fired_job_runs_with_its_arguments(cq: JobQueue, clock: FakeClock) -> None:
     """The job a fire enqueues is claimed and run by the worker like any other."""
     cq.schedule(Report, cron="*/5 * * * *", args={"scope": "eu"}, key="five")
-    at(cron_clock, minutes=5)
+    at(clock, minutes=5)
     [fire] = cq.scheduler.run_once()
     assert fire.job_id is not None
     assert cq.run_once() == 1
     assert cq.handle(fire.job_id).result(timeout=5) == "eu"
 
 
-def test_two_schedulers_at_the_same_instant_fire_once(cq: JobQueue, db_url: str, cron_clock: FakeClock) -> None:
+def test_two_schedulers_at_the_same_instant_fire_once(cq: JobQueue, db_url: str, clock: FakeClock) -> None:
     """Schedulers of two queues ticking at once on the same database make one job per fire time."""
-    other = JobQueue(database_url=db_url, clock=cron_clock, **FAST)
+    other = JobQueue(database_url=db_url, clock=clock, **FAST)
     try:
         cq.schedule(Report, cron="* * * * *", key="minutely")
         results: list[int] = []
         for minute in range(1, 11):
-            at(cron_clock, minutes=minute)
+            at(clock, minutes=minute)
             barrier = threading.Barrier(2)
 
             def tick(q: JobQueue) -> None:
@@ -109,10 +103,10 @@ def test_declared_schedules_are_upserted_without_deleting_others(cq: JobQueue) -
     assert listed["runtime-one"]["source"] == "runtime"
 
 
-def test_a_redeclared_schedule_keeps_its_state(cq: JobQueue, cron_clock: FakeClock) -> None:
+def test_a_redeclared_schedule_keeps_its_state(cq: JobQueue, clock: FakeClock) -> None:
     """Redefining a schedule changes its expression but keeps its last fire and pause."""
     cq.schedule(Report, cron="@hourly", key="k")
-    at(cron_clock, hours=1)
+    at(clock, hours=1)
     cq.scheduler.run_once()
     cq.pause_schedule("k")
     cq.schedule(Report, cron="*/30 * * * *", key="k")
@@ -122,27 +116,27 @@ def test_a_redeclared_schedule_keeps_its_state(cq: JobQueue, cron_clock: FakeClo
     assert row["last_fire_at"] == (T0 + timedelta(minutes=59, seconds=30)).timestamp()
 
 
-def test_a_paused_schedule_skips_its_fire_times(cq: JobQueue, cron_clock: FakeClock) -> None:
+def test_a_paused_schedule_skips_its_fire_times(cq: JobQueue, clock: FakeClock) -> None:
     """No job while paused; after resume the next fire fires and the paused-over ones do not."""
     cq.schedule(Report, cron="@hourly", key="k")
     assert cq.pause_schedule("k")
-    at(cron_clock, hours=1)
+    at(clock, hours=1)
     assert cq.scheduler.run_once() == []
-    at(cron_clock, hours=1, minutes=10)
+    at(clock, hours=1, minutes=10)
     assert cq.resume_schedule("k")
     assert cq.scheduler.run_once() == []  # 01:00 was declined while paused, not missed
-    at(cron_clock, hours=2)
+    at(clock, hours=2)
     cq.scheduler.run_once()
     assert [hour_of(j) for j in report_jobs(cq)] == [2]
     assert not cq.pause_schedule("missing")
 
 
-def test_unschedule_deletes_a_schedule(cq: JobQueue, cron_clock: FakeClock) -> None:
+def test_unschedule_deletes_a_schedule(cq: JobQueue, clock: FakeClock) -> None:
     """An unscheduled key fires no more; unscheduling it again says it is gone."""
     cq.schedule(Report, cron="@hourly", key="k")
     assert cq.unschedule("k")
     assert not cq.unschedule("k")
-    at(cron_clock, hours=3)
+    at(clock, hours=3)
     cq.scheduler.run_once()
     assert report_jobs(cq) == []
 
@@ -161,16 +155,16 @@ def test_run_schedule_fires_now(cq: JobQueue) -> None:
         cq.run_schedule("missing")
 
 
-def test_fire_rows_have_their_own_retention(cq: JobQueue, cron_clock: FakeClock) -> None:
+def test_fire_rows_have_their_own_retention(cq: JobQueue, clock: FakeClock) -> None:
     """Pruning jobs keeps fire rows (no fire time reopens); fire rows go after cron_retention."""
     cq.schedule(Report, cron="@hourly", key="k")
-    at(cron_clock, hours=1)
+    at(clock, hours=1)
     cq.scheduler.run_once()
     cq.drain()
-    cron_clock.advance(timedelta(days=8))
+    clock.advance(timedelta(days=8))
     assert cq.worker.prune_once() == 1  # the finished job is older than the 7-day retention
     assert len(cq.store.schedule_fires("k")) == 1
-    cron_clock.advance(timedelta(days=30))
+    clock.advance(timedelta(days=30))
     assert cq.worker.maintenance.prune_fires_once() == 1
     assert cq.store.schedule_fires("k") == []
 
@@ -238,11 +232,11 @@ def test_a_running_worker_keeps_up_with_an_every_second_schedule(db_url: str) ->
         queue.close()
 
 
-def test_a_fired_job_holds_its_types_concurrency_key(cq: JobQueue, cron_clock: FakeClock) -> None:
+def test_a_fired_job_holds_its_types_concurrency_key(cq: JobQueue, clock: FakeClock) -> None:
     """A job a fire enqueues counts toward its type's concurrency key, as a perform_later of it does."""
     held = PerAccount.perform_later(account_id=7)
     cq.schedule(PerAccount, cron="*/5 * * * *", args={"account_id": 7}, key="keyed")
-    at(cron_clock, minutes=5)
+    at(clock, minutes=5)
     [fire] = cq.scheduler.run_once()
     assert fire.job_id is not None
     names = ["tests.keys.per_account"]

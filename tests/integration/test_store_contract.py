@@ -413,6 +413,19 @@ def test_a_worker_row_lives_from_register_to_stopped(store: Store) -> None:
     assert store.heartbeat(WORKER) is None
 
 
+def test_a_heartbeat_records_the_workers_pool_report(store: Store) -> None:
+    """The pool report (JSON text) written with a heartbeat is read back with the worker; the next one replaces it."""
+    store.register_worker(WORKER, host="h", pid=1, queues=None, concurrency=2)
+    [fresh] = store.list_workers(rescue_after=60.0)
+    assert fresh.pool is None
+    report = '{"pool": "processes", "children": [{"pid": 7, "job": null, "tasks": 2, "rss": 1048576}]}'
+    store.heartbeat(WORKER, pool=report)
+    [record] = store.list_workers(rescue_after=60.0)
+    assert record.pool == report
+    store.heartbeat(WORKER, pool='{"pool": "threads", "children": []}')
+    assert store.list_workers(rescue_after=60.0)[0].pool == '{"pool": "threads", "children": []}'
+
+
 def test_lost_jobs_finds_a_stopped_workers_running_job_and_rescue_jobs_executes_the_verdict(store: Store) -> None:
     """lost_jobs reports a stopped worker's running job as stored; rescue_jobs writes exactly the kind it is given."""
     store.register_worker(WORKER, host="h", pid=1, queues=None, concurrency=1)

@@ -28,6 +28,7 @@ def define(name: str, **options: object) -> type[BaseJob[Args]]:
     [
         ({"max_retries": -1}, "unit.bad: max_retries must be >= 0, got -1"),
         ({"backoff": "sideways"}, "unit.bad: backoff is invalid: unknown backoff 'sideways'"),
+        ({"isolation": "fork"}, "unit.bad: isolation must be 'thread' or 'process', got 'fork'"),
         ({"schema": dict}, "unit.bad: schema must be a pydantic BaseModel subclass"),
         ({"timeout": -5}, "unit.bad: timeout must be a positive number"),
         ({"queue": ""}, "unit.bad: queue must be a non-empty string"),

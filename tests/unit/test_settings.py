@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobkit import ConfigurationError
-from jobkit._settings import load_settings
+from jobkit._settings import load_settings, parse_size
 
 
 def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,6 +31,10 @@ def test_keyword_arguments_win_over_environment(monkeypatch: pytest.MonkeyPatch)
         ({"poll_interval": -1}, "poll_interval"),
         ({"heartbeat_interval": 10, "rescue_after": 5}, "rescue_after"),
         ({"nonsense": 1}, "nonsense"),
+        ({"pool": "forks"}, "pool"),
+        ({"max_tasks_per_child": 0}, "max_tasks_per_child"),
+        ({"max_memory_per_child": "lots"}, "max_memory_per_child"),
+        ({"max_memory_per_child": "0MB"}, "max_memory_per_child"),
     ],
 )
 def test_invalid_settings_give_a_clear_error(overrides: dict[str, object], message: str) -> None:
@@ -45,3 +49,25 @@ def test_defaults() -> None:
     assert settings.database_url == "sqlite:///jobkit.sqlite3"
     assert settings.concurrency == 5
     assert 1 <= settings.poll_interval <= 5
+
+
+def test_the_pool_and_child_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """JOBKIT_POOL, JOBKIT_MAX_TASKS_PER_CHILD and JOBKIT_MAX_MEMORY_PER_CHILD (a size with a unit) are read."""
+    monkeypatch.setenv("JOBKIT_POOL", "processes")
+    monkeypatch.setenv("JOBKIT_MAX_TASKS_PER_CHILD", "100")
+    monkeypatch.setenv("JOBKIT_MAX_MEMORY_PER_CHILD", "200MB")
+    settings = load_settings()
+    assert (settings.pool, settings.max_tasks_per_child, settings.max_memory_per_child) == (
+        "processes",
+        100,
+        200 * 1024 * 1024,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1048576", 1048576), ("512KB", 512 * 1024), ("200MB", 200 * 1024**2), ("1.5GiB", 3 * 1024**3 // 2), ("7 b", 7)],
+)
+def test_sizes_are_read_in_binary_units(text: str, size: int) -> None:
+    """A memory limit is bytes, or a number with K/M/G/T (binary multiples), as Celery counts them."""
+    assert parse_size(text) == size

@@ -1,0 +1,1 @@
+"""Integrations with frameworks (edges over the public API, like the CLI); each one needs its extra."""
