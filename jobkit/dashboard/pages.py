@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -167,8 +168,25 @@ async def workers(request: Request) -> Response:
     dash = dashboard_of(request)
     found = dash.queue.workers()
     now = dash.queue.store.now()
-    rows = [(w, now - w.heartbeat_at, json.loads(w.queues) if w.queues else None) for w in found]
+    rows = [(w, now - w.heartbeat_at, _json_or_none(w.queues), _pool_of(w.pool)) for w in found]
     return dash.render(request, "workers.html", rows=rows)
+
+
+def _json_or_none(text: str | None) -> Any:
+    try:
+        return None if text is None else json.loads(text)
+    except ValueError:
+        return None
+
+
+def _pool_of(text: str | None) -> str:
+    """The worker's pool as the heartbeat reported it: "threads", or "processes (3 children)"."""
+    found = _json_or_none(text)
+    if not isinstance(found, dict):
+        return "threads"
+    children = found.get("children")
+    count = f" ({len(children)} children)" if isinstance(children, list) and children else ""
+    return f"{found.get('pool', 'threads')}{count}"
 
 
 async def enqueue_index(request: Request) -> Response:

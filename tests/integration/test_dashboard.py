@@ -323,3 +323,14 @@ def test_job_detail_says_why_a_job_waits(client: TestClient, queue: JobQueue) ->
     page = client.get(f"/jobs/{handle.id}").text
     assert "why it waits" in page
     assert "paused" in re.search(r'<dd class="why">(.*?)</dd>', page).group(1)  # type: ignore[union-attr]
+
+
+def test_workers_page_shows_a_running_worker(client: TestClient, queue: JobQueue) -> None:
+    """A started worker is listed alive with its concurrency and pool."""
+    queue.start()
+    try:
+        page = client.get("/workers").text
+        assert "alive" in page and queue.worker.id in page
+        assert "threads" in page
+    finally:
+        queue.stop(grace=5)
