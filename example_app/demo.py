@@ -70,6 +70,7 @@ def main() -> int:
     os.environ.setdefault("JOBKIT_DATABASE_URL", f"sqlite:///{workdir / 'newsletter.sqlite3'}")
 
     import jobkit
+    from example_app.accounts import sync_all
     from example_app.app import sign_up
     from example_app.db import engine, outbox
     from example_app.jobs import BuildWeeklyReport
@@ -95,6 +96,11 @@ def main() -> int:
         imported = ImportSubscribers.perform_later(path=str(export), batch_size=10, throttle=0.1)
         import_with_a_pause(console, imported)
         import_summary = imported.result(timeout=30)
+
+        # Per-account CRM syncs: 3 per subscriber enqueued at once, never two of one subscriber at a time.
+        synced = sync_all([f"{name.lower()}@example.com" for name in ("Ada", "Grace", "Linus")])
+        peaks = ", ".join(f"{email.split('@')[0]} {peak}" for email, peak in synced.items())
+        console.print(f"CRM syncs, most at once per subscriber: {peaks}")
     finally:
         queue.stop(grace=5)
 
@@ -114,7 +120,8 @@ def main() -> int:
     ok = (
         summary == {"week": "2026-W48", "subscribers": 3}
         and import_summary == {"path": str(export), **EXPECTED_IMPORT}
-        and stats.get("completed", 0) - digests == 5
+        and stats.get("completed", 0) - digests == 5 + 3 * len(synced)
+        and set(synced.values()) == {1}
     )
     console.print("[green]demo finished OK[/green]" if ok else "[red]demo did not finish as expected[/red]")
     queue.close()

@@ -12,6 +12,7 @@ Example::
     SendEmail.perform_later(to="a@b.c", subject="hi")
 """
 
+from jobkit import limits
 from jobkit._cancel import CancelToken
 from jobkit._clock import FakeClock, SystemClock
 from jobkit._enqueue import ConfiguredJob
@@ -79,4 +80,5 @@ __all__ = [
     "__version__",
     "configure",
     "job",
+    "limits",
 ]

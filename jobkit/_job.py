@@ -38,6 +38,7 @@ __all__ = [
 
 #: What a duplicate enqueue of a unique job does to the pending job it found.
 OnConflict = Literal["skip", "replace", "debounce"]
+OnLimit = Literal["wait", "reschedule"]
 
 ArgsT = TypeVar("ArgsT", bound="BaseModel | dict[str, Any]")
 J = TypeVar("J", bound="type[BaseJob[Any]]")
@@ -314,8 +315,14 @@ def job(
     unique_across_queues: bool = False,
     on_conflict: OnConflict = "skip",
     # -- concurrency keys (docs/queues-and-limits.md)
-    concurrency_key: Callable[[Any], str] | None = None,
-    concurrency_limit: int | None = None,
+    concurrency_key: Callable[[Any], str | tuple[str, ...] | list[str]] | None = None,
+    concurrency_limit: int | tuple[int, ...] | None = None,
+    ordered: bool = False,
+    # -- rate limits (docs/queues-and-limits.md)
+    rate_limit: str | None = None,
+    rate_limit_key: Callable[[Any], str] | None = None,
+    weight: int = 1,
+    on_limit: OnLimit = "wait",
     cron: str | None = None,
     cron_timezone: str = "UTC",
     cron_args: dict[str, Any] | None = None,
@@ -339,7 +346,16 @@ def job(
 
     ``concurrency_key=lambda args: f"account:{args.account_id}"`` with ``concurrency_limit=N``
     (default 1): at most N jobs with the same key run at once, across every worker on every host;
-    the others wait pending, in priority order, without spending attempts.
+    the others wait pending, in priority order, without spending attempts. Several keys: the key
+    function returns a tuple and ``concurrency_limit`` is a tuple of as many limits, one per key;
+    a job starts only while every one of its keys has room. ``ordered=True``: one job per key at
+    a time, strictly in enqueue order (a later job never overtakes an earlier unfinished one).
+
+    ``rate_limit="100/m"`` (or ``"25/s"``, ``"1000/5m"``, or the name of a limit made with
+    ``jobkit.limits.define``): at most that many starts in any sliding window, across every
+    worker; ``rate_limit_key`` gives each partition a window of its own, ``weight`` is what one
+    start takes, ``on_limit`` is ``"wait"`` (stay pending) or ``"reschedule"`` (move to the next slot).
+
     With ``cron`` the job also runs on a schedule (see the Scheduling page): ``cron_timezone``
     (default UTC) reads the expression, ``cron_args`` are its arguments (validated against the
     schema now), ``catchup`` / ``catchup_window`` decide what happens to fire times missed while
@@ -383,6 +399,11 @@ def job(
             catchup_window=catchup_window,
             overlap=overlap,
             isolation=isolation,
+            ordered=ordered,
+            rate_limit=rate_limit,
+            rate_limit_key=rate_limit_key,
+            weight=weight,
+            on_limit=on_limit,
         )
         job_type = JobType(
             options=options,

@@ -27,12 +27,13 @@ from jobkit._registry import (
     require_type,
 )
 from jobkit._runtime.direct import DirectConfig, DirectHandle, DirectRunner
+from jobkit._runtime.gates import concurrency_keys, rate_keys
 from jobkit._runtime.scheduler import Scheduler
 from jobkit._runtime.signals import serve
 from jobkit._runtime.worker import Worker
 from jobkit._settings import Settings, load_settings
 from jobkit._snapshots import info_of, older_than_cutoff
-from jobkit._store import ConcurrencyKey, NewJob, UniqueJob, open_notifier, open_store
+from jobkit._store import ConcurrencyKey, NewJob, RateKey, UniqueJob, open_notifier, open_store
 from jobkit._vocabulary import Event, EventType, JobState
 from jobkit._why import why_waiting
 from jobkit.errors import ConfigurationError, EnqueueError
@@ -130,14 +131,11 @@ class JobQueue:
         for index, args in enumerate(args_list):
             text = args_json(options, args, index if len(args_list) > 1 else None, self.settings)
             rows.append(NewJob(options.name, text, queue, priority, run_at, options.max_retries))
-        keys = (
-            None
-            if options.concurrency_key is None
-            else [ConcurrencyKey(options.key_of(row.args), options.concurrency_limit) for row in rows]
-        )
+        stored = [row.args for row in rows]
+        keys, rates = concurrency_keys(options, stored), rate_keys(options, stored)
         if options.unique is not None:
-            return self._enqueue_unique(options.unique, rows, now, connection, keys)
-        ids = self.store.enqueue(rows, now=now, connection=connection, keys=keys)
+            return self._enqueue_unique(options.unique, rows, now, connection, keys, rates)
+        ids = self.store.enqueue(rows, now=now, connection=connection, keys=keys, rates=rates)
         self._notifier.announce(repr(run_at) if run_at > now else "", committed=connection is None)
         name = options.name
         for job_id in ids:  # built directly: this runs once per enqueued job
@@ -151,6 +149,7 @@ class JobQueue:
         now: float,
         connection: Connection | None,
         keys: list[ConcurrencyKey] | None,
+        rates: list[RateKey] | None = None,
     ) -> list[JobHandle]:
         """Enqueue unique jobs: each row takes its key, or its handle is the live job holding it (``duplicate``)."""
         keyed = [
@@ -161,6 +160,7 @@ class JobQueue:
                 unique.on_conflict,
                 unique.window,
                 None if keys is None else keys[index],
+                None if rates is None else rates[index],
             )
             for index, row in enumerate(rows)
         ]

@@ -14,16 +14,21 @@ from typing import Any, Literal
 
 from jobkit._backoff import BackoffSpec, Wait, delay_for, make_wait
 from jobkit._cron import CronSpec, parse_cron
+from jobkit._flow import KeyedBy, key_options, keys_of, rate_spec, rate_window
+from jobkit._limits import RateSpec
+from jobkit._names import INT32_MAX as INT32_MAX
+from jobkit._names import INT32_MIN as INT32_MIN
+from jobkit._names import int32_problem as int32_problem
+from jobkit._names import name_problem as name_problem
+from jobkit._names import short_repr as short_repr
 from jobkit._payload import (
     BaseModel,
     ExtraArgs,
     args_model,
     is_model_class,
     json_schema,
-    loads,
     stored_keys,
     to_json_args,
-    validate,
 )
 from jobkit._vocabulary import JobState
 from jobkit.errors import EnqueueError, JobDefinitionError, PayloadError
@@ -34,49 +39,6 @@ Isolation = Literal["thread", "process"]
 #: The lengths of the ``name`` and ``queue`` columns (jobkit/_store/schema.py; a test keeps them equal).
 MAX_NAME = 200
 MAX_QUEUE = 100
-#: The length of the ``concurrency_key`` column.
-MAX_CONCURRENCY_KEY = 200
-#: Priorities and retry counts are stored in 32-bit integer columns.
-INT32_MIN = -(2**31)
-INT32_MAX = 2**31 - 1
-
-
-def short_repr(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, for error messages."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def name_problem(field: str, value: Any, limit: int) -> str | None:
-    """Why ``value`` cannot be stored as a name of at most ``limit`` characters, or None if it can.
-
-    The same rule on both databases: PostgreSQL refuses NUL and text that is not UTF-8, and
-    SQLite would store them (or truncate at the NUL), so both are refused before either sees them.
-    """
-    if not isinstance(value, str):
-        return f"{field} must be a string, got {short_repr(value)}"
-    if not value.strip():
-        return f"{field} must be a non-empty string, got {short_repr(value)}"
-    if len(value) > limit:
-        return f"{field} must be at most {limit} characters, got {len(value)}: {short_repr(value)}"
-    if "\x00" in value:
-        return f"{field} must not contain NUL characters, got {short_repr(value)}"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return f"{field} must be valid Unicode text (it holds a lone surrogate), got {short_repr(value)}"
-    return None
-
-
-def int32_problem(field: str, value: Any, *, minimum: int = INT32_MIN) -> str | None:
-    """Why ``value`` cannot be stored in a 32-bit integer column (bool refused), or None if it can."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f"{field} must be an int, got {short_repr(value)}"
-    if not minimum <= value <= INT32_MAX:
-        return f"{field} must be between {minimum} and {INT32_MAX}, got {value}"
-    return None
-
-
 #: What a duplicate enqueue of a unique job does to the pending job it found.
 ON_CONFLICT = ("skip", "replace", "debounce")
 #: The states a unique job always holds its key in: retries and rescues move a job from running
@@ -203,7 +165,20 @@ class JobOptions:
     #: ``concurrency_key``: the validated arguments -> the key; at most ``concurrency_limit`` jobs
     #: holding one key run at once, across every worker.
     concurrency_key: Callable[[Any], str] | None = field(default=None, compare=False)
-    concurrency_limit: int = 1
+    #: One limit for every key, or one per key (``concurrency_key`` then returns that many keys).
+    concurrency_limit: int | tuple[int, ...] = 1
+    #: ``ordered=True``: one job per key at a time, strictly in enqueue order.
+    ordered: bool = False
+    #: ``rate_limit``: a spec (``"100/m"``) or the name of a shared limit (``limits.define``).
+    rate_limit: str | None = None
+    #: The parsed spec of an inline ``rate_limit`` (None for a named one, resolved at enqueue).
+    rate_spec: RateSpec | None = None
+    #: ``rate_limit_key``: the validated arguments -> a partition; each has a window of its own.
+    rate_limit_key: Callable[[Any], str] | None = field(default=None, compare=False)
+    #: How much of the window one start of this type takes.
+    weight: int = 1
+    #: ``"wait"`` (stay pending until the window has room) or ``"reschedule"`` (run_at moves to the next slot).
+    on_limit: str = "wait"
     #: "thread" or "process"; None: the worker's pool decides (``pool`` setting).
     isolation: Isolation | None = None
     wait: Wait = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
@@ -218,17 +193,27 @@ class JobOptions:
         return self.args_model or self.schema
 
     def key_of(self, args_json: str) -> str:
-        """The concurrency key of a job with these stored arguments, validated as the worker will see them."""
+        """The (first) concurrency key of a job with these stored arguments, validated as the worker will see them."""
+        return self.keys_of(args_json).key
+
+    def rate_of(self, args_json: str) -> tuple[str, RateSpec, int] | None:
+        """The rate-limit window a job with these stored arguments starts in: its key, spec and weight."""
+        if self.rate_limit is None:
+            return None
+        return rate_window(
+            self.name, self.schema, self.rate_limit, self.rate_spec, self.rate_limit_key, self.weight, args_json
+        )
+
+    def keys_of(self, args_json: str) -> KeyedBy:
+        """The concurrency keys of a job with these stored arguments, as its row stores them."""
         if self.concurrency_key is None:
             raise EnqueueError(f"{self.name}: has no concurrency_key")
-        try:
-            key = self.concurrency_key(validate(self.schema, loads(args_json)))
-        except Exception as exc:
-            raise EnqueueError(f"{self.name}: concurrency_key raised {type(exc).__name__}: {exc}") from exc
-        problem = name_problem("concurrency_key", key, MAX_CONCURRENCY_KEY)
-        if problem is not None:
-            raise EnqueueError(f"{self.name}: {problem}")
-        return key
+        return keys_of(self.name, self.schema, self.concurrency_key, self.concurrency_limit, self.ordered, args_json)
+
+    @property
+    def gated_by_keys(self) -> bool:
+        """Whether its keys need the gated claim: several keys, or ``ordered``."""
+        return self.ordered or isinstance(self.concurrency_limit, tuple)
 
     def backoff_seconds(self, attempt: int) -> float:
         """Seconds to wait before retrying after ``attempt`` failed."""
@@ -282,6 +267,11 @@ def build_options(
     catchup_window: Any = None,
     overlap: Any = "allow",
     isolation: Any = None,
+    ordered: Any = False,
+    rate_limit: Any = None,
+    rate_limit_key: Any = None,
+    weight: Any = 1,
+    on_limit: Any = "wait",
 ) -> JobOptions:
     """Validate every option, naming the job and the option in each error."""
 
@@ -312,14 +302,8 @@ def build_options(
     for problem in (name_problem("queue", queue, MAX_QUEUE), int32_problem("priority", priority)):
         if problem is not None:
             raise JobDefinitionError(f"{name}: {problem}")
-    if concurrency_key is not None and not callable(concurrency_key):
-        raise bad("concurrency_key", f"must be a callable args -> str, got {short_repr(concurrency_key)}")
-    if concurrency_limit is not None:
-        if concurrency_key is None:
-            raise bad("concurrency_limit", "applies to jobs with a concurrency_key only")
-        problem = int32_problem("concurrency_limit", concurrency_limit, minimum=1)
-        if problem is not None:
-            raise JobDefinitionError(f"{name}: {problem}")
+    spec = rate_spec(bad, rate_limit, rate_limit_key, weight, on_limit)
+    limit = key_options(bad, concurrency_key, concurrency_limit, ordered)
     for option, value in (("retry_on", retry_on), ("discard_on", discard_on)):
         if not isinstance(value, tuple) or not all(isinstance(e, type) and issubclass(e, BaseException) for e in value):
             raise bad(option, f"must be a tuple of exception classes, got {value!r}")
@@ -368,7 +352,13 @@ def build_options(
             on_conflict=on_conflict,
         ),
         concurrency_key=concurrency_key,
-        concurrency_limit=1 if concurrency_limit is None else concurrency_limit,
+        concurrency_limit=limit,
+        ordered=ordered,
+        rate_limit=rate_limit,
+        rate_spec=spec,
+        rate_limit_key=rate_limit_key,
+        weight=weight,
+        on_limit=on_limit,
         isolation=isolation,
         wait=wait,
         args_model=None if schema is None else args_model(schema, extra_args),

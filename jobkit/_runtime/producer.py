@@ -25,6 +25,10 @@ from jobkit._store import ClaimedJob, Notifier, Store, is_missing_schema
 
 log = logging.getLogger("jobkit.worker")
 
+#: With rate-limited job types, how often at most a short claim looks again: a full window frees
+#: itself as time passes, with no event to wake the producer.
+RATE_RECHECK = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class ProducerConfig:
@@ -99,6 +103,8 @@ class Producer:
         self._more = True
         #: Whether the last claim had job types with a concurrency key (a freed slot may free a key).
         self._has_keyed = False
+        #: Whether the last claim had job types with a rate limit (their windows free up with time).
+        self._has_limited = False
         self._next_due: float | None = None
         self._thread: threading.Thread | None = None
         #: The one wake-up source across processes (its owner starts and stops it; see worker.py).
@@ -175,6 +181,7 @@ class Producer:
         The producer's one store call to claim.
         """
         names = sorted(self.types()) if names is None else names
+        limited, reschedule = self._limited()
         return self.store.claim(
             worker=self.worker_id(),
             limit=count,
@@ -182,7 +189,27 @@ class Producer:
             queues=self._queues,
             now=self.clock.now(),
             keyed=self._keyed(),
+            limited=limited,
+            reschedule=reschedule,
         )
+
+    def _limited(self) -> tuple[list[str], list[str]]:
+        """The types the gated claim takes, and those of them that reschedule when their window is full.
+
+        Gated: types with a rate limit, several concurrency keys or an ordered key. When any type
+        has several or ordered keys, every keyed type is gated too, so each key's holders are
+        counted in one place, whichever type holds it.
+        """
+        types = self.types()
+        options = {name: t.options for name, t in types.items()}
+        every_key = any(o.gated_by_keys for o in options.values())
+        limited = sorted(
+            name
+            for name, o in options.items()
+            if o.rate_limit is not None or o.gated_by_keys or (every_key and o.concurrency_key is not None)
+        )
+        self._has_limited = any(o.rate_limit is not None for o in options.values())
+        return limited, [name for name in limited if options[name].on_limit == "reschedule"]
 
     def _keyed(self) -> list[str]:
         """The registered types with a concurrency key: the store claims their jobs within each key's limit."""
@@ -191,8 +218,16 @@ class Producer:
         return keyed
 
     def _claim_in(self, queue: str, count: int, names: list[str]) -> list[ClaimedJob]:
+        limited, reschedule = self._limited()
         return self.store.claim(
-            worker=self.worker_id(), limit=count, names=names, queues=[queue], now=self.clock.now(), keyed=self._keyed()
+            worker=self.worker_id(),
+            limit=count,
+            names=names,
+            queues=[queue],
+            now=self.clock.now(),
+            keyed=self._keyed(),
+            limited=limited,
+            reschedule=reschedule,
         )
 
     def run_once(self, *, woken: bool = True) -> Claimed:
@@ -237,6 +272,9 @@ class Producer:
             # due jobs skips it: every enqueue's NOTIFY already carries its run time, and the query
             # would run beside the job just dispatched, on the path of its start-up latency.
             self._next_due = self._safe_next_run_at(names)
+        if self._has_limited and not self._more:
+            recheck = self.clock.now() + RATE_RECHECK
+            self._next_due = recheck if self._next_due is None else min(self._next_due, recheck)
         return Claimed(True, len(jobs), self._more)
 
     def _safe_next_run_at(self, names: list[str]) -> float | None:

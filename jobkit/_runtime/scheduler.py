@@ -22,9 +22,10 @@ from typing import Any
 
 from jobkit._cron import CronSpec, parse_cron, period
 from jobkit._registry import MAX_NAME, JobType, Recurrence, build_recurrence, name_problem
+from jobkit._runtime.gates import concurrency_keys, rate_keys
 from jobkit._runtime.timers import Timers
 from jobkit._settings import Settings
-from jobkit._store import ConcurrencyKey, NewJob, NewSchedule, PlannedFire, ScheduleRecord, Store
+from jobkit._store import NewJob, NewSchedule, PlannedFire, ScheduleRecord, Store
 from jobkit._vocabulary import Event, EventType, JobState
 from jobkit.errors import JobDefinitionError
 
@@ -241,7 +242,7 @@ class Scheduler:
         if schedule is None:
             raise LookupError(f"no schedule with key {key!r}")
         now = self.now()
-        job_id = self.store.fire_now(key, self._job(schedule, now), now=now, concurrency=self._key(schedule))
+        job_id = self.store.fire_now(key, self._planned(schedule, now), now=now)
         self._enqueued(schedule, job_id)
         self.on_enqueued()
         return job_id
@@ -281,9 +282,7 @@ class Scheduler:
         if decided.latest is None:
             return []
         planned = [
-            PlannedFire(fire_at, self._job(schedule, fire_at), self._key(schedule))
-            if run
-            else PlannedFire(fire_at, None)
+            self._planned(schedule, fire_at) if run else PlannedFire(fire_at, None)
             for fire_at, run in zip(decided.fires, decided.enqueue, strict=True)
         ]
         recorded = self.store.record_fires(
@@ -315,13 +314,14 @@ class Scheduler:
         retries = options.max_retries if options else 3
         return NewJob(schedule.name, schedule.args, queue, priority, run_at, retries)
 
-    def _key(self, schedule: ScheduleRecord) -> ConcurrencyKey | None:
-        # A fired job counts toward its type's concurrency key like any other enqueue of it.
+    def _planned(self, schedule: ScheduleRecord, fire_at: float) -> PlannedFire:
+        # A fired job is held back by its type's concurrency keys and rate limit like any other enqueue of it.
+        job = self._job(schedule, fire_at)
         job_type = self.types().get(schedule.name)
-        if job_type is None or job_type.options.concurrency_key is None:
-            return None
-        options = job_type.options
-        return ConcurrencyKey(options.key_of(schedule.args), options.concurrency_limit)
+        if job_type is None:
+            return PlannedFire(fire_at, job)
+        keys, rates = concurrency_keys(job_type.options, [job.args]), rate_keys(job_type.options, [job.args])
+        return PlannedFire(fire_at, job, None if keys is None else keys[0], None if rates is None else rates[0])
 
     def _enqueued(self, schedule: ScheduleRecord, job_id: int) -> None:
         queue = schedule.queue

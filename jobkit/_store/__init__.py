@@ -44,6 +44,8 @@ from jobkit._store.records import (
     NewJob,
     NewSchedule,
     PlannedFire,
+    RateKey,
+    RateWindow,
     Rescue,
     Rescued,
     ScheduleRecord,
@@ -79,10 +81,12 @@ class Store(Protocol):
         now: float,
         connection: sa.Connection | None = None,
         keys: Sequence[ConcurrencyKey] | None = None,
+        rates: Sequence[RateKey] | None = None,
     ) -> list[int]:
         """Insert jobs and wake workers, in ``connection``'s transaction when given; returns ids in order.
 
-        ``keys``: each row's concurrency key (a job type with ``concurrency_key``).
+        ``keys``: each row's concurrency key (a job type with ``concurrency_key``); ``rates``: each
+        row's rate-limit window (a job type with ``rate_limit``).
         """
 
     def enqueue_unique(
@@ -102,14 +106,31 @@ class Store(Protocol):
         queues: Sequence[str] | None,
         now: float,
         keyed: Sequence[str] = (),
+        limited: Sequence[str] = (),
+        reschedule: Sequence[str] = (),
     ) -> list[ClaimedJob]:
         """Lease up to ``limit`` due jobs of these types (and queues), in (priority, run_at, id) order.
 
         ``keyed``: the types among ``names`` with a concurrency key, claimed within each key's limit.
+        ``limited``: the types claimed by the gated claim (a rate limit, several or ordered keys),
+        within each window and key; those in ``reschedule`` move to their window's next slot when
+        it is full.
         """
 
     def key_holders(self, key: str) -> list[int]:
         """The running jobs holding concurrency key ``key``, by id."""
+
+    def key_holders_all(self, keys: Sequence[str]) -> dict[str, list[int]]:
+        """The running jobs holding each of ``keys`` (every key of a job with several counted), by id."""
+
+    def ordered_head(self, key: str) -> int | None:
+        """The oldest unfinished job of an ordered concurrency key: the one that runs next."""
+
+    def rate_window(self, rate: RateKey, *, now: float) -> RateWindow:
+        """What a rate-limit window holds now: its weighted starts, and when a start of ``rate.weight`` fits."""
+
+    def consume_rate(self, rate: RateKey, *, now: float) -> bool:
+        """Take ``rate.weight`` starts from a window if they fit now (non-job code); whether they did."""
 
     def apply(self, transitions: Sequence[Transition], *, now: float) -> list[bool]:
         """Write fenced transitions; per transition, whether its lease still held."""
@@ -304,7 +325,7 @@ class Store(Protocol):
         """One tick of a schedule in one transaction: compare-and-set ``last_fire_at`` (None: another
         scheduler won, or the schedule is paused), then each fire row not recorded before and its job."""
 
-    def fire_now(self, key: str, job: NewJob, *, now: float, concurrency: ConcurrencyKey | None = None) -> int:
+    def fire_now(self, key: str, fire: PlannedFire, *, now: float) -> int:
         """Enqueue a schedule's job now, outside its timetable, recording a manual fire; the job's id."""
 
     def prune_fires(self, *, older_than: float, limit: int = 5000) -> int:
@@ -368,6 +389,8 @@ __all__ = [
     "NewSchedule",
     "Notifier",
     "PlannedFire",
+    "RateKey",
+    "RateWindow",
     "Rescue",
     "Rescued",
     "ScheduleRecord",

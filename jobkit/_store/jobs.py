@@ -13,10 +13,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from jobkit._store.engine import BRIEF, HOT, HOT_ONE, PATIENT, WRITE, Database, transaction
+from jobkit._store.engine import BRIEF, HOT, HOT_ONE, PATIENT, WRITE, transaction
 from jobkit._store.history import discard_entry, with_entry
 from jobkit._store.keys_sql import SCAN_FACTOR
-from jobkit._store.records import ClaimedJob, Completion, ConcurrencyKey, NewJob, Transition
+from jobkit._store.rates import Rates
+from jobkit._store.records import ClaimedJob, Completion, ConcurrencyKey, NewJob, RateKey, Transition
 from jobkit._store.statements import FAILS_ONLY_BY_DISCARD
 from jobkit._vocabulary import JobState, TransitionKind
 
@@ -25,7 +26,7 @@ from jobkit._vocabulary import JobState, TransitionKind
 STAGE_BATCH = 1000
 
 
-class Jobs(Database):
+class Jobs(Rates):
     """Enqueue, claim, transitions, completion and progress."""
 
     def enqueue(
@@ -35,19 +36,21 @@ class Jobs(Database):
         now: float,
         connection: sa.Connection | None = None,
         keys: Sequence[ConcurrencyKey] | None = None,
+        rates: Sequence[RateKey] | None = None,
     ) -> list[int]:
         """Insert jobs (one multi-row insert per chunk) and wake workers; returns ids in order.
 
         With ``connection`` the rows join the caller's transaction and exist only if it commits.
         The wake-up (NOTIFY on PostgreSQL) is sent in the same transaction, so it fires at commit.
-        ``keys``: each row's concurrency key, written in the same transaction as the rows.
+        ``keys``: each row's concurrency key, ``rates``: each row's rate-limit window, written in
+        the same transaction as the rows.
         """
         if not rows:
             return []
-        if keys is not None:
+        if keys is not None or rates is not None:
             if connection is not None:
-                return self._insert_keyed(connection, rows, keys, now)
-            return self._insert_keyed_in_transaction(rows, keys, now)
+                return self._insert_keyed(connection, rows, keys, now, rates)
+            return self._insert_keyed_in_transaction(rows, keys, now, rates)
         if connection is not None:
             return self._insert(connection, rows, now)
         if len(rows) == 1:
@@ -67,23 +70,39 @@ class Jobs(Database):
         return ids
 
     def _insert_keyed(
-        self, conn: sa.Connection, rows: Sequence[NewJob], keys: Sequence[ConcurrencyKey], now: float
+        self,
+        conn: sa.Connection,
+        rows: Sequence[NewJob],
+        keys: Sequence[ConcurrencyKey] | None,
+        now: float,
+        rates: Sequence[RateKey] | None = None,
     ) -> list[int]:
         ids = self._insert(conn, rows, now)
-        self.set_keys(conn, ids, keys)
+        if keys is not None:
+            self.set_keys(conn, ids, keys)
+        if rates is not None:
+            self.set_rates(conn, ids, rates)
         return ids
 
     def set_keys(self, conn: sa.Connection, ids: Sequence[int], keys: Sequence[ConcurrencyKey]) -> None:
         """Give new jobs their concurrency keys, in ``conn``'s transaction (before any claim can see them)."""
-        params = [{"id": job_id, "key": key.key, "limit": key.limit} for job_id, key in zip(ids, keys, strict=True)]
+        params = [
+            {"id": job_id, "key": key.key, "limit": key.limit, "extra": key.extra, "ordered": key.ordered or None}
+            for job_id, key in zip(ids, keys, strict=True)
+        ]
         if params:
             conn.execute(self.dialect.set_concurrency_key, params)
 
     @transaction(WRITE, retry=PATIENT)
     def _insert_keyed_in_transaction(
-        self, conn: sa.Connection, rows: Sequence[NewJob], keys: Sequence[ConcurrencyKey], now: float
+        self,
+        conn: sa.Connection,
+        rows: Sequence[NewJob],
+        keys: Sequence[ConcurrencyKey] | None,
+        now: float,
+        rates: Sequence[RateKey] | None,
     ) -> list[int]:
-        return self._insert_keyed(conn, rows, keys, now)
+        return self._insert_keyed(conn, rows, keys, now, rates)
 
     @transaction(WRITE, retry=PATIENT)
     def _insert_in_transaction(self, conn: sa.Connection, rows: Sequence[NewJob], now: float) -> list[int]:
@@ -110,6 +129,8 @@ class Jobs(Database):
         queues: Sequence[str] | None,
         now: float,
         keyed: Sequence[str] = (),
+        limited: Sequence[str] = (),
+        reschedule: Sequence[str] = (),
     ) -> list[ClaimedJob]:
         """Claim up to ``limit`` due jobs of the given types in one statement, in priority order.
 
@@ -117,13 +138,27 @@ class Jobs(Database):
         first, by a statement of their own within each key's limit (the plain claim never takes a
         job with a key). Keyed jobs go first because their limits bound them already; claimed
         after the plain jobs, a steady stream of plain jobs could keep them waiting for ever.
+
+        ``limited`` names the types with a rate limit: their jobs are claimed before the others,
+        within each window and each concurrency key (rates.py), and never by the other claims.
+        Those of the types in ``reschedule`` whose window is full move to their next slot.
+        With no limited types nothing of this runs: plain claims pay nothing for rate limits.
         """
         if limit <= 0 or not names:
             return []
-        jobs = self._claim_keyed(worker, limit, keyed, queues, now) if keyed else []
+        jobs: list[ClaimedJob] = []
+        if limited:
+            jobs = self._claim_limited(worker, limit, limited, queues, now, reschedule)
+            skip = set(limited)
+            names = [n for n in names if n not in skip]
+            keyed = [n for n in keyed if n not in skip]
+            if not names:
+                return jobs
+        if keyed and len(jobs) < limit:
+            jobs += self._claim_keyed(worker, limit - len(jobs), keyed, queues, now)
         if len(jobs) < limit:
             jobs += self._claim(worker, limit - len(jobs), names, queues, now)
-        return sorted(jobs, key=lambda j: (j.priority, j.run_at, j.id)) if keyed else jobs
+        return sorted(jobs, key=lambda j: (j.priority, j.run_at, j.id)) if keyed or limited else jobs
 
     @transaction(WRITE, retry=PATIENT)
     def _claim_keyed(
@@ -252,6 +287,9 @@ class Jobs(Database):
         if row is None:
             return None
         state = JobState(row.status)
+        if t.kind is TransitionKind.SNOOZE:
+            # Snoozes do not count against a rate limit: the attempt gives its start back.
+            self.refund_start(conn, t.job_id, t.lease)
         if state is JobState.FAILED and t.kind in FAILS_ONLY_BY_DISCARD:
             self.append_error(conn, t.job_id, discard_entry(now), now)
         return state

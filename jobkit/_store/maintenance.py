@@ -20,6 +20,7 @@ from jobkit._store.engine import BEAT, BRIEF, PATIENT, RAW, READ, WRITE, transac
 from jobkit._store.history import discard_entry, with_entry
 from jobkit._store.jobs import Jobs
 from jobkit._store.liveness import HeartbeatObserver
+from jobkit._store.rates_sql import PRUNE_STARTS
 from jobkit._store.records import HeldJob, LostJob, Rescue, Rescued, WorkerRecord, worker_record
 from jobkit._vocabulary import JobState, TransitionKind
 
@@ -245,6 +246,8 @@ class Maintenance(Jobs):
         """Delete terminal jobs finished before ``older_than`` and long-dead idle worker rows."""
         count = conn.execute(self.dialect.prune_jobs, {"before": older_than, "limit": limit}).rowcount
         conn.execute(self.dialect.prune_workers)
+        # Rate-limit starts of windows no claim has read since they expired (claims clean their own).
+        conn.execute(PRUNE_STARTS, {"before": older_than})
         return int(count or 0)
 
     @transaction(READ, retry=PATIENT)

@@ -37,6 +37,27 @@ class ConcurrencyKey(NamedTuple):
 
     key: str
     limit: int
+    #: Every key of a job with several keys (JSON, see ``concurrency_keys``); else None.
+    extra: str | None = None
+    #: The key runs its jobs strictly in enqueue order.
+    ordered: bool = False
+
+
+class RateKey(NamedTuple):
+    """A job's rate-limit window and its spec: at most ``limit`` weighted starts per ``period`` seconds."""
+
+    key: str
+    limit: int
+    period: float
+    weight: int = 1
+
+
+class RateWindow(NamedTuple):
+    """What a rate-limit window holds now: weighted starts within its period, and when the next start fits."""
+
+    used: int
+    #: When a start of ``weight`` fits (now when it already does).
+    next_slot: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +77,8 @@ class UniqueJob:
     window: float | None = None
     #: The new job's concurrency key, when its type has one.
     concurrency: ConcurrencyKey | None = None
+    #: The new job's rate-limit window, when its type has one.
+    rate: RateKey | None = None
 
 
 class Enqueued(NamedTuple):
@@ -128,6 +151,15 @@ class JobRecord:
     #: The job's concurrency key and limit (None: the job has none).
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    #: ``[[key, limit], ...]`` for a job with several keys (None: one key or none).
+    concurrency_keys: str | None = None
+    #: True for a job of an ordered key (None otherwise).
+    concurrency_ordered: bool | None = None
+    #: The job's rate-limit window and spec (None: the job has none).
+    rate_key: str | None = None
+    rate_limit: int | None = None
+    rate_period: float | None = None
+    rate_weight: int | None = None
 
 
 @dataclass(slots=True)
@@ -305,8 +337,10 @@ class PlannedFire:
 
     fire_at: float
     job: NewJob | None
-    #: The job's concurrency key, when its type declares one: written in the fire's transaction.
+    #: The job's concurrency keys and rate-limit window, when its type declares them: written in
+    #: the fire's transaction, as an enqueue writes them.
     key: ConcurrencyKey | None = None
+    rate: RateKey | None = None
 
 
 class Fired(NamedTuple):

@@ -16,9 +16,7 @@ import sqlalchemy as sa
 from jobkit._store.engine import PATIENT, READ, WRITE, transaction
 from jobkit._store.jobs import Jobs
 from jobkit._store.records import (
-    ConcurrencyKey,
     Fired,
-    NewJob,
     NewSchedule,
     PlannedFire,
     ScheduleRecord,
@@ -87,11 +85,9 @@ class Schedules(Jobs):
         return self._fire(conn, key, fires, now, outcome="enqueued")
 
     @transaction(WRITE, retry=PATIENT)
-    def fire_now(
-        self, conn: sa.Connection, key: str, job: NewJob, *, now: float, concurrency: ConcurrencyKey | None = None
-    ) -> int:
+    def fire_now(self, conn: sa.Connection, key: str, fire: PlannedFire, *, now: float) -> int:
         """Enqueue a schedule's job now, outside its timetable (``jobkit cron run``); the job's id."""
-        fired = self._fire(conn, key, [PlannedFire(now, job, concurrency)], now, outcome="manual")
+        fired = self._fire(conn, key, [fire], now, outcome="manual")
         job_id = fired[0].job_id if fired else None
         if job_id is None:  # a fire already recorded at this very instant
             raise RuntimeError(f"schedule {key!r} already fired at {now}")
@@ -108,9 +104,9 @@ class Schedules(Jobs):
                 continue  # recorded by another scheduler: never enqueued twice
             job_id = None
             if fire.job is not None:
-                [job_id] = self._insert(conn, [fire.job], now)
-                if fire.key is not None:
-                    self.set_keys(conn, [job_id], [fire.key])
+                keys = None if fire.key is None else [fire.key]
+                rates = None if fire.rate is None else [fire.rate]
+                [job_id] = self._insert_keyed(conn, [fire.job], keys, now, rates)
                 conn.execute(self.dialect.set_fire_job, {**params, "job_id": job_id})
                 conn.execute(self.dialect.set_last_job, {"key": key, "job_id": job_id})
             done.append(Fired(fire.fire_at, job_id))

@@ -44,6 +44,10 @@ UNIQUE_LIVE = f"unique_key IS NOT NULL AND (unique_states & ({_STATE_BIT})) <> 0
 #: Pending and running rows of jobs with a concurrency key (migration 0006): only the keyed claim reads them.
 IS_KEYED_PENDING = f"{IS_PENDING} AND concurrency_key IS NOT NULL"
 IS_KEYED_RUNNING = f"{IS_RUNNING} AND concurrency_key IS NOT NULL"
+#: Unfinished rows of jobs with an ordered key (migration 0009).
+IS_ORDERED_UNFINISHED = (
+    f"concurrency_ordered AND status IN ('{JobState.PENDING}', '{JobState.RUNNING}', '{JobState.PAUSED}')"
+)
 
 jobs = sa.Table(
     "jobkit_jobs",
@@ -88,6 +92,17 @@ jobs = sa.Table(
     # by the keyed claim; NULL for other jobs, which the plain claim alone takes.
     sa.Column("concurrency_key", sa.String(200), nullable=True),
     sa.Column("concurrency_limit", sa.Integer, nullable=True),
+    # Several keys per job (migration 0009): every key with its limit, as JSON (the first is also in
+    # concurrency_key); TRUE in concurrency_ordered for a key whose jobs run strictly in enqueue order.
+    # Only the gated claim (rates.py) reads them.
+    sa.Column("concurrency_keys", sa.Text, nullable=True),
+    sa.Column("concurrency_ordered", sa.Boolean(create_constraint=False), nullable=True),
+    # Rate limits (migration 0009): the window a start of this job counts in (jobkit_rate_starts)
+    # and that window's spec, written at enqueue; NULL for other jobs, which never pay for them.
+    sa.Column("rate_key", sa.String(200), nullable=True),
+    sa.Column("rate_limit", sa.Integer, nullable=True),
+    sa.Column("rate_period", Epoch, nullable=True),
+    sa.Column("rate_weight", sa.Integer, nullable=True),
     sa.Index(
         # The keyed claim's candidates in claim order (keys_sql.py).
         "jobkit_jobs_keyed_pending",
@@ -103,6 +118,14 @@ jobs = sa.Table(
         "concurrency_key",
         sqlite_where=sa.text(IS_KEYED_RUNNING),
         postgresql_where=sa.text(IS_KEYED_RUNNING),
+    ),
+    sa.Index(
+        # The unfinished jobs of each ordered key, oldest first: only the oldest may start.
+        "jobkit_jobs_ordered",
+        "concurrency_key",
+        "id",
+        sqlite_where=sa.text(IS_ORDERED_UNFINISHED),
+        postgresql_where=sa.text(IS_ORDERED_UNFINISHED),
     ),
     sa.Index(
         # At most one live row per key, whichever process inserts it: concurrent inserts conflict here.
@@ -253,4 +276,25 @@ cron_fires = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("created_at", Epoch, nullable=False),
     sa.Index("jobkit_cron_fires_created", "created_at"),
+)
+
+
+rate_starts = sa.Table(
+    # Every start that counts against a rate limit (migration 0009): a job's claim, or a consume()
+    # by non-job code. A start counts in its window until expires_at (started_at + the period), so
+    # a window's use is the sum of the weights not yet expired; expired rows are deleted by the
+    # next claim that reads the window, and by the maintenance prune for windows no claim reads.
+    "jobkit_rate_starts",
+    metadata,
+    sa.Column("id", JobId, primary_key=True, autoincrement=True),
+    sa.Column("rate_key", sa.String(200), nullable=False),
+    sa.Column("started_at", Epoch, nullable=False),
+    sa.Column("expires_at", Epoch, nullable=False),
+    sa.Column("weight", sa.Integer, nullable=False),
+    # The attempt that started (NULL for consume()): a snooze gives its start back.
+    sa.Column("job_id", JobId, nullable=True),
+    sa.Column("lease", sa.Integer, nullable=True),
+    sa.Index("jobkit_rate_starts_window", "rate_key", "expires_at"),
+    sa.Index("jobkit_rate_starts_expiry", "expires_at"),
+    sa.Index("jobkit_rate_starts_job", "job_id"),
 )

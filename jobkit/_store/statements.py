@@ -120,7 +120,8 @@ class Statements:
         self.select_now = sa.text(f"SELECT {self.db_now}")
         #: A new job's concurrency key, written in its enqueue's transaction (so no claim sees it without).
         self.set_concurrency_key = sa.text(
-            "UPDATE jobkit_jobs SET concurrency_key = :key, concurrency_limit = :limit WHERE id = :id"
+            "UPDATE jobkit_jobs SET concurrency_key = :key, concurrency_limit = :limit, concurrency_keys = :extra, "
+            "concurrency_ordered = :ordered WHERE id = :id"
         )
         #: The running jobs holding a concurrency key (``why``).
         self.key_holders = sa.text(

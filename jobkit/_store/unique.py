@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from jobkit._store.engine import PATIENT, WRITE, Database, transaction
+from jobkit._store.engine import PATIENT, WRITE, transaction
+from jobkit._store.rates import Rates
 from jobkit._store.records import Enqueued, UniqueJob
 from jobkit._store.schema import STATE_BITS
 from jobkit._vocabulary import JobState
@@ -27,7 +28,7 @@ def states_mask(states: frozenset[str]) -> int:
     return sum(STATE_BITS[JobState(state)] for state in states)
 
 
-class Unique(Database):
+class Unique(Rates):
     """The unique enqueue path."""
 
     def enqueue_unique(
@@ -79,8 +80,16 @@ class Unique(Database):
                 if row.concurrency is not None:
                     conn.execute(
                         self.dialect.set_concurrency_key,
-                        {"id": int(new_id), "key": row.concurrency.key, "limit": row.concurrency.limit},
+                        {
+                            "id": int(new_id),
+                            "key": row.concurrency.key,
+                            "limit": row.concurrency.limit,
+                            "extra": row.concurrency.extra,
+                            "ordered": row.concurrency.ordered or None,
+                        },
                     )
+                if row.rate is not None:
+                    self.set_rates(conn, [int(new_id)], [row.rate])
                 return Enqueued(int(new_id), False)
             holder = conn.execute(
                 sql.find_live, {"unique_key": row.key, "window": row.window, "now": bound_now}

@@ -13,6 +13,7 @@ from jobkit import FakeClock, JobQueue, SystemClock
 from tests.chaos.cluster import wait_until
 from tests.conftest import FAST
 from tests.cron_jobs import Report
+from tests.rate_jobs import PerAccountRate
 from tests.unique_jobs import PerAccount
 
 T0 = datetime(2026, 12, 7, 0, 0, 30, tzinfo=UTC)  # a Monday, just after midnight
@@ -243,3 +244,19 @@ def test_a_fired_job_holds_its_types_concurrency_key(cq: JobQueue, clock: FakeCl
     claimed = cq.store.claim(worker="w", limit=10, names=names, queues=None, now=cq.clock.now(), keyed=names)
     assert [job.id for job in claimed] == [held.id]  # limit 1: the fired job waits for the key
     assert cq.handle(fire.job_id).why() == f"concurrency key account:7 full (1/1, held by job {held.id})"
+
+
+def test_a_fired_job_counts_against_its_types_rate_limit(cq: JobQueue, clock: FakeClock) -> None:
+    """A job a fire enqueues waits for its type's rate-limit window, as a perform_later of it does."""
+    cq.store.register_worker("w-why", host="h", pid=1, queues=None, concurrency=1, names=["tests.rate.per_account"])
+    first = PerAccountRate.perform_later(account_id=3)
+    second = PerAccountRate.perform_later(account_id=3)
+    cq.schedule(PerAccountRate, cron="*/5 * * * *", args={"account_id": 3}, key="rated")
+    at(clock, minutes=5)
+    [fire] = cq.scheduler.run_once()
+    assert fire.job_id is not None
+    cq.drain()
+    assert (first.status(), second.status()) == ("completed", "completed")
+    fired = cq.handle(fire.job_id)
+    assert fired.status() == "pending"  # 2/m: the window is full
+    assert fired.why().startswith("rate limit tests.rate.per_account:account:3 (next slot in")

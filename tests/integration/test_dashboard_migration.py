@@ -27,7 +27,7 @@ def test_the_migrated_dashboard_tables_match_the_schema(db_url: str) -> None:
 
 
 def test_migration_0007_downgrades_and_upgrades(db_url: str) -> None:
-    """Down to 0008 (the revision before it) drops the dashboard's tables; up again recreates them."""
+    """Down to 0009 (the revision before it) drops the dashboard's tables; up again recreates them."""
     store = open_store(db_url)
     engine = store.engine
     try:
@@ -35,7 +35,7 @@ def test_migration_0007_downgrades_and_upgrades(db_url: str) -> None:
         config.set_main_option("script_location", str(MIGRATIONS))
         with engine.begin() as conn:
             config.attributes["connection"] = conn
-            command.downgrade(config, "0008")
+            command.downgrade(config, "0009")
         assert not DASHBOARD_TABLES & set(sa.inspect(engine).get_table_names())
         with engine.begin() as conn:
             config.attributes["connection"] = conn

@@ -111,7 +111,7 @@ def test_skipped_fires_and_missed_counts(store: Store) -> None:
 def test_fire_now_records_a_manual_fire(store: Store) -> None:
     """fire_now enqueues and records a manual fire without moving last_fire_at."""
     define(store)
-    job_id = store.fire_now("k", job(1500.0), now=1500.0)
+    job_id = store.fire_now("k", PlannedFire(1500.0, job(1500.0)), now=1500.0)
     record = store.get_schedule("k")
     assert record is not None and (record.last_fire_at, record.last_job_id) == (None, job_id)
     assert store.schedule_fires("k") == [(1500.0, job_id, "manual")]

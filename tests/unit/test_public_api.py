@@ -12,12 +12,12 @@ PACKAGE = Path(jobkit.__file__).parent
 # Lower layers never import higher ones (STYLE.md): a module may import its own layer or below.
 LAYERS = [
     {"_vocabulary"},
-    {"errors", "_cancel", "_clock", "_json"},
-    {"_payload", "_backoff", "_cron", "_registry", "_settings", "_events"},
+    {"errors", "_cancel", "_clock", "_json", "_limits", "_names"},
+    {"_payload", "_backoff", "_cron", "_registry", "_settings", "_events", "_flow"},
     {"_store", "_handle", "_job", "_enqueue"},
     {"_runtime", "_snapshots", "_why"},
     {"_queue"},
-    {"cli", "testing", "pytest_plugin", "contrib", "dashboard", "_bulk", "__init__", "__main__"},
+    {"cli", "testing", "limits", "pytest_plugin", "contrib", "dashboard", "_bulk", "__init__", "__main__"},
 ]
 
 

@@ -1,7 +1,7 @@
 """The dashboard's tables: finished jobs per minute and queue, and the operators' audit log.
 
 Revision ID: 0007
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-04
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
