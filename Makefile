@@ -11,7 +11,7 @@ DJANGO_PYTHON ?= $(shell for p in python3.12 python3.13 $$(ls -d $${PYENV_ROOT:-
 DJANGO_VERSIONS := 6.0 6.1
 DJANGO_STAMPS := $(foreach v,$(DJANGO_VERSIONS),.venv-django$(v)/.installed)
 
-.PHONY: demo test test-django check lint typecheck layers bench chaos clean
+.PHONY: demo test test-django check lint typecheck layers bench chaos clean browser-deps
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m example_app.demo
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -q
 	$(MAKE) test-django
 
@@ -36,6 +36,11 @@ test: $(STAMP)
 # The Django conformance suite, on every supported Django minor (never skipped: a missing Python fails).
 test-django: $(DJANGO_STAMPS)
 	for v in $(DJANGO_VERSIONS); do .venv-django$$v/bin/python -m pytest -q -p no:cacheprovider tests/django || exit 1; done
+
+# Debian's Chromium for the dashboard's browser tests: Playwright (a dev dependency) drives it and
+# never downloads a browser of its own. Under CI=true the browser tests fail rather than skip without it.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # ruff, mypy --strict and import-linter (the layering contract in pyproject.toml), as .ci/run runs them.
 check: lint typecheck layers

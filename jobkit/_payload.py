@@ -35,6 +35,7 @@ __all__ = [
     "dumps",
     "has_secrets",
     "is_model_class",
+    "json_schema",
     "loads",
     "redact",
     "stored_keys",

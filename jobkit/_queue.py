@@ -407,6 +407,27 @@ class JobQueue:
         about the attempt. Returns a function that removes it."""
         return self.events.tap(observer)
 
+    def on_change(self, change: Callable[[], None]) -> Callable[[], None]:
+        """Call ``change()`` whenever jobs or queues may have changed, in this process or any other.
+
+        A hint for live views (the dashboard): it fires on this process's events, on other
+        processes' job changes (PostgreSQL NOTIFY) and on every commit to the database (SQLite's
+        data_version, checked every 50 ms). ``change`` must be quick and must not raise; it runs
+        on the notifier's and the events' threads. Returns the unsubscribe function.
+        """
+        unsubscribes = [
+            self.events.subscribe(lambda _event: change()),
+            self._notifier.on_wake(lambda _payload: change()),
+            self._notifier.on_change(lambda _job_id: change()),
+        ]
+        self._notifier.start()
+
+        def unsubscribe() -> None:
+            for undo in unsubscribes:
+                undo()
+
+        return unsubscribe
+
     # -- recurring jobs --------------------------------------------------------------------------
 
     @property

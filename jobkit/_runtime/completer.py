@@ -21,8 +21,9 @@ from typing import Any
 from jobkit._clock import Clock
 from jobkit._runtime import policy
 from jobkit._runtime.outcome import Completed, Crashed, Failed, Outcome, error_entry
+from jobkit._runtime.tally import TALLY_EVERY, Tally
 from jobkit._store import ClaimedJob, Completion, Store, is_transient
-from jobkit._vocabulary import Event, EventType, TransitionKind
+from jobkit._vocabulary import Event, EventType, JobState, TransitionKind
 
 log = logging.getLogger("jobkit.completer")
 #: One line per job start and end; its own logger, so a busy worker can keep it quiet.
@@ -80,6 +81,8 @@ class Completer:
         self._pending = 0
         self._give_up_at: float | None = None
         self.refused = 0
+        #: Finished jobs per minute and queue, for the dashboard's charts.
+        self.tally = Tally(store)
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -102,6 +105,7 @@ class Completer:
         self._full.set()
         if self._thread is not None:
             self._thread.join()
+        self.tally.flush(force=True)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until every submitted job has been written."""
@@ -132,12 +136,18 @@ class Completer:
                 self._idle.notify_all()
         if self._thread is not None and self._thread.is_alive():
             self.wait_idle()  # what the writer thread took meanwhile lands before we return
+        self.tally.flush()
         return len(batch)
 
     def _loop(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            try:
+                # While counts wait to be written, wake for them even when no job finishes.
+                first = self._queue.get(timeout=TALLY_EVERY) if self.tally else self._queue.get()
+            except queue.Empty:
+                self.tally.flush()
+                continue
             if first is None:
                 break
             batch = [first]
@@ -156,6 +166,7 @@ class Completer:
                     break
                 batch.append(item)
             self._write_until_done(batch)
+            self.tally.flush()
 
     def _write_until_done(self, batch: list[Finished]) -> None:
         try:
@@ -234,6 +245,13 @@ class Completer:
                 self._refused(item, writes[-1].kind)
             elif decision.event is not None:
                 final = statuses[-1]
+                if final in (JobState.COMPLETED, JobState.FAILED):
+                    self.tally.add(
+                        item.job.queue,
+                        completed=final == JobState.COMPLETED,
+                        failed=final == JobState.FAILED,
+                        now=now,
+                    )
                 event, outcome = decision.event, decision.outcome
                 told = policy.requested(event, final)
                 if told is not None:
@@ -254,15 +272,19 @@ class Completer:
         )
         results: list[bool] = []
         logging_ends = job_log.isEnabledFor(logging.INFO)
+        finished: dict[str, int] = {}
         for item in batch:
             ok = item.job.id in done
             results.append(ok)
             if ok:
+                finished[item.job.queue] = finished.get(item.job.queue, 0) + 1
                 self.emit(_event(item, EventType.COMPLETED))
                 if logging_ends:
                     _log_end(item, EventType.COMPLETED)
             else:
                 self._refused(item, TransitionKind.COMPLETE)
+        for queue_name, count in finished.items():
+            self.tally.add(queue_name, completed=count, failed=0, now=now)
         return results
 
     def _refused(self, item: Finished, kind: str) -> None:

@@ -178,6 +178,8 @@ class ExecutorPool:
             if held.prepared is not None:
                 self._run_one(held)
             self.completer.run_once()
+        # Once per batch, not per job: the counts of what ran are stored when the pass returns.
+        self.completer.tally.flush(force=bool(jobs))
         return len(jobs)
 
     # -- taking jobs in --------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from jobkit._store.liveness import HeartbeatObserver
 from jobkit._store.notify import Notifier, Watch
 from jobkit._store.preflight import PREFLIGHT_TIMEOUT, check_database, database_location, display_url
 from jobkit._store.records import (
+    AuditEntry,
     ClaimedJob,
     Completion,
     ConcurrencyKey,
@@ -39,6 +40,7 @@ from jobkit._store.records import (
     JobPage,
     JobRecord,
     LostJob,
+    MinuteCount,
     NewJob,
     NewSchedule,
     PlannedFire,
@@ -167,11 +169,17 @@ class Store(Protocol):
         queue: str | None = None,
         stage: str | None = None,
         text: str | None = None,
+        worker: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
         before: int | None = None,
         limit: int = 50,
         scan: int = ...,
     ) -> JobPage:
         """One keyset page of jobs below id ``before``, newest first, every given filter holding."""
+
+    def running(self, *, limit: int = 500) -> list[JobRecord]:
+        """The running jobs, newest first (every one, however many newer rows the table holds)."""
 
     def next_run_at(self, *, names: Sequence[str], queues: Sequence[str] | None, now: float) -> float | None:
         """The earliest future run time among pending jobs of these types (and queues), or None."""
@@ -225,6 +233,22 @@ class Store(Protocol):
 
     def paused_queues(self) -> list[str]:
         """The paused queues, sorted."""
+
+    # -- the operators' tables (the dashboard)
+
+    def add_minute_counts(self, counts: Sequence[MinuteCount]) -> None:
+        """Add finished-job counts to their minutes and queues (workers call this every few seconds)."""
+
+    def minute_counts(self, *, since: float) -> list[MinuteCount]:
+        """The per-minute counts of finished jobs from the minute holding ``since`` on, oldest first."""
+
+    def record_audit(
+        self, *, actor: str, action: str, target: str, job_ids: Sequence[int], outcome: str, now: float
+    ) -> None:
+        """Append one operator action to the audit log."""
+
+    def audit_log(self, *, before: int | None = None, limit: int = 100) -> list[AuditEntry]:
+        """The newest audit entries below id ``before``, newest first."""
 
     # -- workers and maintenance
 
@@ -354,6 +378,7 @@ def open_notifier(store: Store) -> Notifier:
 
 __all__ = [
     "PREFLIGHT_TIMEOUT",
+    "AuditEntry",
     "ClaimedJob",
     "Completion",
     "ConcurrencyKey",
@@ -364,6 +389,7 @@ __all__ = [
     "JobPage",
     "JobRecord",
     "LostJob",
+    "MinuteCount",
     "NewJob",
     "NewSchedule",
     "Notifier",

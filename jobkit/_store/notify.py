@@ -165,6 +165,7 @@ class Notifier:
         #: (PostgreSQL), or the data_version connection and the doorbell are open (SQLite).
         self.listening = threading.Event()
         self._wakes: tuple[Wake, ...] = ()
+        self._changes: tuple[Callable[[int | None], None], ...] = ()
         self._watches: dict[int, set[Watch]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -227,6 +228,21 @@ class Notifier:
 
         return unsubscribe
 
+    def on_change(self, change: Callable[[int | None], None]) -> Callable[[], None]:
+        """Call ``change(job_id)`` whenever another process may have changed a job (None: which is unknown).
+
+        On PostgreSQL every job change is pushed with its id; SQLite tells only that the database
+        changed, through the wake-ups (subscribe to :meth:`on_wake` as well to hear those).
+        """
+        with self._lock:
+            self._changes = (*self._changes, change)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._changes = tuple(c for c in self._changes if c is not change)
+
+        return unsubscribe
+
     def announce(self, payload: str = "", *, committed: bool = True) -> None:
         """Jobs this process wrote may be claimable (``payload``: the earliest run time if ahead, else "").
 
@@ -275,11 +291,15 @@ class Notifier:
             wake(payload)
 
     def changed(self, job_id: int) -> None:
-        """Another process changed job ``job_id``: wake its watches."""
+        """Another process changed job ``job_id``: wake its watches and the change subscribers."""
         self.signal(job_id)
+        for change in self._changes:
+            change(job_id)
 
     def missed(self) -> None:
         """Wake every watch (after a reconnect, notifications may have been missed)."""
+        for change in self._changes:
+            change(None)
         with self._lock:
             watches = [w for group in self._watches.values() for w in group]
         for watch in watches:

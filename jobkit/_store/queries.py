@@ -78,6 +78,9 @@ class Queries(Database):
         queue: str | None = None,
         stage: str | None = None,
         text: str | None = None,
+        worker: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
         before: int | None = None,
         limit: int = 50,
         scan: int = PAGE_SCAN,
@@ -86,7 +89,9 @@ class Queries(Database):
 
         ``states``: any of these; ``stage``: the progress's current stage, exactly; ``text``: a
         substring of the name, arguments or error history, ignoring case, taken literally
-        (``%`` and ``_`` are not wildcards). A filtered page examines at most ``scan`` rows.
+        (``%`` and ``_`` are not wildcards); ``worker``: the worker that holds or last held it;
+        ``since`` / ``until``: created at or after / before these epoch seconds. A filtered page
+        examines at most ``scan`` rows.
         """
         if limit <= 0:
             raise ValueError(f"limit must be positive, got {limit}")
@@ -97,6 +102,9 @@ class Queries(Database):
             # Stored progress names its stage as '"stage":' and the stage as JSON, compactly.
             "stage": None if stage is None else like_pattern('"stage":' + json.dumps(stage, ensure_ascii=False)),
             "text": None if text is None else like_pattern(text),
+            "worker": worker,
+            "since": since,
+            "until": until,
         }
         filters = [key for key, value in given.items() if value is not None]
         params = {**{key: given[key] for key in filters}, "before": before, "limit": limit + 1}
@@ -121,6 +129,11 @@ class Queries(Database):
             consumed = [record for record in consumed if _in_stage(record, stage)]
         return JobPage(consumed, cursor)
 
+    @transaction(READ, retry=PATIENT)
+    def running(self, conn: sa.Connection, *, limit: int = 500) -> list[JobRecord]:
+        """The running jobs, newest first: every one however old, read through the running index."""
+        return [job_record(r) for r in conn.execute(self.dialect.running_rows, {"limit": limit})]
+
     def next_run_at(self, *, names: Sequence[str], queues: Sequence[str] | None, now: float) -> float | None:
         """The earliest future run_at among pending jobs this worker could claim (to sleep until then)."""
         if not names:
@@ -137,9 +150,14 @@ class Queries(Database):
 
     @transaction(READ, retry=PATIENT)
     def stats(self, conn: sa.Connection, *, now: float) -> dict[str, Any]:
-        """Counts by status, by queue and by job type, the oldest due pending job's age, and the running count."""
+        """Counts by status, by queue and by job type, the oldest due pending job's age (overall and per
+        queue), and the running count."""
         rows = conn.execute(self.dialect.stats_counts).all()
         oldest = conn.execute(self.dialect.oldest_due, {"now": now}).scalar()
+        oldest_by_queue = {
+            str(queue): max(0.0, now - float(run_at))
+            for queue, run_at in conn.execute(self.dialect.oldest_due_by_queue, {"now": now})
+        }
         by_status: dict[str, int] = {}
         by_queue: dict[str, dict[str, int]] = {}
         by_type: dict[str, dict[str, int]] = {}
@@ -155,6 +173,7 @@ class Queries(Database):
             "by_type": by_type,
             "running": by_status.get(JobState.RUNNING, 0),
             "oldest_pending_age": None if oldest is None else max(0.0, now - float(oldest)),
+            "oldest_pending_age_by_queue": oldest_by_queue,
         }
 
     @transaction(READ, retry=BRIEF)

@@ -284,6 +284,28 @@ class JobPage:
     next_cursor: int | None
 
 
+class MinuteCount(NamedTuple):
+    """Jobs of one queue that finished in one minute (its start, epoch seconds): completed and failed."""
+
+    minute: int
+    queue: str
+    completed: int
+    failed: int
+
+
+@dataclass(slots=True)
+class AuditEntry:
+    """One operator action recorded by the dashboard; ``job_ids`` is the JSON array stored."""
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    job_ids: str
+    outcome: str
+
+
 @dataclass(slots=True)
 class NewSchedule:
     """A schedule's definition as declared (``@job(cron=...)`` or ``queue.schedule``); each field is a column."""

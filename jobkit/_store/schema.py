@@ -209,6 +209,37 @@ queue_pauses = sa.Table(
     sa.Column("paused_at", Epoch, nullable=False),
 )
 
+# Finished jobs per minute and queue (migration 0011), written by the workers' completers with
+# each batch they persist: the dashboard's throughput charts read a few hundred of these rows
+# instead of counting the jobs table.
+minute_stats = sa.Table(
+    "jobkit_minute_stats",
+    metadata,
+    # The minute's start, in epoch seconds (a multiple of 60).
+    sa.Column("minute", sa.BigInteger, primary_key=True),
+    sa.Column("queue", sa.String(100), primary_key=True),
+    sa.Column("completed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failed", sa.Integer, nullable=False, server_default="0"),
+)
+
+# What operators did from the dashboard (migration 0011): who, what, when, to which jobs.
+audit_log = sa.Table(
+    "jobkit_audit_log",
+    metadata,
+    sa.Column("id", JobId, primary_key=True, autoincrement=True),
+    sa.Column("at", Epoch, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    # The queue or filter acted on, as text (empty for actions on listed jobs only).
+    sa.Column("target", sa.Text, nullable=False, server_default=""),
+    # The ids of the jobs acted on, as a JSON array.
+    sa.Column("job_ids", sa.Text, nullable=False, server_default="[]"),
+    # What came of it ("3 retried", "cancelling", …).
+    sa.Column("outcome", sa.Text, nullable=False, server_default=""),
+    sa.Index("jobkit_audit_log_at", "at"),
+    sqlite_autoincrement=True,
+)
+
 # Recurring jobs (migration 0005). A schedule is keyed by a stable name (the job name for schedules
 # declared with @job(cron=...), the caller's key for queue.schedule); its policies are stored as
 # text and validated above the store. last_fire_at is the newest fire time decided (fired or

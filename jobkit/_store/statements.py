@@ -159,11 +159,41 @@ class Statements:
             f"SELECT MIN(m) FROM (SELECT MIN(run_at) AS m FROM jobkit_jobs WHERE {IS_STAGED} AND run_at <= :now "
             f"UNION ALL SELECT MIN(run_at) FROM jobkit_jobs WHERE {IS_SCHEDULED} AND run_at <= :now) AS due"
         )
+        # Per queue, for the dashboard: pending rows only, each half through its own partial index.
+        self.oldest_due_by_queue = sa.text(
+            "SELECT queue, MIN(m) FROM ("
+            f"SELECT queue, MIN(run_at) AS m FROM jobkit_jobs WHERE {IS_STAGED} AND run_at <= :now GROUP BY queue "
+            f"UNION ALL SELECT queue, MIN(run_at) FROM jobkit_jobs WHERE {IS_SCHEDULED} AND run_at <= :now "
+            "GROUP BY queue) AS due GROUP BY queue"
+        )
         # The window a filtered page examines: its lowest id and how many rows it holds (primary key only).
         self.page_window = {
             below: sa.text(
                 "SELECT MIN(id), COUNT(*) FROM "
                 f"(SELECT id FROM jobkit_jobs {'WHERE id < :before ' if below else ''}ORDER BY id DESC LIMIT :scan) w"
+            )
+            for below in (False, True)
+        }
+
+        # -- the dashboard's tables: per-minute counts (added to, never overwritten) and the audit log
+        self.tally_minute = sa.text(
+            "INSERT INTO jobkit_minute_stats (minute, queue, completed, failed) "
+            "VALUES (:minute, :queue, :completed, :failed) ON CONFLICT (minute, queue) DO UPDATE SET "
+            "completed = jobkit_minute_stats.completed + excluded.completed, "
+            "failed = jobkit_minute_stats.failed + excluded.failed"
+        )
+        self.minute_counts = sa.text(
+            "SELECT minute, queue, completed, failed FROM jobkit_minute_stats WHERE minute >= :since ORDER BY minute, queue"
+        )
+        self.prune_minutes = sa.text("DELETE FROM jobkit_minute_stats WHERE minute < :before")
+        self.insert_audit = sa.text(
+            "INSERT INTO jobkit_audit_log (at, actor, action, target, job_ids, outcome) "
+            "VALUES (:at, :actor, :action, :target, :job_ids, :outcome)"
+        )
+        self.audit_page = {
+            below: sa.text(
+                "SELECT id, at, actor, action, target, job_ids, outcome FROM jobkit_audit_log "
+                f"{'WHERE id < :before ' if below else ''}ORDER BY id DESC LIMIT :limit"
             )
             for below in (False, True)
         }
@@ -254,6 +284,10 @@ class Statements:
         # ORDER BY +id: sort the few running rows found through jobkit_jobs_running; with a plain
         # ORDER BY id SQLite walks the whole table in id order instead (1,000,000 rows: 160 ms).
         self.running_jobs = sa.text(f"SELECT worker_id, id FROM jobkit_jobs WHERE {IS_RUNNING} ORDER BY +id")
+        # Full rows of the running jobs, through the same partial index (the dashboard's running page).
+        self.running_rows = sa.text(
+            f"SELECT {self.job_columns} FROM jobkit_jobs WHERE {IS_RUNNING} ORDER BY +id DESC LIMIT :limit"
+        )
         self.live_heartbeats = sa.text("SELECT id, heartbeat_at FROM jobkit_workers WHERE stopped_at IS NULL")
 
     # -- filters built per call ------------------------------------------------------------------
@@ -288,6 +322,9 @@ class Statements:
             "states": "status IN :states",
             "name": "name = :name",
             "queue": "queue = :queue",
+            "worker": "worker_id = :worker",
+            "since": "created_at >= :since",
+            "until": "created_at < :until",
             # A cheap necessary condition (jobkit writes progress as compact JSON); the caller tests
             # the top-level "stage" exactly on the rows it lets through.
             "stage": "progress LIKE :stage ESCAPE '\\'",

@@ -19,6 +19,7 @@ from alembic.script import ScriptDirectory
 
 from jobkit._store.admin import Admin
 from jobkit._store.dialect import Dialect
+from jobkit._store.insight import Insight
 from jobkit._store.maintenance import Maintenance
 from jobkit._store.postgres import PostgresDialect
 from jobkit._store.queries import Queries
@@ -37,7 +38,7 @@ def dialect_for(url: str) -> Dialect:
     return SQLiteDialect()
 
 
-class SQLStore(Queries, Admin, Maintenance, Unique, Schedules):
+class SQLStore(Queries, Admin, Maintenance, Unique, Schedules, Insight):
     """All SQL jobkit runs, for SQLite and PostgreSQL, behind :class:`jobkit._store.Store`.
 
     Example::

@@ -25,6 +25,7 @@ from jobkit.cli.context import (
     preflight,
 )
 from jobkit.cli.cron import cron_group
+from jobkit.cli.dashboard import dashboard_command
 from jobkit.cli.db import db_group
 from jobkit.cli.enqueue import enqueue_command
 from jobkit.cli.health import health_command
@@ -78,6 +79,7 @@ def main(ctx: click.Context, database_url: str | None, verbose: bool) -> None:
 
 for command in (
     worker_command,
+    dashboard_command,
     db_group,
     workers,
     stats,

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+from jobkit._bulk import register_bulk
 from jobkit._queue import JobQueue
 from jobkit._store import database_location
 from jobkit.cli.context import EXIT_OK, EXIT_USAGE, command_settings, fatal, load_apps, open_queue
@@ -150,6 +151,7 @@ def worker_command(
         with stop_on_signal():
             sys.path.insert(0, "")
             load_apps(apps)
+            register_bulk()  # every worker runs the dashboard's bulk actions
             settings = command_settings(
                 database_url=database_url or ctx.obj.get("database_url"),
                 concurrency=concurrency,

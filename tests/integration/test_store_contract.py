@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
-from jobkit._store import Completion, ConcurrencyKey, JobPage, NewJob, Rescue, Store, Transition, UniqueJob
+from jobkit._store import Completion, ConcurrencyKey, JobPage, MinuteCount, NewJob, Rescue, Store, Transition, UniqueJob
 from jobkit._vocabulary import JobState, TransitionKind
 
 NAME = "tests.contract_probe"
@@ -580,6 +580,68 @@ def test_an_empty_table_has_one_empty_page(store: Store) -> None:
     """No rows: no items and no cursor, filtered or not."""
     assert store.page_jobs() == JobPage([], None)
     assert store.page_jobs(text="x") == JobPage([], None)
+
+
+def test_worker_and_creation_time_filters(store: Store) -> None:
+    """worker finds the jobs a worker holds; since and until bound the creation time."""
+    held = in_state(store, JobState.RUNNING)
+    [waiting] = enqueue(store)
+    assert [r.id for r in store.page_jobs(worker=WORKER).items] == [held]
+    created = {r.id: r.created_at for r in store.page_jobs().items}
+    cut = created[waiting]
+    assert [r.id for r in store.page_jobs(since=cut).items] == [i for i in (waiting, held) if created[i] >= cut]
+    assert [r.id for r in store.page_jobs(until=cut).items] == [i for i in (waiting, held) if created[i] < cut]
+    assert store.page_jobs(since=created[waiting] + 3600).items == []
+
+
+# -- the operators' tables: per-minute counts and the audit log
+
+
+def test_minute_counts_add_up(store: Store) -> None:
+    """Counts written twice for one minute and queue are summed; other minutes and queues stay apart."""
+    store.add_minute_counts([MinuteCount(6000, "default", 3, 1), MinuteCount(6000, "mail", 1, 0)])
+    store.add_minute_counts([MinuteCount(6000, "default", 2, 2), MinuteCount(6060, "default", 1, 0)])
+    assert store.minute_counts(since=6000) == [
+        MinuteCount(6000, "default", 5, 3),
+        MinuteCount(6000, "mail", 1, 0),
+        MinuteCount(6060, "default", 1, 0),
+    ]
+    assert store.minute_counts(since=6090) == [MinuteCount(6060, "default", 1, 0)]  # the minute holding 6090 on
+
+
+def test_minute_counts_older_than_a_day_go(store: Store) -> None:
+    """Writing a minute deletes the minutes more than a day (and a little) before it."""
+    store.add_minute_counts([MinuteCount(60, "default", 1, 0)])
+    store.add_minute_counts([MinuteCount(60 + 2 * 86_400, "default", 1, 0)])
+    assert [c.minute for c in store.minute_counts(since=0)] == [60 + 2 * 86_400]
+
+
+def test_audit_log_pages_newest_first(store: Store) -> None:
+    """Entries come back newest first with what was recorded; ``before`` pages on."""
+    for i in range(5):
+        store.record_audit(actor="ops", action=f"a{i}", target="q", job_ids=[i, i + 1], outcome="done", now=1000.0 + i)
+    first = store.audit_log(limit=3)
+    assert [e.action for e in first] == ["a4", "a3", "a2"]
+    assert (first[0].actor, first[0].target, json.loads(first[0].job_ids), first[0].outcome, first[0].at) == (
+        "ops",
+        "q",
+        [4, 5],
+        "done",
+        1004.0,
+    )
+    assert [e.action for e in store.audit_log(before=first[-1].id)] == ["a1", "a0"]
+
+
+def test_running_lists_every_running_job_newest_first(store: Store) -> None:
+    """running() returns the running jobs only, newest first, with their full rows."""
+    older = in_state(store, JobState.RUNNING)
+    newer = in_state(store, JobState.RUNNING)
+    in_state(store, JobState.COMPLETED)
+    enqueue(store)
+    found = store.running()
+    assert [r.id for r in found] == [newer, older]
+    assert all(r.status == JobState.RUNNING and r.worker_id == WORKER for r in found)
+    assert [r.id for r in store.running(limit=1)] == [newer]
 
 
 # -- unique enqueues

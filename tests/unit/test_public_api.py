@@ -17,7 +17,7 @@ LAYERS = [
     {"_store", "_handle", "_job", "_enqueue"},
     {"_runtime", "_snapshots", "_why"},
     {"_queue"},
-    {"cli", "testing", "limits", "pytest_plugin", "contrib", "__init__", "__main__"},
+    {"cli", "testing", "limits", "pytest_plugin", "contrib", "dashboard", "_bulk", "__init__", "__main__"},
 ]
 
 
