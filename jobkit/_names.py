@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+#: The lengths of the ``name`` and ``queue`` columns (jobkit/_store/schema.py; a test keeps them equal).
+MAX_NAME = 200
+MAX_QUEUE = 100
+
 #: Priorities and retry counts are stored in 32-bit integer columns.
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1

@@ -14,18 +14,8 @@ from jobkit._enqueue import args_json
 from jobkit._events import EnqueueTracer, EventBus, Listener
 from jobkit._handle import JobHandle, JobInfo, JobWatch
 from jobkit._job import CallOptions
-from jobkit._registry import (
-    MAX_QUEUE,
-    JobType,
-    UniqueOptions,
-    all_types,
-    describe_types,
-    handler_type,
-    load_plugins,
-    name_problem,
-    register,
-    require_type,
-)
+from jobkit._plugins import load_plugins, require_type
+from jobkit._registry import MAX_QUEUE, JobType, all_types, describe_types, handler_type, name_problem, register
 from jobkit._runtime.direct import DirectConfig, DirectHandle, DirectRunner
 from jobkit._runtime.gates import concurrency_keys, rate_keys
 from jobkit._runtime.scheduler import Scheduler
@@ -34,6 +24,7 @@ from jobkit._runtime.worker import Worker
 from jobkit._settings import Settings, load_settings
 from jobkit._snapshots import info_of, older_than_cutoff
 from jobkit._store import ConcurrencyKey, NewJob, RateKey, UniqueJob, open_notifier, open_store
+from jobkit._unique import UniqueOptions
 from jobkit._vocabulary import Event, EventType, JobState
 from jobkit._why import why_waiting
 from jobkit.errors import ConfigurationError, EnqueueError

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from importlib.metadata import entry_points
 from typing import Any, Literal
 
 from jobkit._backoff import BackoffSpec, Wait, delay_for, make_wait
-from jobkit._cron import CronSpec, parse_cron
 from jobkit._flow import KeyedBy, key_options, keys_of, rate_spec, rate_window
 from jobkit._limits import RateSpec
 from jobkit._names import INT32_MAX as INT32_MAX
 from jobkit._names import INT32_MIN as INT32_MIN
+from jobkit._names import MAX_NAME as MAX_NAME
+from jobkit._names import MAX_QUEUE as MAX_QUEUE
 from jobkit._names import int32_problem as int32_problem
 from jobkit._names import name_problem as name_problem
 from jobkit._names import short_repr as short_repr
@@ -27,123 +25,13 @@ from jobkit._payload import (
     args_model,
     is_model_class,
     json_schema,
-    stored_keys,
-    to_json_args,
 )
-from jobkit._vocabulary import JobState
-from jobkit.errors import EnqueueError, JobDefinitionError, PayloadError
+from jobkit._recurrence import Recurrence, build_recurrence
+from jobkit._unique import UniqueOptions, unique_options
+from jobkit.errors import EnqueueError, JobDefinitionError
 
 #: Where a job runs: an executor thread, or a child process (hard timeouts, crash containment).
 Isolation = Literal["thread", "process"]
-
-#: The lengths of the ``name`` and ``queue`` columns (jobkit/_store/schema.py; a test keeps them equal).
-MAX_NAME = 200
-MAX_QUEUE = 100
-#: What a duplicate enqueue of a unique job does to the pending job it found.
-ON_CONFLICT = ("skip", "replace", "debounce")
-#: The states a unique job always holds its key in: retries and rescues move a job from running
-#: back to pending, and that write must never meet a duplicate that took the key meanwhile.
-ALWAYS_UNIQUE_IN = frozenset({JobState.PENDING, JobState.RUNNING})
-
-
-@dataclass(frozen=True, slots=True)
-class UniqueOptions:
-    """How a unique job is recognised (its key) and what a duplicate does."""
-
-    #: The stored argument keys the key is made of; None: all of them.
-    by: tuple[str, ...] | None = None
-    #: The states in which a job keeps duplicates out (always pending and running).
-    states: frozenset[str] = ALWAYS_UNIQUE_IN
-    #: One job per key across every queue, rather than per queue.
-    across_queues: bool = False
-    #: ``unique_for``: a job holds its key only this many seconds after it was enqueued.
-    window: float | None = None
-    on_conflict: str = "skip"
-
-    def key(self, name: str, queue: str, args_json: str) -> str:
-        """The unique key of a job with these stored arguments: a digest of its name, queue and chosen arguments."""
-        args = json.loads(args_json)
-        if self.by is not None and isinstance(args, dict):
-            args = {key: args.get(key) for key in self.by}
-        material = json.dumps(
-            [name, None if self.across_queues else queue, args], sort_keys=True, separators=(",", ":")
-        )
-        return hashlib.sha256(material.encode()).hexdigest()
-
-
-#: What a schedule does with fire times missed while no scheduler ran, and with a run still going.
-CATCHUP_POLICIES = ("skip", "latest", "all")
-OVERLAP_POLICIES = ("allow", "skip", "cancel_previous")
-
-
-@dataclass(frozen=True, slots=True)
-class Recurrence:
-    """A validated schedule: when (``spec``), with which arguments, and its catch-up and overlap policies.
-
-    ``catchup_window`` (seconds) is how late a fire may still be made; None means one period of
-    the schedule for ``latest`` and ``all``, and the same bounded by a minute for ``skip``.
-    """
-
-    spec: CronSpec
-    args: dict[str, Any]
-    args_json: str
-    catchup: str = "latest"
-    catchup_window: float | None = None
-    overlap: str = "allow"
-    queue: str | None = None
-
-    @property
-    def cron(self) -> str:
-        """The expression as declared."""
-        return self.spec.expression
-
-    @property
-    def timezone(self) -> str:
-        """The IANA timezone the expression is read in."""
-        return self.spec.timezone
-
-
-def build_recurrence(
-    name: str,
-    *,
-    cron: Any,
-    timezone: Any = "UTC",
-    args: Any = None,
-    catchup: Any = "latest",
-    catchup_window: Any = None,
-    overlap: Any = "allow",
-    queue: Any = None,
-    schema: type[BaseModel] | None = None,
-) -> Recurrence:
-    """Validate a schedule's options (the expression, timezone, arguments against ``schema``), naming ``name``."""
-    try:
-        spec = parse_cron(cron, timezone)
-    except ValueError as exc:
-        raise JobDefinitionError(f"{name}: {exc}") from None
-    if args is None:
-        args = {}
-    if not isinstance(args, dict) or not all(isinstance(key, str) for key in args):
-        raise JobDefinitionError(f"{name}: cron_args must be a dict of arguments, got {short_repr(args)}")
-    try:
-        args_json = to_json_args(schema, args)
-    except (PayloadError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-        raise JobDefinitionError(f"{name}: cron_args are invalid: {exc}") from None
-    if catchup not in CATCHUP_POLICIES:
-        raise JobDefinitionError(f"{name}: catchup must be one of {CATCHUP_POLICIES}, got {short_repr(catchup)}")
-    if overlap not in OVERLAP_POLICIES:
-        raise JobDefinitionError(f"{name}: overlap must be one of {OVERLAP_POLICIES}, got {short_repr(overlap)}")
-    if isinstance(catchup_window, timedelta):
-        catchup_window = catchup_window.total_seconds()
-    if catchup_window is not None and (
-        isinstance(catchup_window, bool) or not isinstance(catchup_window, int | float) or catchup_window <= 0
-    ):
-        raise JobDefinitionError(
-            f"{name}: catchup_window must be a positive number of seconds or a timedelta, got {catchup_window!r}"
-        )
-    if queue is not None and (problem := name_problem("queue", queue, MAX_QUEUE)) is not None:
-        raise JobDefinitionError(f"{name}: {problem}")
-    window = None if catchup_window is None else float(catchup_window)
-    return Recurrence(spec, dict(args), args_json, catchup, window, overlap, queue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +229,7 @@ def build_options(
         retry_on=retry_on,
         discard_on=discard_on,
         extra_args=extra_args,
-        unique=_unique_options(
+        unique=unique_options(
             name,
             schema,
             unique=unique,
@@ -364,93 +252,6 @@ def build_options(
         args_model=None if schema is None else args_model(schema, extra_args),
         recurrence=recurrence,
     )
-
-
-def _unique_options(
-    name: str,
-    schema: type[BaseModel] | None,
-    *,
-    unique: Any,
-    unique_for: Any,
-    unique_by: Any,
-    unique_states: Any,
-    unique_across_queues: Any,
-    on_conflict: Any,
-) -> UniqueOptions | None:
-    """The unique options, or None for a job that is not unique; every error names the job and the option."""
-
-    def bad(option: str, why: str) -> JobDefinitionError:
-        return JobDefinitionError(f"{name}: {option} {why}")
-
-    if not isinstance(unique, bool):
-        raise bad("unique", f"must be True or False, got {short_repr(unique)}")
-    window: float | None = None
-    if unique_for is not None:
-        seconds = unique_for.total_seconds() if isinstance(unique_for, timedelta) else unique_for
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < float("inf"):
-            raise bad("unique_for", f"must be a positive timedelta or number of seconds, got {short_repr(unique_for)}")
-        window = float(seconds)
-    if not unique and window is None:
-        given = [
-            option
-            for option, value, default in (
-                ("unique_by", unique_by, None),
-                ("unique_states", unique_states, None),
-                ("unique_across_queues", unique_across_queues, False),
-                ("on_conflict", on_conflict, "skip"),
-            )
-            if value != default
-        ]
-        if given:
-            raise bad(given[0], "applies to unique jobs only; add unique=True or unique_for=...")
-        return None
-    if on_conflict not in ON_CONFLICT:
-        raise bad("on_conflict", f"must be one of {', '.join(map(repr, ON_CONFLICT))}, got {short_repr(on_conflict)}")
-    if not isinstance(unique_across_queues, bool):
-        raise bad("unique_across_queues", f"must be True or False, got {short_repr(unique_across_queues)}")
-    return UniqueOptions(
-        by=_unique_by(bad, schema, unique_by),
-        states=_unique_states(bad, unique_states),
-        across_queues=unique_across_queues,
-        window=window,
-        on_conflict=on_conflict,
-    )
-
-
-def _unique_by(
-    bad: Callable[[str, str], Exception], schema: type[BaseModel] | None, value: Any
-) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, str) or not isinstance(value, tuple | list) or not value:
-        raise bad("unique_by", f"must be a non-empty tuple of argument names, got {short_repr(value)}")
-    if not all(isinstance(field, str) and field for field in value):
-        raise bad("unique_by", f"must name arguments as strings, got {short_repr(value)}")
-    if schema is None:
-        return tuple(value)
-    keys = stored_keys(schema)
-    unknown = [field for field in value if field not in keys]
-    if unknown:
-        raise bad("unique_by", f"names {', '.join(unknown)}, not fields of {schema.__name__} ({', '.join(keys)})")
-    return tuple(keys[field] for field in value)
-
-
-def _unique_states(bad: Callable[[str, str], Exception], value: Any) -> frozenset[str]:
-    if value is None:
-        return ALWAYS_UNIQUE_IN
-    if isinstance(value, str) or not isinstance(value, tuple | list | set | frozenset):
-        raise bad("unique_states", f"must be a collection of job states, got {short_repr(value)}")
-    states = {JobState.parse(state) for state in value}
-    if None in states:
-        raise bad("unique_states", f"must name job states ({', '.join(JobState)}), got {short_repr(value)}")
-    missing = ALWAYS_UNIQUE_IN - states
-    if missing:
-        raise bad(
-            "unique_states",
-            f"must include {' and '.join(sorted(missing))}: a retried or rescued job goes back to pending "
-            "and must keep its key",
-        )
-    return frozenset(str(state) for state in states if state is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,58 +379,3 @@ def _takes_context(call: Callable[..., Any]) -> bool:
         return True
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return len(positional) >= 2
-
-
-#: The entry-point group plugin packages list their job modules (or set-up functions) in.
-PLUGIN_GROUP = "jobkit.plugins"
-_loaded_plugins: set[str] = set()
-
-
-class Registrar:
-    """What a plugin's set-up function receives: ``register_handler`` as on the queue.
-
-    Example (a plugin's ``pyproject.toml``: ``[project.entry-points."jobkit.plugins"] scrape = "scrape:setup"``)::
-
-        def setup(registry):
-            registry.register_handler("web-scraping", Scraper(), queue="scrape")
-    """
-
-    def register_handler(self, name: str, handler: Any, **options: Any) -> None:
-        """Register a job type from a callable or an object with ``process(args)`` (and ``on_error``)."""
-        register(handler_type(name, handler, **options))
-
-
-def load_plugins(warn: Callable[[str], None] | None = None) -> list[str]:
-    """Load every ``jobkit.plugins`` entry point not loaded yet in this process; returns their names.
-
-    An entry point names a module (imported: its ``@job`` classes register themselves) or a
-    callable, called with a :class:`Registrar`. A plugin that fails to load is reported through
-    ``warn`` and skipped, so one broken package cannot stop a worker; it is tried again next time.
-    """
-    loaded: list[str] = []
-    for plugin in entry_points(group=PLUGIN_GROUP):
-        key = f"{plugin.name}={plugin.value}"
-        if key in _loaded_plugins:
-            continue
-        try:
-            target = plugin.load()
-            if callable(target) and not inspect.isclass(target):
-                target(Registrar())
-        except Exception as exc:
-            if warn is not None:
-                warn(f"plugin {plugin.name!r} ({plugin.value}) failed to load: {type(exc).__name__}: {exc}")
-            continue
-        _loaded_plugins.add(key)
-        loaded.append(plugin.name)
-    return loaded
-
-
-def require_type(name: str, warn: Callable[[str], None] | None = None) -> JobType:
-    """The job type registered as ``name``, loading plugins first if it is not (yet); LookupError if none is."""
-    job_type = _types.get(name) if isinstance(name, str) else None
-    if job_type is None and isinstance(name, str):
-        load_plugins(warn)  # a plugin's type, in a process that has not loaded plugins yet
-        job_type = _types.get(name)
-    if job_type is None:
-        raise LookupError(f"no job type named {name!r} is registered")
-    return job_type

@@ -21,7 +21,8 @@ from functools import lru_cache
 from typing import Any
 
 from jobkit._cron import CronSpec, parse_cron, period
-from jobkit._registry import MAX_NAME, JobType, Recurrence, build_recurrence, name_problem
+from jobkit._recurrence import Recurrence, build_recurrence
+from jobkit._registry import MAX_NAME, JobType, name_problem
 from jobkit._runtime.gates import concurrency_keys, rate_keys
 from jobkit._runtime.timers import Timers
 from jobkit._settings import Settings

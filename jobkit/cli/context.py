@@ -15,8 +15,8 @@ from typing import Any, NoReturn
 
 import click
 
+from jobkit._plugins import load_plugins
 from jobkit._queue import JobQueue
-from jobkit._registry import load_plugins
 from jobkit._settings import Settings, load_settings
 from jobkit._store import check_database
 from jobkit.errors import ConfigurationError, DatabaseUnavailable, SchemaMissing

@@ -13,8 +13,8 @@ PACKAGE = Path(jobkit.__file__).parent
 LAYERS = [
     {"_vocabulary"},
     {"errors", "_cancel", "_clock", "_json", "_limits", "_names"},
-    {"_payload", "_backoff", "_cron", "_registry", "_settings", "_events", "_flow"},
-    {"_store", "_handle", "_job", "_enqueue"},
+    {"_payload", "_backoff", "_cron", "_registry", "_settings", "_events", "_flow", "_unique", "_recurrence"},
+    {"_store", "_handle", "_job", "_enqueue", "_plugins"},
     {"_runtime", "_snapshots", "_why"},
     {"_queue"},
     {"cli", "testing", "limits", "pytest_plugin", "contrib", "dashboard", "_bulk", "__init__", "__main__"},

@@ -8,7 +8,8 @@ import pytest
 from pydantic import BaseModel, Field
 
 from jobkit import BaseJob, JobDefinitionError, job
-from jobkit._registry import UniqueOptions, unregister
+from jobkit._registry import unregister
+from jobkit._unique import UniqueOptions
 
 
 class Args(BaseModel):
