@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from jobkit import _job
 from jobkit._clock import Clock, SystemClock
@@ -15,14 +14,16 @@ from jobkit._events import EnqueueTracer, EventBus, Listener
 from jobkit._handle import JobHandle, JobInfo, JobWatch
 from jobkit._job import CallOptions
 from jobkit._plugins import load_plugins, require_type
-from jobkit._registry import MAX_QUEUE, JobType, all_types, describe_types, handler_type, name_problem, register
+from jobkit._queue_admin import QueueAdmin
+from jobkit._queue_schedules import QueueSchedules
+from jobkit._registry import JobType, all_types, handler_type, register
 from jobkit._runtime.direct import DirectConfig, DirectHandle, DirectRunner
 from jobkit._runtime.gates import concurrency_keys, rate_keys
 from jobkit._runtime.scheduler import Scheduler
 from jobkit._runtime.signals import serve
 from jobkit._runtime.worker import Worker
 from jobkit._settings import Settings, load_settings
-from jobkit._snapshots import info_of, older_than_cutoff
+from jobkit._snapshots import info_of
 from jobkit._store import ConcurrencyKey, NewJob, RateKey, UniqueJob, open_notifier, open_store
 from jobkit._unique import UniqueOptions
 from jobkit._vocabulary import Event, EventType, JobState
@@ -32,12 +33,11 @@ from jobkit.errors import ConfigurationError, EnqueueError
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-    from jobkit._store import WorkerRecord
 
 log = logging.getLogger("jobkit")
 
 
-class JobQueue:
+class JobQueue(QueueAdmin, QueueSchedules):
     """The queue: enqueue, run workers, inspect and control jobs.
 
     Example::
@@ -277,99 +277,6 @@ class JobQueue:
         if isinstance(job_id, int):
             self._notifier.signal(job_id)
 
-    def _emit_admin(self, kind: EventType, job_id: int, **extra: Any) -> None:
-        self.events.emit(Event.of(kind, job_id, **extra))
-
-    # -- admin ------------------------------------------------------------------------------
-
-    def discard_job(self, job_id: int, reason: str = "discarded by an operator") -> bool:
-        """Force a job to failed, recording ``reason``; False if it had ended already (or does not exist).
-
-        A pending (or retrying) or paused job fails at once; a running one is asked to end, and
-        ends ``failed`` with a Discard entry whatever its attempt turns into.
-        """
-        state = self.store.discard_job(job_id, now=self.clock.now(), reason=reason)
-        if state == JobState.FAILED:
-            self._emit_admin(EventType.FAILED, job_id, error={"type": "Discard", "message": reason})
-        return state in (JobState.FAILED, "discarding", "killing")
-
-    def delete_job(self, job_id: int) -> bool:
-        """Delete a terminal job with its checkpoint, progress and history; False if it is not terminal."""
-        took = self.store.delete_job(job_id)
-        if took:
-            self._emit_admin(EventType.DELETED, job_id)
-        return took
-
-    def clear_completed(
-        self,
-        *,
-        older_than: timedelta | float | datetime | None = None,
-        name: str | None = None,
-        queue: str | None = None,
-    ) -> int:
-        """Delete completed jobs (optionally finished before ``older_than`` ago, of a type or queue)."""
-        before = older_than_cutoff(older_than, self.clock.now())
-        return self.store.clear(JobState.COMPLETED, finished_before=before, name=name, queue=queue)
-
-    def clear_failed(
-        self,
-        *,
-        older_than: timedelta | float | datetime | None = None,
-        name: str | None = None,
-        queue: str | None = None,
-    ) -> int:
-        """Delete failed jobs (optionally older ones, of a type or queue)."""
-        before = older_than_cutoff(older_than, self.clock.now())
-        return self.store.clear(JobState.FAILED, finished_before=before, name=name, queue=queue)
-
-    def retry_failed(self, *, name: str | None = None, queue: str | None = None) -> int:
-        """Every failed job (of a type or queue) back to pending; returns how many."""
-        count = self.store.retry_failed(now=self.clock.now(), name=name, queue=queue)
-        if count:
-            self._notifier.announce()
-        return count
-
-    def pause_queue(self, name: str) -> None:
-        """Every worker everywhere stops claiming from queue ``name`` until it is resumed."""
-        problem = name_problem("queue", name, MAX_QUEUE)
-        if problem is not None:
-            raise ValueError(problem)  # checked as enqueue checks it: the name is stored
-        self.store.pause_queue(name, now=self.clock.now())
-
-    def resume_queue(self, name: str) -> bool:
-        """Let workers claim from queue ``name`` again."""
-        resumed = self.store.resume_queue(name)
-        self._notifier.announce()
-        return resumed
-
-    def paused_queues(self) -> list[str]:
-        """The queues currently paused."""
-        return self.store.paused_queues()
-
-    def stats(self) -> dict[str, Any]:
-        """Counts by status, queue and job type, the oldest due pending job's age, and the running count."""
-        return self.store.stats(now=self.clock.now())
-
-    def jobs(
-        self, *, status: str | None = None, name: str | None = None, queue: str | None = None, limit: int = 100
-    ) -> list[JobInfo]:
-        """Jobs filtered by status, type and queue, newest first."""
-        return [info_of(r) for r in self.store.list_jobs(status=status, name=name, queue=queue, limit=limit)]
-
-    def job_types(self) -> dict[str, dict[str, Any]]:
-        """Every registered job type (plugins' included) with its options, argument schema and result type.
-
-        Example::
-
-            queue.job_types()["send_email"]["result"]        # 'dict[str, bool]'
-        """
-        load_plugins(warn=log.warning)
-        return describe_types()
-
-    def workers(self) -> list[WorkerRecord]:
-        """Registered workers, live and dead, with their last heartbeat and running jobs."""
-        return self.store.list_workers(rescue_after=self.settings.rescue_after)
-
     def register_handler(self, name: str, handler: Any, **options: Any) -> None:
         """Register a job type from a plain callable or an object with ``process(args)`` (and ``on_error``)."""
         register(handler_type(name, handler, **options))
@@ -419,65 +326,10 @@ class JobQueue:
 
         return unsubscribe
 
-    # -- recurring jobs --------------------------------------------------------------------------
-
     @property
     def scheduler(self) -> Scheduler:
         """This process's cron scheduler (its worker's); tests call ``queue.scheduler.run_once()``."""
         return self.worker.scheduler
-
-    def schedule(
-        self,
-        job: type[_job.BaseJob[Any]] | str,
-        *,
-        cron: str,
-        key: str,
-        args: Mapping[str, Any] | None = None,
-        timezone: str = "UTC",
-        catchup: Literal["skip", "latest", "all"] = "latest",
-        catchup_window: float | timedelta | None = None,
-        overlap: Literal["allow", "skip", "cancel_previous"] = "allow",
-        queue: str | None = None,
-    ) -> None:
-        """Create or redefine the schedule ``key`` at run time (stored: every worker fires it, once per time).
-
-        Example::
-
-            queue.schedule(NightlyReport, cron="*/15 * * * *", args={"scope": "eu"}, key="report-15m")
-        """
-        self.scheduler.define(
-            job if isinstance(job, str) else job.job_type(),
-            key=key,
-            cron=cron,
-            args=args,
-            timezone=timezone,
-            catchup=catchup,
-            catchup_window=catchup_window,
-            overlap=overlap,
-            queue=queue,
-        )
-
-    def unschedule(self, key: str) -> bool:
-        """Delete the schedule ``key`` (its jobs stay); whether it existed. A schedule declared in code
-        comes back at the next worker start unless its ``cron=`` is removed."""
-        return self.scheduler.remove(key)
-
-    def pause_schedule(self, key: str) -> bool:
-        """Stop the schedule ``key`` firing (fire times while paused are skipped); whether it exists."""
-        return self.scheduler.pause(key, paused=True)
-
-    def resume_schedule(self, key: str) -> bool:
-        """Let the schedule ``key`` fire again from now on; whether it exists."""
-        return self.scheduler.pause(key, paused=False)
-
-    def run_schedule(self, key: str) -> JobHandle:
-        """Enqueue the job of schedule ``key`` now, outside its timetable."""
-        return JobHandle(self.scheduler.fire_now(key), self)
-
-    def schedules(self) -> list[dict[str, Any]]:
-        """Every stored schedule with its next and last fire, last job's state and missed count."""
-        self.scheduler.sync()
-        return self.scheduler.describe()
 
     # -- the worker ----------------------------------------------------------------------------
 

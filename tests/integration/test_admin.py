@@ -376,6 +376,7 @@ def test_job_types_lists_registered_types_with_their_options(queue: JobQueue) ->
         "discard_on": [],
         "kind": "job",
         "result": "str",
+        "isolation": None,  # the worker's pool decides
     }
     assert types["long.retry_on"]["retry_on"] == ["TransientError"]
     assert types["long.discard_on"]["discard_on"] == ["Unrecoverable"]

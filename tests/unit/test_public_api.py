@@ -16,6 +16,7 @@ LAYERS = [
     {"_payload", "_backoff", "_cron", "_registry", "_settings", "_events", "_flow", "_unique", "_recurrence"},
     {"_store", "_handle", "_job", "_enqueue", "_plugins"},
     {"_runtime", "_snapshots", "_why"},
+    {"_queue_admin", "_queue_schedules"},
     {"_queue"},
     {"cli", "testing", "limits", "pytest_plugin", "contrib", "dashboard", "_bulk", "__init__", "__main__"},
 ]
