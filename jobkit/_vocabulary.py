@@ -143,6 +143,20 @@ class EventType(StrEnum):
     DELETED = "deleted"
 
 
+#: The events that end an attempt (whatever comes next for the job); metrics and traces close it on these.
+ATTEMPT_ENDINGS: frozenset[EventType] = frozenset(
+    {
+        EventType.COMPLETED,
+        EventType.FAILED,
+        EventType.RETRYING,
+        EventType.CANCELLED,
+        EventType.SNOOZED,
+        EventType.PAUSED,
+        EventType.RELEASED,
+    }
+)
+
+
 class AttemptFacts(Protocol):
     """What an observer may read about the attempt behind an event (a worker's claimed job)."""
 

@@ -36,24 +36,12 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 import jobkit
-from jobkit._vocabulary import Event, EventType
+from jobkit._vocabulary import ATTEMPT_ENDINGS, Event, EventType
 
 if TYPE_CHECKING:
     from jobkit._queue import JobQueue
 
 SYSTEM = "jobkit"
-#: Event types that end an attempt; the type is ``jobkit.job.outcome``.
-ENDINGS = frozenset(
-    {
-        EventType.COMPLETED,
-        EventType.FAILED,
-        EventType.RETRYING,
-        EventType.CANCELLED,
-        EventType.SNOOZED,
-        EventType.PAUSED,
-        EventType.RELEASED,
-    }
-)
 #: Outcomes that mark the attempt's span as an error.
 ERRORS = frozenset({EventType.FAILED, EventType.RETRYING})
 #: The conventions' advised buckets for messaging durations (seconds).
@@ -168,7 +156,7 @@ class JobkitTelemetry:
             with self._lock:
                 self._spans[(job.id, job.attempt)] = (span, attributes, time.perf_counter())
             self.consumed.add(1, attributes)
-        elif kind in ENDINGS:
+        elif kind in ATTEMPT_ENDINGS:
             with self._lock:
                 open_span = self._spans.pop((job.id, job.attempt), None)
             if open_span is None:

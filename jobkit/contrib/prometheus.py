@@ -28,25 +28,13 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, s
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from jobkit._vocabulary import Event, EventType, JobState
+from jobkit._vocabulary import ATTEMPT_ENDINGS, Event, EventType, JobState
 
 if TYPE_CHECKING:
     from jobkit._queue import JobQueue
 
 log = logging.getLogger("jobkit.metrics")
 
-#: Event types that end an attempt; the type is the ``outcome`` label.
-ENDINGS = frozenset(
-    {
-        EventType.COMPLETED,
-        EventType.FAILED,
-        EventType.RETRYING,
-        EventType.CANCELLED,
-        EventType.SNOOZED,
-        EventType.PAUSED,
-        EventType.RELEASED,
-    }
-)
 #: The live states the depth gauge always reports (0 when a queue has none), so a series never vanishes.
 DEPTH_STATES = (JobState.PENDING, JobState.RUNNING, JobState.PAUSED)
 
@@ -171,7 +159,7 @@ class JobkitMetrics:
             return  # an operator's action, not an attempt this process ran
         if kind is EventType.STARTED:
             self.wait.labels(job.queue, job.name).observe(max(0.0, self.queue.clock.now() - job.run_at))
-        elif kind in ENDINGS:
+        elif kind in ATTEMPT_ENDINGS:
             self.finished.labels(job.queue, job.name, str(kind)).inc()
             if event.ran is not None:
                 self.duration.labels(job.queue, job.name).observe(event.ran)
